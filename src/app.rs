@@ -1,0 +1,88 @@
+//! Building the application from a config path: what every command that touches the
+//! database starts with, and the one place the pieces are wired together.
+
+use crate::delivery::{Deliverer, DeliveryReport, Mailer};
+use crate::funnel::{Funnel, FunnelError};
+use crate::signing::Signer;
+use crate::store::{Store, StoreError};
+use crate::tick::{PassReport, evaluate_all};
+use chrono::{DateTime, TimeDelta, Utc};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Errors below the CLI, each saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Funnel(#[from] FunnelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("smtp: {0}")]
+    Mailer(String),
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl AppError {
+    /// The exit code: 2 for configuration and usage errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Funnel(_) | AppError::Mailer(_) | AppError::Usage(_) => 2,
+            AppError::Import(crate::import::ImportError::Header { .. }) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The loaded funnel, the database and the way out.
+#[derive(Clone)]
+pub struct App {
+    pub funnel: Arc<Funnel>,
+    pub store: Store,
+    pub deliverer: Deliverer,
+}
+
+impl App {
+    /// Loads the funnel folder, opens and migrates the database, builds the transport.
+    pub async fn open(config_path: &Path) -> Result<App, AppError> {
+        let funnel = Arc::new(Funnel::load(config_path)?);
+        funnel.log_rule_errors();
+        let store = Store::open_and_migrate(&funnel.config.database).await?;
+        let mailer = Mailer::from_config(&funnel.config).map_err(AppError::Mailer)?;
+        let signer = Signer::from_config(&funnel.config, &store).await?;
+        Ok(App { deliverer: Deliverer::new(store.clone(), mailer, signer), funnel, store })
+    }
+
+    /// One evaluation pass at `now`, unless another process is in one (then `None`:
+    /// the tick is coalesced into the running one and logged).
+    pub async fn evaluate(&self, now: DateTime<Utc>) -> Result<Option<PassReport>, AppError> {
+        let holder = format!("{}:{}", std::process::id(), rand::random::<u32>());
+        let wall = Utc::now();
+        if !self.store.try_lock("tick", &holder, wall, wall + TimeDelta::minutes(30)).await? {
+            tracing::warn!("another tick is running; this one is coalesced into it");
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let result = evaluate_all(&self.store, &self.funnel, now).await;
+        self.store.unlock("tick", &holder).await?;
+        let report = result?;
+        tracing::info!(
+            at = %now,
+            leads = report.leads,
+            changed = report.changed,
+            queued = report.queued,
+            moves = report.moves,
+            rule_errors = report.errors.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "evaluation pass"
+        );
+        Ok(Some(report))
+    }
+
+    /// Delivers what is due at `now` with the fixed clock `now` (for `tick --now`).
+    pub async fn deliver_at(&self, now: DateTime<Utc>) -> Result<DeliveryReport, AppError> {
+        Ok(self.deliverer.deliver_due(&self.funnel, || now).await?)
+    }
+}

@@ -1,0 +1,190 @@
+//! The command line: clap definitions and dispatch. Exit codes: 0 ok, 1 failures
+//! found, 2 usage or configuration error.
+
+use crate::app::{App, AppError};
+use crate::clock::Clock;
+use crate::domain::time::parse_instant;
+use crate::domain::{Event, Value, ValueMap};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// embudo: marketing automation as code. Stages in YAML, rules in Rhai, emails as
+/// templates; the daemon sends each lead the email that fits its stage.
+#[derive(Parser, Debug)]
+#[command(name = "embudo", version, about, long_about = None)]
+pub struct Cli {
+    /// The funnel's config file; paths in it are relative to its folder.
+    #[arg(long, short = 'c', global = true, default_value = "embudo.yaml", env = "EMBUDO_CONFIG")]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn instant(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_instant(s)
+}
+
+fn prop(s: &str) -> Result<(String, Value), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    if k.trim().is_empty() {
+        return Err(format!("`{s}` has an empty key"));
+    }
+    Ok((k.trim().to_string(), Value::infer(v)))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a starter funnel folder (the 3-phase demo) into DIR.
+    Init {
+        /// The folder to create or fill.
+        dir: PathBuf,
+        /// Overwrite files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the config, compile every rule and render every template against a sample lead.
+    Check,
+    /// Run the daemon: evaluate on the tick's schedule and send what is due.
+    Run {
+        /// Start the clock at this RFC 3339 time; it then runs in real time (tests, demos).
+        #[arg(long, value_parser = instant)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Run one evaluation pass at NOW, deliver what is due, and exit.
+    Tick {
+        /// The clock for this pass (RFC 3339); default: the wall clock.
+        #[arg(long, value_parser = instant)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Import leads or events from a CSV file (a `kind` column means events).
+    Import {
+        file: PathBuf,
+        /// Also move existing leads to the file's `stage` (recorded in the stage history).
+        #[arg(long)]
+        update_stage: bool,
+        /// The clock that stamps the imported rows (RFC 3339); default: the wall clock.
+        #[arg(long, value_parser = instant)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Record an event for a lead and run its rules at once.
+    Event {
+        /// The lead, by email or id.
+        lead: String,
+        /// The event kind, e.g. quote_requested.
+        kind: String,
+        /// When it happened (RFC 3339); default: now. The rules run at this time.
+        #[arg(long, value_parser = instant)]
+        at: Option<DateTime<Utc>>,
+        /// A property of the event, typed by inference (repeatable): --prop amount=49.90
+        #[arg(long = "prop", value_parser = prop)]
+        props: Vec<(String, Value)>,
+    },
+    /// Create or upgrade the database schema.
+    Migrate,
+}
+
+/// Runs the command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32, AppError> {
+    match cli.command {
+        Command::Init { dir, force } => {
+            let written = crate::scaffold::init(&dir, force).map_err(AppError::Usage)?;
+            println!("wrote {} files into {}", written.len(), dir.display());
+            println!("next: cd {} && embudo check && embudo import leads.csv && embudo tick", dir.display());
+            Ok(0)
+        }
+        Command::Check => {
+            let problems = crate::check::check(&cli.config).map_err(|e| AppError::Funnel(e))?;
+            if problems.is_empty() {
+                println!("{}: ok", cli.config.display());
+                Ok(0)
+            } else {
+                for p in &problems {
+                    println!("error: {p}");
+                }
+                println!("{} problem(s) found", problems.len());
+                Ok(1)
+            }
+        }
+        Command::Migrate => {
+            let cfg = crate::config::Config::load(&cli.config).map_err(|e| AppError::Funnel(e.into()))?;
+            let store = crate::store::Store::open(&cfg.database).await?;
+            let n = store.migrate().await?;
+            println!("{}: {n} migration(s) applied", cfg.database);
+            Ok(0)
+        }
+        Command::Run { now } => {
+            let app = App::open(&cli.config).await?;
+            let token = tokio_util::sync::CancellationToken::new();
+            crate::daemon::cancel_on_signal(token.clone());
+            crate::daemon::run(app, Clock::from_option(now), token).await?;
+            Ok(0)
+        }
+        Command::Tick { now } => {
+            let app = App::open(&cli.config).await?;
+            let now = now.unwrap_or_else(Utc::now);
+            let Some(pass) = app.evaluate(now).await? else {
+                eprintln!("another tick is running; nothing done");
+                return Ok(0);
+            };
+            let d = app.deliver_at(now).await?;
+            println!(
+                "tick at {}: {} leads evaluated, {} changed, {} stage move(s), {} email(s) queued; sent {}, retry {}, failed {}, stale {}, expired {}",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                pass.leads,
+                pass.changed,
+                pass.moves,
+                pass.queued,
+                d.sent,
+                d.retried,
+                d.failed,
+                d.stale,
+                d.expired
+            );
+            for (e, n, lead) in pass.errors.values() {
+                eprintln!("rule error: {e} ({n} lead(s), e.g. lead {lead})");
+            }
+            Ok(0)
+        }
+        Command::Import { file, update_stage, now } => {
+            let app = App::open(&cli.config).await?;
+            let now = now.unwrap_or_else(Utc::now);
+            let r = crate::import::import_file(&app.store, &app.funnel.config, &file, update_stage, now).await?;
+            if r.kind == "events" {
+                println!("imported {}: {} event(s)", file.display(), r.events);
+            } else {
+                println!("imported {}: {} lead(s) created, {} updated", file.display(), r.created, r.updated);
+            }
+            if r.bad.is_empty() {
+                return Ok(0);
+            }
+            eprintln!("{} bad row(s) skipped:", r.bad.len());
+            for b in &r.bad {
+                eprintln!("  {}:{}: {}", file.display(), b.line, b.message);
+            }
+            Ok(1)
+        }
+        Command::Event { lead, kind, at, props } => {
+            crate::domain::ids::check_name("event kind", &kind).map_err(AppError::Usage)?;
+            let app = App::open(&cli.config).await?;
+            let at = at.unwrap_or_else(Utc::now);
+            let Some(id) = app.store.find_lead_id(&lead).await? else {
+                return Err(AppError::Usage(format!("no lead `{lead}`; name a lead by its email or id, or import it first (embudo import FILE)")));
+            };
+            let props: ValueMap = props.into_iter().collect();
+            app.store.insert_events(&[(id, Event { kind: kind.clone(), at, props })], at).await?;
+            let r = crate::tick::evaluate_lead(&app.store, &app.funnel, id, at).await?.unwrap_or_default();
+            println!(
+                "recorded `{kind}` for lead {id} at {}; the rules queued {} email(s) and made {} stage move(s)",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                r.queued,
+                r.moves
+            );
+            for (e, _, _) in r.errors.values() {
+                eprintln!("rule error: {e}");
+            }
+            Ok(0)
+        }
+    }
+}

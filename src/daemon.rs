@@ -1,0 +1,121 @@
+//! `embudo run`: the evaluation tick on its cron schedule and the sender, until
+//! Ctrl-C or SIGTERM; both finish their current unit of work before exiting.
+
+use crate::app::{App, AppError};
+use crate::clock::Clock;
+use crate::schedule;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The sender looks for due rows at least this often, so an event's email leaves
+/// within a second of being queued by another process.
+const POLL: Duration = Duration::from_millis(500);
+
+pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<(), AppError> {
+    let cfg = &app.funnel.config;
+    tracing::info!(
+        config = %cfg.path.display(),
+        database = %cfg.database,
+        smtp = %cfg.smtp.url,
+        tick = %cfg.schedule.tick.source,
+        timezone = %cfg.schedule.timezone.0,
+        rules = app.funnel.rules.rules.len(),
+        templates = app.funnel.templates.ids().len(),
+        now = %clock.now(),
+        "embudo running"
+    );
+    let wake_sender = Arc::new(Notify::new());
+
+    let ticker = {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        let wake = wake_sender.clone();
+        tokio::spawn(async move {
+            // One pass at start-up, so a fresh daemon does not wait for the first firing.
+            run_pass(&app, &clock).await;
+            wake.notify_one();
+            let cron = app.funnel.config.schedule.tick.clone();
+            let tz = app.funnel.config.schedule.timezone.0;
+            let mut last = clock.now();
+            loop {
+                let Some(next) = schedule::next_after(&cron, tz, last) else {
+                    tracing::warn!("the tick schedule never fires again; evaluation stops, sending goes on");
+                    shutdown.cancelled().await;
+                    return;
+                };
+                let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                run_pass(&app, &clock).await;
+                wake.notify_one();
+                let now = clock.now();
+                let missed = schedule::between(&cron, tz, next, now, 10_000).len();
+                if missed > 0 {
+                    tracing::warn!(missed, "the pass outlasted {missed} tick firing(s); they are coalesced into the next one");
+                }
+                last = now;
+            }
+        })
+    };
+
+    let sender = {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        let wake = wake_sender.clone();
+        tokio::spawn(async move {
+            let mut backoff = POLL;
+            loop {
+                match app.deliverer.deliver_due(&app.funnel, || clock.now()).await {
+                    Ok(r) => {
+                        backoff = POLL;
+                        if r.touched() > 0 {
+                            tracing::info!(sent = r.sent, retried = r.retried, failed = r.failed, stale = r.stale, expired = r.expired, "delivery round");
+                        }
+                    }
+                    Err(e) => {
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        tracing::error!(retry_in_ms = backoff.as_millis() as u64, "delivery paused: {e}");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = wake.notified() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        })
+    };
+
+    let _ = tokio::join!(ticker, sender);
+    tracing::info!("embudo stopped");
+    app.store.close().await;
+    Ok(())
+}
+
+async fn run_pass(app: &App, clock: &Clock) {
+    if let Err(e) = app.evaluate(clock.now()).await {
+        tracing::error!("evaluation pass failed, the next tick tries again: {e}");
+    }
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing the current work");
+        token.cancel();
+    });
+}

@@ -1,0 +1,204 @@
+//! Delivery: claim due outbox rows with a lease, render, send outside any
+//! transaction, record the outcome. A temporary failure is retried, never dropped.
+
+mod message;
+mod transport;
+
+pub use transport::{Mailer, SendError};
+
+use crate::funnel::Funnel;
+use crate::signing::Signer;
+use crate::store::{Claimed, OutboxState, Store, StoreError};
+use crate::templates::RenderContext;
+use chrono::{DateTime, TimeDelta, Utc};
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// Rows claimed at a time.
+const BATCH: i64 = 100;
+/// How long a claim holds before a crashed sender's rows are taken again.
+const LEASE: TimeDelta = TimeDelta::minutes(5);
+/// Sends in flight at once.
+const IN_FLIGHT: usize = 4;
+
+/// What one delivery round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub sent: usize,
+    pub retried: usize,
+    pub failed: usize,
+    pub stale: usize,
+    pub expired: usize,
+}
+
+impl DeliveryReport {
+    pub fn touched(&self) -> usize {
+        self.sent + self.retried + self.failed + self.stale + self.expired
+    }
+}
+
+#[derive(Clone)]
+pub struct Deliverer {
+    store: Store,
+    mailer: Mailer,
+    signer: Signer,
+}
+
+enum Outcome {
+    Sent,
+    Retry(String),
+    Failed(String),
+}
+
+impl Deliverer {
+    pub fn new(store: Store, mailer: Mailer, signer: Signer) -> Deliverer {
+        Deliverer { store, mailer, signer }
+    }
+
+    /// Sends every row due at `now` (in batches, paced by `limits.rate_per_second`),
+    /// stamping results with `now`. Returns when nothing due is left.
+    pub async fn deliver_due(&self, funnel: &Arc<Funnel>, now: impl Fn() -> DateTime<Utc>) -> Result<DeliveryReport, StoreError> {
+        let mut report = DeliveryReport::default();
+        let gap = std::time::Duration::from_secs_f64(1.0 / funnel.config.limits.rate_per_second);
+        let mut next_slot = tokio::time::Instant::now();
+        loop {
+            let claimed = self.store.claim_due(now(), BATCH, LEASE).await?;
+            if claimed.is_empty() {
+                return Ok(report);
+            }
+            let mut tasks: JoinSet<Result<(i64, Outcome, i64, DateTime<Utc>), StoreError>> = JoinSet::new();
+            for row in claimed {
+                let t = now();
+                if let Some(state) = self.precheck(funnel, &row, t).await? {
+                    match state {
+                        OutboxState::Stale => report.stale += 1,
+                        OutboxState::Expired => report.expired += 1,
+                        _ => report.failed += 1,
+                    }
+                    continue;
+                }
+                while tasks.len() >= IN_FLIGHT {
+                    if let Some(done) = tasks.join_next().await {
+                        self.record(funnel, done, now(), &mut report).await?;
+                    }
+                }
+                tokio::time::sleep_until(next_slot).await;
+                next_slot = next_slot.max(tokio::time::Instant::now()) + gap;
+                let this = self.clone();
+                let f = funnel.clone();
+                tasks.spawn(async move {
+                    let outcome = this.send_one(&f, &row, t).await?;
+                    Ok((row.id, outcome, row.attempts, row.requested_at))
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                self.record(funnel, done, now(), &mut report).await?;
+            }
+        }
+    }
+
+    /// Ends rows that must not be sent: expired, stale, or for a lead that is gone or
+    /// unsubscribed. Returns the state given, or `None` to send.
+    async fn precheck(&self, funnel: &Arc<Funnel>, row: &Claimed, now: DateTime<Utc>) -> Result<Option<OutboxState>, StoreError> {
+        let cfg = &funnel.config;
+        let end = |state: OutboxState, why: String| async move {
+            tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, state = state.as_str(), "{why}");
+            self.store.mark_final(row.id, state, &why).await.map(|_| Some(state))
+        };
+        if now - row.requested_at > cfg.limits.expire_after.0 {
+            return end(OutboxState::Expired, format!("unsent {} after it was requested (limits.expire_after)", crate::domain::time::format_duration(now - row.requested_at))).await;
+        }
+        let Some(stage) = self.store.lead_stage(row.lead_id).await? else {
+            return end(OutboxState::Failed, "the lead no longer exists".into()).await;
+        };
+        if row.campaign.is_none() && stage != row.stage {
+            return end(OutboxState::Stale, format!("requested in stage `{}`, the lead is now in `{}`", row.stage, stage)).await;
+        }
+        if !funnel.templates.contains(&row.template) {
+            return end(OutboxState::Failed, format!("template `{}` no longer exists", row.template)).await;
+        }
+        Ok(None)
+    }
+
+    async fn send_one(&self, funnel: &Arc<Funnel>, row: &Claimed, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        let cfg = &funnel.config;
+        let Some(loaded) = self.store.load_lead(row.lead_id, now).await? else {
+            return Ok(Outcome::Failed("the lead no longer exists".into()));
+        };
+        let lead = loaded.lead;
+        let unsubscribe_url = self.signer.unsubscribe_url(&cfg.http.public_url, lead.id.0);
+        let ctx = RenderContext { unsubscribe_url: unsubscribe_url.clone(), now, campaign: row.campaign.clone() };
+        let rendered = match funnel.templates.render(&row.template, &lead, &ctx) {
+            Ok(r) => r,
+            Err(e) => return Ok(Outcome::Failed(format!("rendering: {e}"))),
+        };
+        if lead.unsubscribed_at.is_some() && !rendered.transactional {
+            return Ok(Outcome::Failed("the lead unsubscribed".into()));
+        }
+        let mid = match &row.message_id {
+            Some(m) => m.clone(),
+            None => self.store.assign_message_id(row.id, &message::new_message_id(row.id, &cfg.smtp.from)).await?,
+        };
+        let headers = message::Headers {
+            from: &cfg.smtp.from,
+            message_id: &mid,
+            unsubscribe_url: &unsubscribe_url,
+            unsubscribe_mailto: cfg.http.unsubscribe_mailto.as_deref(),
+            template: &row.template,
+        };
+        let msg = match message::build(&lead, &rendered, &headers) {
+            Ok(m) => m,
+            Err(e) => return Ok(Outcome::Failed(e)),
+        };
+        Ok(match self.mailer.send(msg).await {
+            Ok(()) => {
+                tracing::info!(outbox = row.id, lead = lead.id.0, email = %lead.email, template = %row.template, message_id = %mid, "sent");
+                Outcome::Sent
+            }
+            Err(SendError::Temporary(m)) => Outcome::Retry(m),
+            Err(e @ SendError::Permanent { .. }) => Outcome::Failed(e.to_string()),
+        })
+    }
+
+    async fn record(
+        &self,
+        funnel: &Arc<Funnel>,
+        done: Result<Result<(i64, Outcome, i64, DateTime<Utc>), StoreError>, tokio::task::JoinError>,
+        now: DateTime<Utc>,
+        report: &mut DeliveryReport,
+    ) -> Result<(), StoreError> {
+        let (id, outcome, attempts, requested_at) = done.expect("send tasks do not panic")?;
+        match outcome {
+            Outcome::Sent => {
+                self.store.mark_sent(id, now).await?;
+                report.sent += 1;
+            }
+            Outcome::Retry(why) => {
+                if now - requested_at > funnel.config.limits.retry_for.0 {
+                    tracing::error!(outbox = id, attempts, "giving up after limits.retry_for: {why}");
+                    self.store.mark_final(id, OutboxState::Failed, &format!("gave up retrying: {why}")).await?;
+                    report.failed += 1;
+                } else {
+                    let at = now + backoff(attempts);
+                    tracing::warn!(outbox = id, attempts, retry_at = %at, "temporary failure, will retry: {why}");
+                    self.store.mark_retry(id, at, &why).await?;
+                    report.retried += 1;
+                }
+            }
+            Outcome::Failed(why) => {
+                tracing::error!(outbox = id, "not sent: {why}");
+                self.store.mark_final(id, OutboxState::Failed, &why).await?;
+                report.failed += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Exponential backoff with jitter: 30 s, 1 min, 2 min … capped at 1 h, ±20 %.
+pub fn backoff(attempts: i64) -> TimeDelta {
+    let base = 30_i64 << attempts.clamp(1, 8).saturating_sub(1);
+    let secs = base.min(3600) as f64;
+    let jitter = 0.8 + 0.4 * rand::random::<f64>();
+    TimeDelta::milliseconds((secs * jitter * 1000.0) as i64)
+}

@@ -1,0 +1,48 @@
+//! A funnel folder loaded as one unit: config, compiled rules and templates.
+//!
+//! Commands and the daemon hold an `Arc<Funnel>`; a reload builds a new one whole and
+//! swaps it, so a lead is never evaluated against half of a change.
+
+use crate::config::{Config, ConfigError};
+use crate::rules::{Catalog, RuleError, RuleSet};
+use crate::templates::{TemplateError, Templates};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FunnelError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Templates(Vec<TemplateError>),
+    #[error("cannot read rules: {0}")]
+    Rules(std::io::Error),
+}
+
+pub struct Funnel {
+    pub config: Config,
+    pub rules: RuleSet,
+    pub templates: Templates,
+    /// Rules that did not compile: left out, reported, the others run.
+    pub rule_errors: Vec<RuleError>,
+}
+
+impl Funnel {
+    pub fn load(config_path: &Path) -> Result<Funnel, FunnelError> {
+        let config = Config::load(config_path)?;
+        Funnel::from_config(config)
+    }
+
+    pub fn from_config(config: Config) -> Result<Funnel, FunnelError> {
+        let templates = Templates::load(&config.templates_dir(), &config.root).map_err(FunnelError::Templates)?;
+        let catalog = Catalog { stages: config.funnel.stages.clone(), templates: templates.ids() };
+        let (rules, rule_errors) = RuleSet::load(&config.rules_dir(), &config.root, catalog).map_err(FunnelError::Rules)?;
+        Ok(Funnel { config, rules, templates, rule_errors })
+    }
+
+    /// Logs the rules that were left out.
+    pub fn log_rule_errors(&self) {
+        for e in &self.rule_errors {
+            tracing::error!(file = %e.file, line = e.line, col = e.col, "rule left out: {e}");
+        }
+    }
+}

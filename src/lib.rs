@@ -1,0 +1,24 @@
+//! embudo: marketing automation as code.
+//!
+//! A funnel folder (embudo.yaml, rules/*.rhai, templates/) is loaded into a
+//! [`funnel::Funnel`]; [`tick`] evaluates every lead's rules against the clock and
+//! queues outbox rows; [`delivery`] sends them. See ARCHITECTURE.md.
+
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod delivery;
+pub mod domain;
+pub mod funnel;
+pub mod import;
+pub mod logging;
+pub mod rules;
+pub mod scaffold;
+pub mod schedule;
+pub mod signing;
+pub mod store;
+pub mod templates;
+pub mod tick;

@@ -1,0 +1,391 @@
+//! The rule API: the values and functions a Rhai rule sees.
+//!
+//! A rule runs for one lead on one thread; the lead, its history and the actions asked
+//! so far live in a thread-local [`Ctx`] for that run only. Every function that reads or
+//! writes it is registered *volatile*, so no optimiser folds a call at compile time.
+
+use crate::domain::{Event, Lead, SendRecord, StageId, TemplateName, Value};
+use crate::store::NewSend;
+use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
+use chrono_tz::Tz;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+type RResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// An instant, as rules see `now`, `lead.created_at`, `last_event(...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+/// A span of time: `days(3)`, `now - lead.created_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub TimeDelta);
+
+/// `local(ts)`: the calendar fields of an instant in the lead's time zone.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTime {
+    pub year: i64,
+    pub month: i64,
+    pub day: i64,
+    /// ISO: Monday = 1 … Sunday = 7.
+    pub weekday: i64,
+    pub hour: i64,
+    pub minute: i64,
+}
+
+/// The `lead` variable: a handle whose getters read the current state, so a rule sees
+/// its own and earlier rules' actions.
+#[derive(Debug, Clone, Copy)]
+pub struct LeadHandle;
+
+/// What rules may name: the funnel's stages and the templates on disk.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub stages: Vec<StageId>,
+    pub templates: BTreeSet<String>,
+}
+
+/// An action a rule asked for that changed something.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Send { template: String, key: Option<String> },
+    MoveTo(String),
+    Tag(String),
+    Untag(String),
+    /// `None` removes the attribute (`set("x", ())`).
+    Set(String, Option<Value>),
+}
+
+/// The state of one lead's evaluation.
+pub(crate) struct Ctx {
+    pub lead: Lead,
+    pub events: Arc<Vec<Event>>,
+    pub sends: Vec<SendRecord>,
+    pub now: DateTime<Utc>,
+    pub default_tz: Tz,
+    pub catalog: Arc<Catalog>,
+    /// The running rule's name, for stage-history causes and outbox rows.
+    pub rule: String,
+    pub moved_in_rule: bool,
+    /// Audiences read but never act.
+    pub read_only: bool,
+    pub actions: Vec<(String, Action)>,
+    pub new_sends: Vec<NewSend>,
+    pub moves: Vec<(StageId, StageId, String)>,
+}
+
+thread_local! {
+    static CTX: RefCell<Option<Ctx>> = const { RefCell::new(None) };
+}
+
+/// Installs `ctx` for the rules run on this thread until [`take_ctx`].
+pub(crate) fn install_ctx(ctx: Ctx) {
+    CTX.with(|c| *c.borrow_mut() = Some(ctx));
+}
+
+pub(crate) fn take_ctx() -> Option<Ctx> {
+    CTX.with(|c| c.borrow_mut().take())
+}
+
+pub(crate) fn with_ctx<R>(f: impl FnOnce(&mut Ctx) -> RResult<R>) -> RResult<R> {
+    CTX.with(|c| match c.borrow_mut().as_mut() {
+        Some(ctx) => f(ctx),
+        None => Err("rule helpers are only available while a rule runs for a lead".into()),
+    })
+}
+
+fn err<T>(msg: impl Into<String>) -> RResult<T> {
+    Err(msg.into().into())
+}
+
+impl Ctx {
+    fn zone(&self) -> Tz {
+        self.lead.timezone.unwrap_or(self.default_tz)
+    }
+
+    fn acting(&self, what: &str) -> RResult<()> {
+        if self.read_only {
+            return err(format!("`{what}` is an action; an audience may only read"));
+        }
+        Ok(())
+    }
+
+    fn events_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
+        let now = self.now;
+        self.events.iter().filter(move |e| e.kind == kind && e.at <= now)
+    }
+
+    fn send(&mut self, template: &str, key: Option<String>) -> RResult<()> {
+        self.acting("send")?;
+        let name = TemplateName::parse(template).map_err(|e| -> Box<EvalAltResult> { e.into() })?;
+        if !self.catalog.templates.contains(template) {
+            return err(format!(
+                "unknown template `{template}`; add templates/{template}.html or use one of: {}",
+                self.catalog.templates.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let k = key.clone().unwrap_or_default();
+        if self.sends.iter().any(|s| s.template == name && s.key == k) {
+            return Ok(());
+        }
+        self.sends.push(SendRecord { template: name.clone(), key: k.clone(), requested_at: self.now });
+        self.new_sends.push(NewSend { template: name, key: k, stage: self.lead.stage.clone(), rule: self.rule.clone() });
+        self.actions.push((self.rule.clone(), Action::Send { template: template.to_string(), key }));
+        Ok(())
+    }
+
+    fn move_to(&mut self, stage: &str) -> RResult<()> {
+        self.acting("move_to")?;
+        let Some(to) = self.catalog.stages.iter().find(|s| s.as_str() == stage).cloned() else {
+            return err(format!(
+                "unknown stage `{stage}`; the funnel's stages are: {}",
+                self.catalog.stages.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        };
+        if self.moved_in_rule {
+            return err("a second move_to in one rule; a rule may move a lead once a run");
+        }
+        self.moved_in_rule = true;
+        if to == self.lead.stage {
+            return Ok(());
+        }
+        let from = std::mem::replace(&mut self.lead.stage, to.clone());
+        self.lead.stage_entered_at = self.now;
+        self.moves.push((from, to, format!("rule:{}", self.rule)));
+        self.actions.push((self.rule.clone(), Action::MoveTo(stage.to_string())));
+        Ok(())
+    }
+
+    fn tag(&mut self, name: &str, on: bool) -> RResult<()> {
+        self.acting(if on { "tag" } else { "untag" })?;
+        let name = name.trim();
+        if name.is_empty() {
+            return err("a tag name cannot be empty");
+        }
+        let changed = if on { self.lead.tags.insert(name.to_string()) } else { self.lead.tags.remove(name) };
+        if changed {
+            let a = if on { Action::Tag(name.into()) } else { Action::Untag(name.into()) };
+            self.actions.push((self.rule.clone(), a));
+        }
+        Ok(())
+    }
+
+    fn set(&mut self, key: &str, value: Dynamic) -> RResult<()> {
+        self.acting("set")?;
+        if key.trim().is_empty() {
+            return err("an attribute name cannot be empty");
+        }
+        let v = from_dynamic(value)?;
+        let changed = match &v {
+            Some(v) => self.lead.attrs.insert(key.to_string(), v.clone()).as_ref() != Some(v),
+            None => self.lead.attrs.remove(key).is_some(),
+        };
+        if changed {
+            self.actions.push((self.rule.clone(), Action::Set(key.to_string(), v)));
+        }
+        Ok(())
+    }
+}
+
+/// A rule's value as an attribute: `()` removes it.
+fn from_dynamic(v: Dynamic) -> RResult<Option<Value>> {
+    if v.is_unit() {
+        return Ok(None);
+    }
+    if let Some(i) = v.clone().try_cast::<i64>() {
+        return Ok(Some(Value::Int(i)));
+    }
+    if let Some(f) = v.clone().try_cast::<f64>() {
+        return Ok(Some(Value::Float(f)));
+    }
+    if let Some(b) = v.clone().try_cast::<bool>() {
+        return Ok(Some(Value::Bool(b)));
+    }
+    if let Some(t) = v.clone().try_cast::<Timestamp>() {
+        return Ok(Some(Value::DateTime(t.0)));
+    }
+    if v.is_string() {
+        return Ok(Some(Value::Str(v.into_string().unwrap_or_default())));
+    }
+    err(format!(
+        "set: a value must be an integer, float, bool, string, timestamp or () (to remove), not {}",
+        v.type_name()
+    ))
+}
+
+/// A stored value as rules see it: dates and date-times are timestamps.
+pub fn to_dynamic(v: &Value) -> Dynamic {
+    match v {
+        Value::Int(i) => Dynamic::from(*i),
+        Value::Float(f) => Dynamic::from(*f),
+        Value::Bool(b) => Dynamic::from(*b),
+        Value::Str(s) => Dynamic::from(s.clone()),
+        Value::Date(_) | Value::DateTime(_) => v.as_instant().map(|t| Dynamic::from(Timestamp(t))).unwrap_or(Dynamic::UNIT),
+    }
+}
+
+pub fn map_to_rhai(m: &crate::domain::ValueMap) -> Map {
+    m.iter().map(|(k, v)| (k.as_str().into(), to_dynamic(v))).collect()
+}
+
+fn local_of(t: DateTime<Utc>, tz: Tz) -> LocalTime {
+    let l = t.with_timezone(&tz);
+    LocalTime {
+        year: l.year() as i64,
+        month: l.month() as i64,
+        day: l.day() as i64,
+        weekday: l.weekday().number_from_monday() as i64,
+        hour: l.hour() as i64,
+        minute: l.minute() as i64,
+    }
+}
+
+fn dur_from_f64(unit_ms: f64, n: f64) -> RResult<Duration> {
+    let ms = n * unit_ms;
+    if !ms.is_finite() || ms.abs() > 1e15 {
+        return err("duration out of range");
+    }
+    Ok(Duration(TimeDelta::milliseconds(ms.round() as i64)))
+}
+
+fn dur_from_i64(unit_ms: i64, n: i64) -> RResult<Duration> {
+    n.checked_mul(unit_ms)
+        .filter(|ms| ms.abs() <= 1_000_000_000_000_000)
+        .map(|ms| Duration(TimeDelta::milliseconds(ms)))
+        .ok_or_else(|| "duration out of range".into())
+}
+
+fn fmt_ts(t: &Timestamp) -> String {
+    t.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+macro_rules! volatile {
+    ($engine:expr, $name:expr, $f:expr) => {
+        FuncRegistration::new($name).with_volatility(true).register_into_engine($engine, $f);
+    };
+}
+
+/// Registers the types, operators, read helpers and actions on `engine`.
+pub fn register(engine: &mut Engine) {
+    // Timestamp and Duration: types, arithmetic, comparisons, printing.
+    engine
+        .register_type_with_name::<Timestamp>("Timestamp")
+        .register_type_with_name::<Duration>("Duration")
+        .register_type_with_name::<LocalTime>("LocalTime")
+        .register_type_with_name::<LeadHandle>("Lead");
+
+    engine.register_fn("-", |a: Timestamp, b: Timestamp| Duration(a.0 - b.0));
+    engine.register_fn("+", |a: Timestamp, d: Duration| Timestamp(a.0 + d.0));
+    engine.register_fn("+", |d: Duration, a: Timestamp| Timestamp(a.0 + d.0));
+    engine.register_fn("-", |a: Timestamp, d: Duration| Timestamp(a.0 - d.0));
+    engine.register_fn("+", |a: Duration, b: Duration| Duration(a.0 + b.0));
+    engine.register_fn("-", |a: Duration, b: Duration| Duration(a.0 - b.0));
+    engine.register_fn("-", |a: Duration| Duration(-a.0));
+    engine.register_fn("*", |a: Duration, n: i64| Duration(a.0 * n as i32));
+    engine.register_fn("*", |n: i64, a: Duration| Duration(a.0 * n as i32));
+    macro_rules! compare {
+        ($t:ty) => {
+            engine.register_fn("==", |a: $t, b: $t| a == b);
+            engine.register_fn("!=", |a: $t, b: $t| a != b);
+            engine.register_fn("<", |a: $t, b: $t| a < b);
+            engine.register_fn("<=", |a: $t, b: $t| a <= b);
+            engine.register_fn(">", |a: $t, b: $t| a > b);
+            engine.register_fn(">=", |a: $t, b: $t| a >= b);
+        };
+    }
+    compare!(Timestamp);
+    compare!(Duration);
+    engine.register_fn("to_string", |t: &mut Timestamp| fmt_ts(t));
+    engine.register_fn("to_debug", |t: &mut Timestamp| fmt_ts(t));
+    engine.register_fn("to_string", |d: &mut Duration| crate::domain::time::format_duration(d.0));
+    engine.register_fn("to_debug", |d: &mut Duration| crate::domain::time::format_duration(d.0));
+    engine.register_get("days", |d: &mut Duration| d.0.num_days());
+    engine.register_get("hours", |d: &mut Duration| d.0.num_hours());
+    engine.register_get("minutes", |d: &mut Duration| d.0.num_minutes());
+    engine.register_get("seconds", |d: &mut Duration| d.0.num_seconds());
+    engine.register_fn("days", |n: i64| dur_from_i64(86_400_000, n));
+    engine.register_fn("hours", |n: i64| dur_from_i64(3_600_000, n));
+    engine.register_fn("minutes", |n: i64| dur_from_i64(60_000, n));
+    engine.register_fn("days", |n: f64| dur_from_f64(86_400_000.0, n));
+    engine.register_fn("hours", |n: f64| dur_from_f64(3_600_000.0, n));
+    engine.register_fn("minutes", |n: f64| dur_from_f64(60_000.0, n));
+
+    engine.register_get("year", |l: &mut LocalTime| l.year);
+    engine.register_get("month", |l: &mut LocalTime| l.month);
+    engine.register_get("day", |l: &mut LocalTime| l.day);
+    engine.register_get("weekday", |l: &mut LocalTime| l.weekday);
+    engine.register_get("hour", |l: &mut LocalTime| l.hour);
+    engine.register_get("minute", |l: &mut LocalTime| l.minute);
+    engine.register_fn("to_string", |l: &mut LocalTime| {
+        format!("{:04}-{:02}-{:02} {:02}:{:02}", l.year, l.month, l.day, l.hour, l.minute)
+    });
+
+    // Time helpers that depend on the clock or the lead's zone.
+    volatile!(engine, "days_since", |t: Timestamp| with_ctx(|c| Ok(Dynamic::from((c.now - t.0).num_milliseconds().div_euclid(86_400_000)))));
+    volatile!(engine, "days_since", |_: ()| Ok::<_, Box<EvalAltResult>>(Dynamic::UNIT));
+    volatile!(engine, "local", |t: Timestamp| with_ctx(|c| Ok(Dynamic::from(local_of(t.0, c.zone())))));
+    volatile!(engine, "local", |_: ()| Ok::<_, Box<EvalAltResult>>(Dynamic::UNIT));
+
+    // The lead.
+    volatile!(engine, "get$id", |_: &mut LeadHandle| with_ctx(|c| Ok(c.lead.id.0)));
+    volatile!(engine, "get$email", |_: &mut LeadHandle| with_ctx(|c| Ok(c.lead.email.to_string())));
+    volatile!(engine, "get$name", |_: &mut LeadHandle| with_ctx(|c| Ok(c.lead.name.clone().unwrap_or_default())));
+    volatile!(engine, "get$stage", |_: &mut LeadHandle| with_ctx(|c| Ok(c.lead.stage.to_string())));
+    volatile!(engine, "get$tags", |_: &mut LeadHandle| with_ctx(|c| {
+        Ok(c.lead.tags.iter().map(|t| Dynamic::from(t.clone())).collect::<Array>())
+    }));
+    volatile!(engine, "get$attrs", |_: &mut LeadHandle| with_ctx(|c| Ok(map_to_rhai(&c.lead.attrs))));
+    volatile!(engine, "get$locale", |_: &mut LeadHandle| with_ctx(|c| Ok(c.lead.locale.clone().unwrap_or_default())));
+    volatile!(engine, "get$timezone", |_: &mut LeadHandle| with_ctx(|c| {
+        Ok(c.lead.timezone.map(|t| t.name().to_string()).unwrap_or_default())
+    }));
+    volatile!(engine, "get$created_at", |_: &mut LeadHandle| with_ctx(|c| Ok(Timestamp(c.lead.created_at))));
+    volatile!(engine, "get$stage_entered_at", |_: &mut LeadHandle| with_ctx(|c| Ok(Timestamp(c.lead.stage_entered_at))));
+    engine.register_fn("to_string", |_: &mut LeadHandle| "lead".to_string());
+
+    // Events.
+    volatile!(engine, "has_event", |kind: ImmutableString| with_ctx(|c| Ok(c.events_of(&kind).next().is_some())));
+    volatile!(engine, "count", |kind: ImmutableString| with_ctx(|c| Ok(c.events_of(&kind).count() as i64)));
+    volatile!(engine, "count", |kind: ImmutableString, within: Duration| with_ctx(|c| {
+        let since = c.now - within.0;
+        Ok(c.events_of(&kind).filter(|e| e.at > since).count() as i64)
+    }));
+    volatile!(engine, "last_event", |kind: ImmutableString| with_ctx(|c| {
+        Ok(c.events_of(&kind).map(|e| e.at).max().map(|t| Dynamic::from(Timestamp(t))).unwrap_or(Dynamic::UNIT))
+    }));
+    volatile!(engine, "last_event_props", |kind: ImmutableString| with_ctx(|c| {
+        Ok(c.events_of(&kind).max_by_key(|e| e.at).map(|e| map_to_rhai(&e.props)).unwrap_or_default())
+    }));
+
+    // Sends, counted by the time they were requested.
+    volatile!(engine, "sent", |t: ImmutableString| with_ctx(|c| {
+        Ok(c.sends.iter().any(|s| s.template.as_str() == t.as_str() && s.requested_at <= c.now))
+    }));
+    volatile!(engine, "sent", |t: ImmutableString, key: ImmutableString| with_ctx(|c| {
+        Ok(c.sends.iter().any(|s| s.template.as_str() == t.as_str() && s.key == key.as_str() && s.requested_at <= c.now))
+    }));
+    volatile!(engine, "last_sent", |t: ImmutableString| with_ctx(|c| {
+        Ok(c.sends
+            .iter()
+            .filter(|s| s.template.as_str() == t.as_str() && s.requested_at <= c.now)
+            .map(|s| s.requested_at)
+            .max()
+            .map(|t| Dynamic::from(Timestamp(t)))
+            .unwrap_or(Dynamic::UNIT))
+    }));
+    volatile!(engine, "sent_count", |within: Duration| with_ctx(|c| {
+        let since = c.now - within.0;
+        Ok(c.sends.iter().filter(|s| s.requested_at > since && s.requested_at <= c.now).count() as i64)
+    }));
+
+    // Actions.
+    volatile!(engine, "send", |t: ImmutableString| with_ctx(|c| c.send(&t, None)));
+    volatile!(engine, "send", |t: ImmutableString, key: ImmutableString| with_ctx(|c| c.send(&t, Some(key.to_string()))));
+    volatile!(engine, "send", |t: ImmutableString, key: i64| with_ctx(|c| c.send(&t, Some(key.to_string()))));
+    volatile!(engine, "move_to", |s: ImmutableString| with_ctx(|c| c.move_to(&s)));
+    volatile!(engine, "tag", |s: ImmutableString| with_ctx(|c| c.tag(&s, true)));
+    volatile!(engine, "untag", |s: ImmutableString| with_ctx(|c| c.tag(&s, false)));
+    volatile!(engine, "set", |k: ImmutableString, v: Dynamic| with_ctx(|c| c.set(&k, v)));
+}

@@ -1,0 +1,133 @@
+//! One lead's evaluation: rules in file-name order, re-run while the stage changes.
+
+use super::api::{Action, Ctx, install_ctx, take_ctx, with_ctx};
+use super::{RuleError, RuleSet, sandbox};
+use crate::store::{LeadChanges, LoadedLead};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use std::sync::Arc;
+
+/// Passes over the rules for one lead: a stage change re-runs them, at most this often.
+pub const MAX_PASSES: usize = 3;
+
+/// What evaluating one lead produced.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub changes: LeadChanges,
+    /// Every action that changed something, with the rule that asked for it.
+    pub actions: Vec<(String, Action)>,
+    /// Rules skipped for this lead, and a note if the stage never settled.
+    pub errors: Vec<RuleError>,
+}
+
+struct Snapshot {
+    lead: crate::domain::Lead,
+    sends: usize,
+    actions: usize,
+    new_sends: usize,
+    moves: usize,
+}
+
+impl RuleSet {
+    /// Runs every rule for one lead at `now`.
+    pub fn evaluate(&self, loaded: LoadedLead, now: DateTime<Utc>, default_tz: Tz) -> Evaluation {
+        self.evaluate_only(loaded, now, default_tz, None)
+    }
+
+    /// Runs the named rules (all when `only` is `None`) for one lead at `now`.
+    pub fn evaluate_only(&self, loaded: LoadedLead, now: DateTime<Utc>, default_tz: Tz, only: Option<&[String]>) -> Evaluation {
+        let before = loaded.lead.clone();
+        install_ctx(Ctx {
+            lead: loaded.lead,
+            events: Arc::new(loaded.events),
+            sends: loaded.sends,
+            now,
+            default_tz,
+            catalog: self.catalog.clone(),
+            rule: String::new(),
+            moved_in_rule: false,
+            read_only: false,
+            actions: Vec::new(),
+            new_sends: Vec::new(),
+            moves: Vec::new(),
+        });
+        let selected: Vec<_> = self
+            .rules
+            .iter()
+            .filter(|r| only.is_none_or(|names| names.iter().any(|n| n == &r.name)))
+            .collect();
+        let mut errors: Vec<RuleError> = Vec::new();
+        for pass in 1..=MAX_PASSES {
+            let stage_at_start = stage();
+            for rule in &selected {
+                let snap = snapshot(&rule.name);
+                let mut scope = sandbox::run_scope(now);
+                if let Err(mut e) = self.engine.run_ast_with_scope(&mut scope, &rule.ast) {
+                    restore(snap);
+                    let pos = e.take_position();
+                    let err = RuleError {
+                        file: rule.file.clone(),
+                        rule: rule.name.clone(),
+                        line: pos.line().unwrap_or(0),
+                        col: pos.position().unwrap_or(0),
+                        message: e.to_string(),
+                    };
+                    if !errors.contains(&err) {
+                        errors.push(err);
+                    }
+                }
+            }
+            if stage() == stage_at_start {
+                break;
+            }
+            if pass == MAX_PASSES {
+                let last = with_ctx(|c| Ok(c.moves.last().map(|m| m.2.clone()))).ok().flatten().unwrap_or_default();
+                errors.push(RuleError {
+                    file: String::new(),
+                    rule: last.trim_start_matches("rule:").to_string(),
+                    line: 0,
+                    col: 0,
+                    message: format!(
+                        "the stage was still changing after {MAX_PASSES} passes over the rules (last move by {last}); check for rules that move a lead back and forth"
+                    ),
+                });
+            }
+        }
+        let ctx = take_ctx().expect("context installed above");
+        Evaluation {
+            changes: LeadChanges { before, after: ctx.lead, moves: ctx.moves, sends: ctx.new_sends },
+            actions: ctx.actions,
+            errors,
+        }
+    }
+}
+
+fn stage() -> String {
+    with_ctx(|c| Ok(c.lead.stage.to_string())).unwrap_or_default()
+}
+
+fn snapshot(rule: &str) -> Snapshot {
+    with_ctx(|c| {
+        c.rule = rule.to_string();
+        c.moved_in_rule = false;
+        Ok(Snapshot {
+            lead: c.lead.clone(),
+            sends: c.sends.len(),
+            actions: c.actions.len(),
+            new_sends: c.new_sends.len(),
+            moves: c.moves.len(),
+        })
+    })
+    .expect("context installed")
+}
+
+fn restore(s: Snapshot) {
+    let _ = with_ctx(|c| {
+        c.lead = s.lead;
+        c.sends.truncate(s.sends);
+        c.actions.truncate(s.actions);
+        c.new_sends.truncate(s.new_sends);
+        c.moves.truncate(s.moves);
+        Ok(())
+    });
+}

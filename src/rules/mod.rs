@@ -1,0 +1,101 @@
+//! Rules: every `rules/*.rhai` compiled once into a [`RuleSet`], run per lead in a
+//! sandboxed Rhai engine.
+//!
+//! Evaluation is a pure function of a lead, its history and a clock: it returns the
+//! lead's changes and never touches the database, so the daemon, `tick`, rule tests and
+//! simulation all run the same code.
+
+pub mod api;
+mod eval;
+mod sandbox;
+
+pub use api::{Action, Catalog};
+pub use eval::Evaluation;
+
+use rhai::{AST, Engine};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A problem in a rule, with the position to fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleError {
+    /// The file, as the user would type it (`rules/10_interest.rhai`).
+    pub file: String,
+    pub rule: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+/// One compiled rule.
+pub struct Rule {
+    pub name: String,
+    pub file: String,
+    ast: AST,
+}
+
+/// The compiled rules of a funnel folder, in file-name order, and the engine that runs
+/// them. Shared read-only between threads.
+pub struct RuleSet {
+    engine: Engine,
+    pub rules: Vec<Rule>,
+    pub catalog: Arc<Catalog>,
+}
+
+impl RuleSet {
+    /// Compiles every `*.rhai` directly under `dir`. A rule that does not compile is
+    /// left out and reported; the others still run.
+    pub fn load(dir: &Path, display_root: &Path, catalog: Catalog) -> std::io::Result<(RuleSet, Vec<RuleError>)> {
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "rhai"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        files.sort();
+        let mut sources = Vec::with_capacity(files.len());
+        for f in files {
+            let src = std::fs::read_to_string(&f)?;
+            let shown = f.strip_prefix(display_root).unwrap_or(&f).display().to_string();
+            sources.push((shown, src));
+        }
+        Ok(RuleSet::compile(sources, catalog))
+    }
+
+    /// Compiles rules given as (file, source), in the order given.
+    pub fn compile(sources: Vec<(String, String)>, catalog: Catalog) -> (RuleSet, Vec<RuleError>) {
+        let engine = sandbox::engine();
+        let scope = sandbox::compile_scope();
+        let mut rules = Vec::new();
+        let mut errors = Vec::new();
+        for (file, src) in sources {
+            let name = Path::new(&file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.clone());
+            match engine.compile_with_scope(&scope, &src) {
+                Ok(ast) => rules.push(Rule { name, file, ast }),
+                Err(e) => {
+                    let (line, col) = (e.1.line().unwrap_or(1), e.1.position().unwrap_or(1));
+                    errors.push(RuleError { file, rule: name, line, col, message: e.0.to_string() });
+                }
+            }
+        }
+        (RuleSet { engine, rules, catalog: Arc::new(catalog) }, errors)
+    }
+
+    pub fn rule_names(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.name.as_str()).collect()
+    }
+}

@@ -1,0 +1,72 @@
+//! Firing times of cron schedules in a time zone, computed with croner and chrono-tz.
+//!
+//! A timer only wakes the daemon at the instant computed here; no scheduler keeps its
+//! own notion of local time, so a daylight-saving change cannot shift a firing.
+
+use crate::config::CronExpr;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// The first firing strictly after `after`.
+pub fn next_after(cron: &CronExpr, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron.cron
+        .find_next_occurrence(&after.with_timezone(&tz), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Firings in (`after`, `until`], at most `limit` of them.
+pub fn between(cron: &CronExpr, tz: Tz, after: DateTime<Utc>, until: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
+    let mut out = Vec::new();
+    let mut t = after;
+    while out.len() < limit {
+        match next_after(cron, tz, t) {
+            Some(n) if n <= until => {
+                out.push(n);
+                t = n;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn every_five_minutes() {
+        let c = CronExpr::parse("0 */5 * * * *").unwrap();
+        assert_eq!(next_after(&c, Tz::UTC, utc("2026-03-02T10:02:30Z")), Some(utc("2026-03-02T10:05:00Z")));
+        assert_eq!(next_after(&c, Tz::UTC, utc("2026-03-02T10:05:00Z")), Some(utc("2026-03-02T10:10:00Z")));
+    }
+
+    #[test]
+    fn a_local_nine_oclock_holds_across_daylight_saving() {
+        let c = CronExpr::parse("0 0 9 * * *").unwrap();
+        let madrid = chrono_tz::Europe::Madrid;
+        // Spring forward in Madrid: 2026-03-29 02:00 → 03:00.
+        let fires = between(&c, madrid, utc("2026-03-27T12:00:00Z"), utc("2026-03-31T12:00:00Z"), 10);
+        let local: Vec<String> = fires.iter().map(|t| t.with_timezone(&madrid).format("%d %H:%M %z").to_string()).collect();
+        assert_eq!(local, ["28 09:00 +0100", "29 09:00 +0200", "30 09:00 +0200", "31 09:00 +0200"]);
+        // Fall back: 2026-10-25 03:00 → 02:00.
+        let fires = between(&c, madrid, utc("2026-10-24T12:00:00Z"), utc("2026-10-26T12:00:00Z"), 10);
+        let local: Vec<String> = fires.iter().map(|t| t.with_timezone(&madrid).format("%d %H:%M %z").to_string()).collect();
+        assert_eq!(local, ["25 09:00 +0100", "26 09:00 +0100"]);
+        let _ = madrid.with_ymd_and_hms(2026, 1, 1, 0, 0, 0);
+    }
+
+    #[test]
+    fn a_time_in_the_skipped_hour_fires_once_after_it() {
+        let c = CronExpr::parse("0 30 2 * * *").unwrap();
+        let madrid = chrono_tz::Europe::Madrid;
+        let fires = between(&c, madrid, utc("2026-03-28T12:00:00Z"), utc("2026-03-30T12:00:00Z"), 10);
+        assert_eq!(fires.len(), 2, "{fires:?}");
+    }
+}

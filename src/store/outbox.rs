@@ -1,0 +1,176 @@
+//! The outbox: rows claimed with a lease, sent outside any transaction, then recorded.
+
+use super::{Result, Store, from_ms, ms};
+use crate::domain::LeadId;
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::Row;
+
+/// The states of an outbox row (see the contract's "Sending").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    Queued,
+    Sending,
+    Sent,
+    Retry,
+    Held,
+    Failed,
+    Stale,
+    Expired,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Queued => "queued",
+            OutboxState::Sending => "sending",
+            OutboxState::Sent => "sent",
+            OutboxState::Retry => "retry",
+            OutboxState::Held => "held",
+            OutboxState::Failed => "failed",
+            OutboxState::Stale => "stale",
+            OutboxState::Expired => "expired",
+        }
+    }
+}
+
+/// A row claimed for delivery.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub lead_id: LeadId,
+    pub template: String,
+    pub key: String,
+    pub stage: String,
+    pub campaign: Option<String>,
+    pub requested_at: DateTime<Utc>,
+    pub attempts: i64,
+    /// Kept across retries, so a resend after a crash carries the same Message-ID.
+    pub message_id: Option<String>,
+}
+
+impl Store {
+    /// Claims up to `limit` rows due at `now` (queued, retry due, or sending with an
+    /// expired lease after a crash), oldest first, leasing them until `now + lease`.
+    pub async fn claim_due(&self, now: DateTime<Utc>, limit: i64, lease: TimeDelta) -> Result<Vec<Claimed>> {
+        let rows = sqlx::query(
+            "UPDATE outbox SET state = 'sending', lease_until = ?, attempts = attempts + 1
+             WHERE id IN (
+               SELECT id FROM outbox
+               WHERE (state IN ('queued', 'retry') AND next_attempt_at <= ?)
+                  OR (state = 'sending' AND lease_until < ?)
+               ORDER BY next_attempt_at, id LIMIT ?)
+             RETURNING id, lead_id, template, dedupe_key, stage, campaign, requested_at, attempts, message_id",
+        )
+        .bind(ms(now + lease))
+        .bind(ms(now))
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get(0)?,
+                    lead_id: LeadId(r.try_get(1)?),
+                    template: r.try_get(2)?,
+                    key: r.try_get(3)?,
+                    stage: r.try_get(4)?,
+                    campaign: r.try_get(5)?,
+                    requested_at: from_ms(r.try_get(6)?),
+                    attempts: r.try_get(7)?,
+                    message_id: r.try_get(8)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    /// Gives a claimed row its Message-ID unless it has one; returns the row's id.
+    pub async fn assign_message_id(&self, id: i64, message_id: &str) -> Result<String> {
+        sqlx::query("UPDATE outbox SET message_id = ? WHERE id = ? AND message_id IS NULL")
+            .bind(message_id)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        let mid: Option<String> = sqlx::query_scalar("SELECT message_id FROM outbox WHERE id = ?")
+            .bind(id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(mid.unwrap_or_else(|| message_id.to_string()))
+    }
+
+    pub async fn mark_sent(&self, id: i64, sent_at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE outbox SET state = 'sent', sent_at = ?, lease_until = NULL, last_error = NULL WHERE id = ?")
+            .bind(ms(sent_at))
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Puts a row back for another attempt at `at`.
+    pub async fn mark_retry(&self, id: i64, at: DateTime<Utc>, error: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET state = 'retry', next_attempt_at = ?, lease_until = NULL, last_error = ? WHERE id = ?")
+            .bind(ms(at))
+            .bind(error)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a row without sending it (failed, stale, expired), with the reason.
+    pub async fn mark_final(&self, id: i64, state: OutboxState, reason: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET state = ?, lease_until = NULL, last_error = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(reason)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Rows per state, for summaries and tests.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// The earliest time a queued or retrying row becomes due, to sleep until then.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(COALESCE(CASE WHEN state = 'sending' THEN lease_until END, next_attempt_at)) FROM outbox WHERE state IN ('queued', 'retry', 'sending')",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(v.map(from_ms))
+    }
+
+    /// A lead's outbox rows: (template, key, state, requested_at, sent_at, message_id).
+    #[allow(clippy::type_complexity)]
+    pub async fn outbox_of(&self, lead: LeadId) -> Result<Vec<(String, String, String, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>)>> {
+        let rows: Vec<(String, String, String, i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT template, dedupe_key, state, requested_at, sent_at, message_id FROM outbox WHERE lead_id = ? ORDER BY requested_at, id",
+        )
+        .bind(lead.0)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, k, s, r, sent, m)| (t, k, s, from_ms(r), sent.map(from_ms), m))
+            .collect())
+    }
+}
+
+impl Store {
+    /// The current stage of a lead, or `None` if it is gone.
+    pub async fn lead_stage(&self, lead: LeadId) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT stage FROM leads WHERE id = ?")
+            .bind(lead.0)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+}

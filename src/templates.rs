@@ -1,0 +1,491 @@
+//! Email templates: `templates/<id>[.<locale>].html|txt` with YAML front matter,
+//! rendered by minijinja with strict undefined.
+//!
+//! Files starting with `_` are not emails: `_sample.yaml` is the sample lead, and
+//! `_*.html` are partials for `{% include %}` / `{% extends %}`.
+
+use crate::config::parse_yaml;
+use crate::domain::{Lead, Value};
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// A template problem, with the file and line to fix.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct TemplateError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontMatter {
+    pub subject: String,
+    /// Receipts: exempt from caps and quiet hours, never from suppression.
+    #[serde(default)]
+    pub transactional: bool,
+    #[serde(default)]
+    pub preheader: Option<String>,
+}
+
+/// One locale's files of a template.
+#[derive(Debug, Clone)]
+struct Variant {
+    html: String,
+    html_file: String,
+    /// Lines before the body (front matter), added to body error lines.
+    offset: usize,
+    front: FrontMatter,
+    txt: Option<(String, String)>,
+}
+
+/// An email ready to address: what a template rendered for one lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    pub transactional: bool,
+}
+
+/// What a template sees besides the lead.
+#[derive(Debug, Clone, Default)]
+pub struct RenderContext {
+    pub unsubscribe_url: String,
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub campaign: Option<String>,
+}
+
+/// Every template of a funnel folder, compiled.
+pub struct Templates {
+    env: Environment<'static>,
+    /// id → locale (lower-case, "" for the default file) → files.
+    entries: BTreeMap<String, BTreeMap<String, Variant>>,
+}
+
+/// Checks a locale tag (`es`, `en`, `es-MX`).
+pub fn check_locale(s: &str) -> Result<(), String> {
+    let ok = match s.split_once('-') {
+        None => (2..=3).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphabetic()),
+        Some((l, r)) => {
+            (2..=3).contains(&l.len())
+                && l.chars().all(|c| c.is_ascii_alphabetic())
+                && ((r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic())) || (r.len() == 3 && r.chars().all(|c| c.is_ascii_digit())))
+        }
+    };
+    if ok { Ok(()) } else { Err(format!("`{s}` is not a locale; write e.g. es, en or es-MX")) }
+}
+
+/// Splits `edu-welcome.es-MX` into (`edu-welcome`, `es-mx`).
+fn split_locale(stem: &str) -> (&str, String) {
+    if let Some((id, loc)) = stem.rsplit_once('.')
+        && check_locale(loc).is_ok()
+    {
+        return (id, loc.to_ascii_lowercase());
+    }
+    (stem, String::new())
+}
+
+/// Splits front matter from a body; returns (yaml, body, lines before the body).
+fn split_front_matter(src: &str) -> Option<(&str, &str, usize)> {
+    let rest = src.strip_prefix("---\n").or_else(|| src.strip_prefix("---\r\n"))?;
+    let mut offset = 0;
+    for (i, line) in rest.split_inclusive('\n').enumerate() {
+        if line.trim_end() == "---" {
+            let yaml = &rest[..offset];
+            let body = &rest[offset + line.len()..];
+            return Some((yaml, body, i + 2));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+impl Templates {
+    /// Reads and compiles `dir`. Every problem is returned, not just the first.
+    pub fn load(dir: &Path, display_root: &Path) -> Result<Templates, Vec<TemplateError>> {
+        let shown = |p: &Path| p.strip_prefix(display_root).unwrap_or(p).display().to_string();
+        let mut files: Vec<_> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(vec![TemplateError { file: shown(dir), line: 0, message: e.to_string() }]),
+        };
+        files.sort();
+        let mut sources = Vec::new();
+        let mut errors = Vec::new();
+        for p in files {
+            match std::fs::read_to_string(&p) {
+                Ok(s) => sources.push((shown(&p), s)),
+                Err(e) => errors.push(TemplateError { file: shown(&p), line: 0, message: e.to_string() }),
+            }
+        }
+        match Templates::from_sources(sources) {
+            Ok(t) if errors.is_empty() => Ok(t),
+            Ok(_) => Err(errors),
+            Err(mut more) => {
+                errors.append(&mut more);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Compiles templates given as (path under the folder, source).
+    pub fn from_sources(sources: Vec<(String, String)>) -> Result<Templates, Vec<TemplateError>> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") { minijinja::AutoEscape::Html } else { minijinja::AutoEscape::None }
+        });
+        let mut entries: BTreeMap<String, BTreeMap<String, Variant>> = BTreeMap::new();
+        let mut texts: Vec<(String, String, String)> = Vec::new();
+        let mut errors = Vec::new();
+        let compile_err = |file: &str, offset: usize, e: minijinja::Error| TemplateError {
+            file: file.to_string(),
+            line: e.line().map(|l| l + offset).unwrap_or(offset.max(1)),
+            message: e.detail().map(|d| format!("{}: {d}", e.kind())).unwrap_or_else(|| e.kind().to_string()),
+        };
+        for (file, src) in sources {
+            let name = Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let Some((stem, ext)) = name.rsplit_once('.') else { continue };
+            if name.starts_with('_') {
+                if ext == "html" || ext == "txt" {
+                    if let Err(e) = env.add_template_owned(name.clone(), src) {
+                        errors.push(compile_err(&file, 0, e));
+                    }
+                }
+                continue;
+            }
+            let (id, locale) = split_locale(stem);
+            if let Err(m) = crate::domain::ids::check_name("template", id) {
+                errors.push(TemplateError { file, line: 1, message: m });
+                continue;
+            }
+            match ext {
+                "html" => {
+                    let Some((yaml, body, offset)) = split_front_matter(&src) else {
+                        errors.push(TemplateError {
+                            file,
+                            line: 1,
+                            message: "no front matter: start the file with `---`, a line `subject: \"…\"`, and `---`".into(),
+                        });
+                        continue;
+                    };
+                    let front: FrontMatter = match parse_yaml(yaml) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            errors.push(TemplateError { file, line: e.line + 1, message: format!("front matter: {}", e.message) });
+                            continue;
+                        }
+                    };
+                    let html_name = format!("{id}.{locale}.html");
+                    let mut ok = true;
+                    for (n, s, off) in [
+                        (html_name.clone(), body.to_string(), offset),
+                        (format!("{html_name}#subject"), front.subject.clone(), 1),
+                        (format!("{html_name}#preheader"), front.preheader.clone().unwrap_or_default(), 1),
+                    ] {
+                        if let Err(e) = env.add_template_owned(n, s) {
+                            errors.push(compile_err(&file, off, e));
+                            ok = false;
+                        }
+                    }
+                    if ok {
+                        entries.entry(id.to_string()).or_default().insert(
+                            locale,
+                            Variant { html: html_name, html_file: file, offset, front, txt: None },
+                        );
+                    }
+                }
+                "txt" => {
+                    let n = format!("{id}.{locale}.txt");
+                    match env.add_template_owned(n.clone(), src) {
+                        Ok(()) => texts.push((id.to_string(), locale, file)),
+                        Err(e) => errors.push(compile_err(&file, 0, e)),
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (id, locale, file) in texts {
+            match entries.get_mut(&id).and_then(|m| m.get_mut(&locale)) {
+                Some(v) => v.txt = Some((format!("{id}.{locale}.txt"), file)),
+                None => errors.push(TemplateError {
+                    file,
+                    line: 1,
+                    message: format!("a text part without its HTML template; add templates/{id}{}.html", if locale.is_empty() { String::new() } else { format!(".{locale}") }),
+                }),
+            }
+        }
+        for (id, variants) in &entries {
+            if !variants.contains_key("") {
+                let any = variants.values().next().map(|v| v.html_file.clone()).unwrap_or_default();
+                errors.push(TemplateError {
+                    file: any,
+                    line: 1,
+                    message: format!("template `{id}` has locale variants but no default templates/{id}.html to fall back on"),
+                });
+            }
+        }
+        if errors.is_empty() { Ok(Templates { env, entries }) } else { Err(errors) }
+    }
+
+    pub fn ids(&self) -> BTreeSet<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    /// The locales `id` has files for ("" is the default file).
+    pub fn locales(&self, id: &str) -> Vec<String> {
+        self.entries.get(id).map(|v| v.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    /// The files of `id` for `locale`: `xx-YY`, then `xx`, then the default.
+    fn variant(&self, id: &str, locale: Option<&str>) -> Option<&Variant> {
+        let v = self.entries.get(id)?;
+        let loc = locale.unwrap_or("").to_ascii_lowercase();
+        let lang = loc.split('-').next().unwrap_or("").to_string();
+        v.get(&loc).or_else(|| v.get(&lang)).or_else(|| v.get(""))
+    }
+
+    /// Renders `id` for `lead` in the lead's locale.
+    pub fn render(&self, id: &str, lead: &Lead, ctx: &RenderContext) -> Result<Rendered, TemplateError> {
+        let variant = self.variant(id, lead.locale.as_deref()).ok_or_else(|| TemplateError {
+            file: format!("templates/{id}.html"),
+            line: 0,
+            message: format!("unknown template `{id}`"),
+        })?;
+        let value = minijinja::Value::from(minijinja::value::Serde(context(id, lead, ctx)));
+        let run = |name: &str, file: &str, offset: usize| -> Result<String, TemplateError> {
+            let t = self.env.get_template(name).map_err(|e| TemplateError { file: file.into(), line: 0, message: e.to_string() })?;
+            t.render(&value).map_err(|e| TemplateError {
+                file: file.into(),
+                line: e.line().map(|l| l + offset).unwrap_or(0),
+                message: e.detail().map(|d| format!("{}: {d}", e.kind())).unwrap_or_else(|| e.kind().to_string()),
+            })
+        };
+        let file = &variant.html_file;
+        let subject = run(&format!("{}#subject", variant.html), file, 1)?;
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut html = run(&variant.html, file, variant.offset)?;
+        let preheader = run(&format!("{}#preheader", variant.html), file, 1)?;
+        let text = match &variant.txt {
+            Some((name, txt_file)) => run(name, txt_file, 0)?,
+            None => html_to_text(&html),
+        };
+        if !preheader.trim().is_empty() {
+            html = format!(
+                "<div style=\"display:none;max-height:0;overflow:hidden\">{}</div>\n{html}",
+                escape_html(preheader.trim())
+            );
+        }
+        Ok(Rendered { subject, html, text, transactional: variant.front.transactional })
+    }
+}
+
+/// The variables a template sees (see the contract's "Template front matter").
+fn context(id: &str, lead: &Lead, ctx: &RenderContext) -> serde_json::Value {
+    let attrs: serde_json::Map<String, serde_json::Value> = lead.attrs.iter().map(|(k, v)| (k.clone(), json_of(v))).collect();
+    serde_json::json!({
+        "lead": {
+            "id": lead.id.0,
+            "email": lead.email.as_str(),
+            "name": lead.name.clone().unwrap_or_default(),
+            "stage": lead.stage.as_str(),
+            "tags": lead.tags.iter().collect::<Vec<_>>(),
+            "attrs": attrs,
+            "locale": lead.locale.clone().unwrap_or_default(),
+            "timezone": lead.timezone.map(|t| t.name().to_string()).unwrap_or_default(),
+        },
+        "unsubscribe_url": ctx.unsubscribe_url,
+        "now": ctx.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "template": id,
+        "campaign": ctx.campaign.clone().unwrap_or_default(),
+    })
+}
+
+fn json_of(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Int(i) => (*i).into(),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+        Value::Bool(b) => (*b).into(),
+        other => other.to_string().into(),
+    }
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A readable plain-text part from HTML: paragraphs and line breaks kept, list items
+/// bulleted, links written as `text (url)`, tags dropped, entities decoded.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    let mut href: Option<String> = None;
+    let mut link_text_start = 0;
+    let mut skip_until: Option<&str> = None;
+    while let Some(lt) = rest.find('<') {
+        if skip_until.is_none() {
+            out.push_str(&rest[..lt]);
+        }
+        let after = &rest[lt..];
+        let Some(gt) = after.find('>') else { break };
+        let tag = &after[1..gt];
+        rest = &after[gt + 1..];
+        let lower = tag.to_ascii_lowercase();
+        let name = lower.trim_start_matches('/').split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
+        let closing = lower.starts_with('/');
+        if let Some(end) = skip_until {
+            if closing && name == end {
+                skip_until = None;
+            }
+            continue;
+        }
+        match name {
+            "style" | "script" | "head" | "title" if !closing => skip_until = Some(match name { "style" => "style", "script" => "script", "head" => "head", _ => "title" }),
+            "br" => out.push('\n'),
+            "p" | "div" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "ul" | "ol" | "table" | "tr" | "blockquote" => out.push_str("\n\n"),
+            "li" if !closing => out.push_str("\n- "),
+            "a" if !closing => {
+                href = attr(tag, "href");
+                link_text_start = out.len();
+            }
+            "a" if closing => {
+                if let Some(h) = href.take() {
+                    let text = out[link_text_start..].trim().to_string();
+                    if !h.is_empty() && text != h && !h.starts_with('#') {
+                        out.push_str(&format!(" ({h})"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if skip_until.is_none() {
+        out.push_str(rest);
+    }
+    let decoded = decode_entities(&out);
+    let mut lines: Vec<String> = decoded.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    // Collapse runs of blank lines to one.
+    lines.dedup_by(|a, b| a.is_empty() && b.is_empty());
+    lines.join("\n").trim().to_string() + "\n"
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let lower = tag.to_ascii_lowercase();
+    let i = lower.find(&format!("{name}="))?;
+    let v = &tag[i + name.len() + 1..];
+    let (q, v) = match v.chars().next()? {
+        c @ ('"' | '\'') => (c, &v[1..]),
+        _ => (' ', v),
+    };
+    Some(decode_entities(v.split(q).next().unwrap_or("")))
+}
+
+fn decode_entities(s: &str) -> String {
+    s.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&euro;", "€")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EmailAddress, LeadId, StageId};
+
+    fn lead(locale: Option<&str>) -> Lead {
+        let now = chrono::Utc::now();
+        Lead {
+            id: LeadId(7),
+            email: EmailAddress::parse("ana@example.com").unwrap(),
+            name: Some("Ana".into()),
+            stage: StageId::parse("interest").unwrap(),
+            tags: ["school".to_string()].into_iter().collect(),
+            attrs: [("segment".to_string(), Value::Str("colegio".into()))].into_iter().collect(),
+            locale: locale.map(str::to_string),
+            timezone: None,
+            created_at: now,
+            stage_entered_at: now,
+            unsubscribed_at: None,
+        }
+    }
+
+    fn set(files: &[(&str, &str)]) -> Result<Templates, Vec<TemplateError>> {
+        Templates::from_sources(files.iter().map(|(a, b)| (format!("templates/{a}"), b.to_string())).collect())
+    }
+
+    fn ctx() -> RenderContext {
+        RenderContext { unsubscribe_url: "https://x.example/u/t".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn renders_subject_html_and_derived_text() {
+        let t = set(&[(
+            "hi.html",
+            "---\nsubject: \"{{ lead.name }}, hola\"\n---\n<h1>Hola {{ lead.name }} &amp; co</h1>\n<p>Mira <a href=\"https://t.example/m\">mochilas</a>.</p><ul><li>uno</li><li>dos</li></ul>\n<p><a href=\"{{ unsubscribe_url }}\">Baja</a></p>",
+        )])
+        .unwrap();
+        let r = t.render("hi", &lead(None), &ctx()).unwrap();
+        assert_eq!(r.subject, "Ana, hola");
+        assert!(r.html.contains("Hola Ana &amp; co"));
+        assert_eq!(r.text, "Hola Ana & co\n\nMira mochilas (https://t.example/m).\n\n- uno\n- dos\n\nBaja (https://x.example/u/t)\n");
+    }
+
+    #[test]
+    fn locale_falls_back_from_region_to_language_to_default() {
+        let t = set(&[
+            ("hi.html", "---\nsubject: Hola\n---\nes"),
+            ("hi.en.html", "---\nsubject: Hello\n---\nen"),
+            ("hi.en-GB.html", "---\nsubject: Hello mate\n---\ngb"),
+            ("hi.en.txt", "plain en"),
+        ])
+        .unwrap();
+        assert_eq!(t.render("hi", &lead(Some("en-US")), &ctx()).unwrap().subject, "Hello");
+        assert_eq!(t.render("hi", &lead(Some("en-US")), &ctx()).unwrap().text, "plain en");
+        assert_eq!(t.render("hi", &lead(Some("en-GB")), &ctx()).unwrap().subject, "Hello mate");
+        assert_eq!(t.render("hi", &lead(Some("fr")), &ctx()).unwrap().subject, "Hola");
+        assert_eq!(t.render("hi", &lead(None), &ctx()).unwrap().subject, "Hola");
+    }
+
+    #[test]
+    fn undefined_variables_are_errors_with_the_line() {
+        let t = set(&[("hi.html", "---\nsubject: Hola\n---\n<p>ok</p>\n<p>{{ lead.attrs.missing }}</p>")]).unwrap();
+        let e = t.render("hi", &lead(None), &ctx()).unwrap_err();
+        assert_eq!(e.file, "templates/hi.html");
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.message.contains("undefined"), "{e}");
+        // `is defined` works under strict mode.
+        let t = set(&[("hi.html", "---\nsubject: Hola\n---\n{% if lead.attrs.missing is defined %}x{% else %}y{% endif %}")]).unwrap();
+        assert_eq!(t.render("hi", &lead(None), &ctx()).unwrap().html, "y");
+    }
+
+    #[test]
+    fn missing_front_matter_or_subject_is_reported_per_file() {
+        let errs = set(&[("a.html", "<p>no front</p>"), ("b.html", "---\ntitle: x\n---\n"), ("c.html", "---\nsubject: ok\n---\n{% if %}")]).err().unwrap();
+        let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(all[0].starts_with("templates/a.html:1: no front matter"), "{all:?}");
+        assert!(all[1].starts_with("templates/b.html:2: front matter: unknown field `title`"), "{all:?}");
+        assert!(all[2].starts_with("templates/c.html:4:"), "{all:?}");
+    }
+
+    #[test]
+    fn preheader_and_transactional_front_matter() {
+        let t = set(&[("r.html", "---\nsubject: Recibo\ntransactional: true\npreheader: \"Gracias {{ lead.name }}\"\n---\n<p>x</p>")]).unwrap();
+        let r = t.render("r", &lead(None), &ctx()).unwrap();
+        assert!(r.transactional);
+        assert!(r.html.starts_with("<div style=\"display:none;max-height:0;overflow:hidden\">Gracias Ana</div>"));
+    }
+}

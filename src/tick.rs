@@ -1,0 +1,87 @@
+//! One evaluation pass: stream every lead in pages, run the rules off the async
+//! workers, commit each lead's changes in its own transaction.
+
+use crate::domain::LeadId;
+use crate::funnel::Funnel;
+use crate::rules::RuleError;
+use crate::store::{LoadedLead, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Leads loaded and evaluated at a time: memory is bounded by this, not by the table.
+pub const PAGE: i64 = 500;
+
+/// What a pass did, for logs and the CLI summary.
+#[derive(Debug, Default, Clone)]
+pub struct PassReport {
+    pub leads: usize,
+    pub changed: usize,
+    pub queued: usize,
+    pub moves: usize,
+    /// Each distinct rule error with how many leads it hit.
+    pub errors: BTreeMap<String, (RuleError, usize, LeadId)>,
+}
+
+impl PassReport {
+    fn absorb(&mut self, lead: LeadId, errors: Vec<RuleError>) {
+        for e in errors {
+            let entry = self.errors.entry(e.to_string()).or_insert((e, 0, lead));
+            entry.1 += 1;
+        }
+    }
+
+    /// Logs each distinct rule error once, with the number of leads it hit.
+    pub fn log_errors(&self) {
+        for (e, n, sample) in self.errors.values() {
+            tracing::error!(file = %e.file, line = e.line, col = e.col, rule = %e.rule, leads = n, sample_lead = sample.0, "rule skipped: {e}");
+        }
+    }
+}
+
+/// Evaluates every lead at `now`.
+pub async fn evaluate_all(store: &Store, funnel: &Arc<Funnel>, now: DateTime<Utc>) -> Result<PassReport, StoreError> {
+    let mut report = PassReport::default();
+    let mut after = 0;
+    loop {
+        let page = store.load_page(after, PAGE, now).await?;
+        let Some(last) = page.last() else { break };
+        after = last.lead.id.0;
+        report.leads += page.len();
+        let evals = evaluate_off_thread(funnel, page, now).await;
+        for ev in evals {
+            report.absorb(ev.changes.after.id, ev.errors);
+            if !ev.changes.is_empty() {
+                report.changed += 1;
+                report.moves += ev.changes.moves.len();
+                report.queued += store.apply(&ev.changes, now).await?;
+            }
+        }
+    }
+    report.log_errors();
+    Ok(report)
+}
+
+/// Evaluates one lead at `now` (after an event); `None` if there is no such lead.
+pub async fn evaluate_lead(store: &Store, funnel: &Arc<Funnel>, id: LeadId, now: DateTime<Utc>) -> Result<Option<PassReport>, StoreError> {
+    let Some(loaded) = store.load_lead(id, now).await? else { return Ok(None) };
+    let mut report = PassReport { leads: 1, ..Default::default() };
+    for ev in evaluate_off_thread(funnel, vec![loaded], now).await {
+        report.absorb(ev.changes.after.id, ev.errors);
+        if !ev.changes.is_empty() {
+            report.changed += 1;
+            report.moves += ev.changes.moves.len();
+            report.queued += store.apply(&ev.changes, now).await?;
+        }
+    }
+    report.log_errors();
+    Ok(Some(report))
+}
+
+async fn evaluate_off_thread(funnel: &Arc<Funnel>, page: Vec<LoadedLead>, now: DateTime<Utc>) -> Vec<crate::rules::Evaluation> {
+    let f = funnel.clone();
+    let tz = f.config.default_timezone();
+    tokio::task::spawn_blocking(move || page.into_iter().map(|l| f.rules.evaluate(l, now, tz)).collect())
+        .await
+        .expect("rule evaluation does not panic")
+}
