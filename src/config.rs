@@ -535,11 +535,6 @@ impl Config {
             let (l, c) = at("from");
             invalid(l, c, format!("smtp.from `{}` is not a mailbox: {e}", raw.smtp.from), Some("write \"Name <address@domain>\""))
         })?;
-        if raw.smtp.password_env.is_some() && raw.smtp.username.is_none() {
-            let (l, c) = at("password_env");
-            return Err(invalid(l, c, "smtp.password_env is set but smtp.username is not".into(), Some("add smtp.username")));
-        }
-
         // Limits.
         if !(raw.limits.rate_per_second > 0.0) {
             let (l, c) = at("rate_per_second");

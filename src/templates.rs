@@ -260,7 +260,7 @@ impl Templates {
             line: 0,
             message: format!("unknown template `{id}`"),
         })?;
-        let value = minijinja::Value::from(minijinja::value::Serde(context(id, lead, ctx)));
+        let value = context(id, lead, ctx);
         let run = |name: &str, file: &str, offset: usize| -> Result<String, TemplateError> {
             let t = self.env.get_template(name).map_err(|e| TemplateError { file: file.into(), line: 0, message: e.to_string() })?;
             t.render(&value).map_err(|e| TemplateError {
@@ -289,24 +289,26 @@ impl Templates {
 }
 
 /// The variables a template sees (see the contract's "Template front matter").
-fn context(id: &str, lead: &Lead, ctx: &RenderContext) -> serde_json::Value {
+/// `unsubscribe_url` is ours and already safe in an attribute: it is not escaped.
+fn context(id: &str, lead: &Lead, ctx: &RenderContext) -> minijinja::Value {
     let attrs: serde_json::Map<String, serde_json::Value> = lead.attrs.iter().map(|(k, v)| (k.clone(), json_of(v))).collect();
-    serde_json::json!({
-        "lead": {
-            "id": lead.id.0,
-            "email": lead.email.as_str(),
-            "name": lead.name.clone().unwrap_or_default(),
-            "stage": lead.stage.as_str(),
-            "tags": lead.tags.iter().collect::<Vec<_>>(),
-            "attrs": attrs,
-            "locale": lead.locale.clone().unwrap_or_default(),
-            "timezone": lead.timezone.map(|t| t.name().to_string()).unwrap_or_default(),
-        },
-        "unsubscribe_url": ctx.unsubscribe_url,
-        "now": ctx.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "template": id,
-        "campaign": ctx.campaign.clone().unwrap_or_default(),
-    })
+    let lead = serde_json::json!({
+        "id": lead.id.0,
+        "email": lead.email.as_str(),
+        "name": lead.name.clone().unwrap_or_default(),
+        "stage": lead.stage.as_str(),
+        "tags": lead.tags.iter().collect::<Vec<_>>(),
+        "attrs": attrs,
+        "locale": lead.locale.clone().unwrap_or_default(),
+        "timezone": lead.timezone.map(|t| t.name().to_string()).unwrap_or_default(),
+    });
+    minijinja::context! {
+        lead => minijinja::value::Serde(lead),
+        unsubscribe_url => minijinja::Value::from_safe_string(escape_html(&ctx.unsubscribe_url)),
+        now => ctx.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        template => id,
+        campaign => ctx.campaign.clone().unwrap_or_default(),
+    }
 }
 
 fn json_of(v: &Value) -> serde_json::Value {

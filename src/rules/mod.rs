@@ -99,3 +99,6 @@ impl RuleSet {
         self.rules.iter().map(|r| r.name.as_str()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests;
