@@ -1,0 +1,259 @@
+//! Test support: the real binary, a copy of a funnel folder, and a real SMTP server
+//! (aiosmtpd, installed by tests/run.sh) whose mailbox the tests read back.
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SIGNING_KEY: &str = "test-signing-key";
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A funnel folder in a temporary directory.
+pub struct Folder {
+    pub dir: tempfile::TempDir,
+}
+
+impl Folder {
+    /// A copy of `src` (relative to the repository root) without its database or mail.
+    pub fn copy_of(src: &str) -> Folder {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join(src), dir.path());
+        Folder { dir }
+    }
+
+    /// An empty folder with just these files.
+    pub fn with_files(files: &[(&str, &str)]) -> Folder {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, c) in files {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, c).unwrap();
+        }
+        Folder { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+    }
+
+    /// Points `smtp.url` at `url` (the line `  url: …` of the smtp block).
+    pub fn set_smtp_url(&self, url: &str) {
+        let p = self.path().join("embudo.yaml");
+        let src = std::fs::read_to_string(&p).unwrap();
+        let mut out = String::new();
+        let mut replaced = false;
+        for line in src.lines() {
+            if !replaced && line.trim_start().starts_with("url:") {
+                out.push_str(&format!("  url: \"{url}\"\n"));
+                replaced = true;
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        assert!(replaced, "no smtp url line in embudo.yaml");
+        std::fs::write(p, out).unwrap();
+    }
+
+    /// The binary, run in this folder with a known signing key.
+    pub fn embudo(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_embudo"));
+        c.current_dir(self.path())
+            .env("EMBUDO_SIGNING_KEY", SIGNING_KEY)
+            .env("EMBUDO_LOG", "info")
+            .env_remove("EMBUDO_DATABASE_URL")
+            .env_remove("EMBUDO_CONFIG");
+        c
+    }
+
+    /// Runs the binary with `args`, returning its output; panics with the output if
+    /// the exit code is not `code`.
+    pub fn run(&self, args: &[&str], code: i32) -> Output {
+        let out = self.embudo().args(args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "embudo {args:?} exited {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The library's view of this folder's database.
+    pub async fn store(&self) -> embudo::store::Store {
+        let cfg = embudo::config::Config::load(&self.path().join("embudo.yaml")).unwrap();
+        embudo::store::Store::open_and_migrate(&cfg.database).await.unwrap()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if n.ends_with(".db") || n.contains(".db-") || n == "outbox-mail" {
+            continue;
+        }
+        let to = dst.join(&name);
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+/// A real SMTP server process (aiosmtpd) storing what it receives in a Maildir.
+pub struct SmtpServer {
+    child: Child,
+    pub port: u16,
+    maildir: tempfile::TempDir,
+}
+
+fn python() -> String {
+    if let Ok(p) = std::env::var("EMBUDO_TEST_PYTHON") {
+        return p;
+    }
+    let venv = repo().join("target/test-venv/bin/python");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    panic!("the SMTP tests need aiosmtpd: run the test suite with tests/run.sh, which installs it into target/test-venv");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl SmtpServer {
+    pub fn start() -> SmtpServer {
+        let maildir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(python())
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("mail"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        let server = SmtpServer { child, port, maildir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The URL for embudo.yaml.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    /// Every message received so far, parsed, sorted by recipient then subject.
+    pub fn messages(&self) -> Vec<Mail> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(rd) = std::fs::read_dir(self.maildir.path().join("mail").join(sub)) else { continue };
+            for e in rd {
+                let raw = std::fs::read(e.unwrap().path()).unwrap();
+                out.push(Mail::parse(&raw));
+            }
+        }
+        out.sort_by(|a, b| (&a.to, &a.subject).cmp(&(&b.to, &b.subject)));
+        out
+    }
+
+    /// Waits until at least `n` messages have arrived, then returns them all.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Mail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.messages();
+            if m.len() >= n || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A received email, decoded.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub message_id: String,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+    pub html: String,
+}
+
+impl Mail {
+    fn parse(raw: &[u8]) -> Mail {
+        let m = mailparse::parse_mail(raw).unwrap();
+        let h = |name: &str| {
+            m.headers
+                .iter()
+                .find(|x| x.get_key().eq_ignore_ascii_case(name))
+                .map(|x| x.get_value())
+                .unwrap_or_default()
+        };
+        let mut text = String::new();
+        let mut html = String::new();
+        for part in m.parts() {
+            match part.ctype.mimetype.as_str() {
+                "text/plain" => text = part.get_body().unwrap(),
+                "text/html" => html = part.get_body().unwrap(),
+                _ => {}
+            }
+        }
+        Mail {
+            from: h("From"),
+            to: h("To"),
+            subject: h("Subject"),
+            message_id: h("Message-ID"),
+            headers: m.headers.iter().map(|x| (x.get_key(), x.get_value())).collect(),
+            text,
+            html,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn template(&self) -> &str {
+        self.header("X-Embudo-Template").unwrap_or("")
+    }
+}
