@@ -93,17 +93,12 @@ pub fn sample_lead(cfg: &Config) -> Result<Lead, String> {
 pub fn check(config_path: &Path) -> Result<Vec<String>, FunnelError> {
     let cfg = Config::load(config_path)?;
     let mut problems = Vec::new();
-    let templates = match Templates::load(&cfg.templates_dir(), &cfg.root) {
-        Ok(t) => Some(t),
-        Err(errs) => {
-            problems.extend(errs.iter().map(|e| e.to_string()));
-            None
-        }
-    };
-    let catalog = Catalog { stages: cfg.funnel.stages.clone(), templates: templates.as_ref().map(|t| t.ids()).unwrap_or_default() };
+    let (t, template_errors) = Templates::load_partial(&cfg.templates_dir(), &cfg.root);
+    problems.extend(template_errors.iter().map(|e| e.to_string()));
+    let catalog = Catalog { stages: cfg.funnel.stages.clone(), templates: t.ids() };
     let (_, rule_errors) = RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog).map_err(FunnelError::Rules)?;
     problems.extend(rule_errors.iter().map(|e| e.to_string()));
-    if let Some(t) = &templates {
+    {
         for c in &cfg.campaigns {
             if !t.contains(c.template.as_str()) {
                 problems.push(format!("{}: campaign `{}` names template `{}`, which templates/ does not have", cfg.display_path(&cfg.path), c.id, c.template));

@@ -107,11 +107,21 @@ fn split_front_matter(src: &str) -> Option<(&str, &str, usize)> {
 impl Templates {
     /// Reads and compiles `dir`. Every problem is returned, not just the first.
     pub fn load(dir: &Path, display_root: &Path) -> Result<Templates, Vec<TemplateError>> {
+        let (t, errors) = Templates::load_partial(dir, display_root);
+        if errors.is_empty() { Ok(t) } else { Err(errors) }
+    }
+
+    /// Reads and compiles what it can of `dir`, with every problem found: for `check`,
+    /// which renders the good templates even when others are broken.
+    pub fn load_partial(dir: &Path, display_root: &Path) -> (Templates, Vec<TemplateError>) {
         let shown = |p: &Path| p.strip_prefix(display_root).unwrap_or(p).display().to_string();
         let mut files: Vec<_> = match std::fs::read_dir(dir) {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(vec![TemplateError { file: shown(dir), line: 0, message: e.to_string() }]),
+            Err(e) => {
+                let (t, _) = Templates::from_sources_partial(Vec::new());
+                return (t, vec![TemplateError { file: shown(dir), line: 0, message: e.to_string() }]);
+            }
         };
         files.sort();
         let mut sources = Vec::new();
@@ -122,18 +132,19 @@ impl Templates {
                 Err(e) => errors.push(TemplateError { file: shown(&p), line: 0, message: e.to_string() }),
             }
         }
-        match Templates::from_sources(sources) {
-            Ok(t) if errors.is_empty() => Ok(t),
-            Ok(_) => Err(errors),
-            Err(mut more) => {
-                errors.append(&mut more);
-                Err(errors)
-            }
-        }
+        let (t, mut more) = Templates::from_sources_partial(sources);
+        errors.append(&mut more);
+        (t, errors)
     }
 
     /// Compiles templates given as (path under the folder, source).
     pub fn from_sources(sources: Vec<(String, String)>) -> Result<Templates, Vec<TemplateError>> {
+        let (t, errors) = Templates::from_sources_partial(sources);
+        if errors.is_empty() { Ok(t) } else { Err(errors) }
+    }
+
+    /// Compiles what it can; the broken templates are left out and reported.
+    pub fn from_sources_partial(sources: Vec<(String, String)>) -> (Templates, Vec<TemplateError>) {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|name| {
@@ -229,7 +240,7 @@ impl Templates {
                 });
             }
         }
-        if errors.is_empty() { Ok(Templates { env, entries }) } else { Err(errors) }
+        (Templates { env, entries }, errors)
     }
 
     pub fn ids(&self) -> BTreeSet<String> {
