@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
     let dir = root.join(rel);
-    let Ok(rd) = std::fs::read_dir(&dir) else { return };
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return;
+    };
     let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
@@ -31,7 +33,9 @@ fn main() {
     }
     collect(&root, Path::new("rules"), &mut files);
     collect(&root, Path::new("templates"), &mut files);
-    let mut code = String::from("/// (path in the folder, contents) of the demo funnel.\npub const FILES: &[(&str, &str)] = &[\n");
+    let mut code = String::from(
+        "/// (path in the folder, contents) of the demo funnel.\npub const FILES: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
         code.push_str(&format!(
             "    ({:?}, include_str!({:?})),\n",
@@ -42,7 +46,14 @@ fn main() {
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("scaffold_files.rs");
     std::fs::write(out, code).unwrap();
-    for d in ["embudo.yaml", "leads.csv", "events.csv", "rules", "templates", "rules/tests"] {
+    for d in [
+        "embudo.yaml",
+        "leads.csv",
+        "events.csv",
+        "rules",
+        "templates",
+        "rules/tests",
+    ] {
         println!("cargo:rerun-if-changed={d}");
     }
 }

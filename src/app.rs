@@ -52,7 +52,11 @@ impl App {
         let store = Store::open_and_migrate(&funnel.config.database).await?;
         let mailer = Mailer::from_config(&funnel.config).map_err(AppError::Mailer)?;
         let signer = Signer::from_config(&funnel.config, &store).await?;
-        Ok(App { deliverer: Deliverer::new(store.clone(), mailer, signer), funnel, store })
+        Ok(App {
+            deliverer: Deliverer::new(store.clone(), mailer, signer),
+            funnel,
+            store,
+        })
     }
 
     /// One evaluation pass at `now`, unless another process is in one (then `None`:
@@ -60,7 +64,11 @@ impl App {
     pub async fn evaluate(&self, now: DateTime<Utc>) -> Result<Option<PassReport>, AppError> {
         let holder = format!("{}:{}", std::process::id(), rand::random::<u32>());
         let wall = Utc::now();
-        if !self.store.try_lock("tick", &holder, wall, wall + TimeDelta::minutes(30)).await? {
+        if !self
+            .store
+            .try_lock("tick", &holder, wall, wall + TimeDelta::minutes(30))
+            .await?
+        {
             tracing::warn!("another tick is running; this one is coalesced into it");
             return Ok(None);
         }

@@ -60,10 +60,14 @@ pub fn sample_lead(cfg: &Config) -> Result<Lead, String> {
     let now = chrono::Utc::now();
     Ok(Lead {
         id: LeadId(sample.id.unwrap_or(1)),
-        email: EmailAddress::parse(sample.email.as_deref().unwrap_or("ana@example.com")).map_err(|e| format!("{shown}: email: {e}"))?,
+        email: EmailAddress::parse(sample.email.as_deref().unwrap_or("ana@example.com"))
+            .map_err(|e| format!("{shown}: email: {e}"))?,
         name: sample.name,
         stage: match sample.stage {
-            Some(s) => cfg.funnel.stage(&s).map_err(|e| format!("{shown}: stage: {e}"))?,
+            Some(s) => cfg
+                .funnel
+                .stage(&s)
+                .map_err(|e| format!("{shown}: stage: {e}"))?,
             None => cfg.funnel.initial().clone(),
         },
         tags: sample.tags.into_iter().collect(),
@@ -81,7 +85,10 @@ pub fn sample_lead(cfg: &Config) -> Result<Lead, String> {
             })
             .collect(),
         locale: sample.locale,
-        timezone: sample.timezone.map(|t| crate::config::parse_tz(&t).map_err(|e| format!("{shown}: timezone: {e}"))).transpose()?,
+        timezone: sample
+            .timezone
+            .map(|t| crate::config::parse_tz(&t).map_err(|e| format!("{shown}: timezone: {e}")))
+            .transpose()?,
         created_at: now,
         stage_entered_at: now,
         unsubscribed_at: None,
@@ -95,23 +102,40 @@ pub fn check(config_path: &Path) -> Result<Vec<String>, FunnelError> {
     let mut problems = Vec::new();
     let (t, template_errors) = Templates::load_partial(&cfg.templates_dir(), &cfg.root);
     problems.extend(template_errors.iter().map(|e| e.to_string()));
-    let catalog = Catalog { stages: cfg.funnel.stages.clone(), templates: t.ids() };
-    let (_, rule_errors) = RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog).map_err(FunnelError::Rules)?;
+    let catalog = Catalog {
+        stages: cfg.funnel.stages.clone(),
+        templates: t.ids(),
+    };
+    let (_, rule_errors) =
+        RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog).map_err(FunnelError::Rules)?;
     problems.extend(rule_errors.iter().map(|e| e.to_string()));
     {
         for c in &cfg.campaigns {
             if !t.contains(c.template.as_str()) {
-                problems.push(format!("{}: campaign `{}` names template `{}`, which templates/ does not have", cfg.display_path(&cfg.path), c.id, c.template));
+                problems.push(format!(
+                    "{}: campaign `{}` names template `{}`, which templates/ does not have",
+                    cfg.display_path(&cfg.path),
+                    c.id,
+                    c.template
+                ));
             }
         }
         match sample_lead(&cfg) {
             Err(e) => problems.push(e),
             Ok(lead) => {
-                let ctx = RenderContext { unsubscribe_url: format!("{}/unsubscribe/SAMPLE", cfg.http.public_url), now: chrono::Utc::now(), campaign: None };
+                let ctx = RenderContext {
+                    unsubscribe_url: format!("{}/unsubscribe/SAMPLE", cfg.http.public_url),
+                    now: chrono::Utc::now(),
+                    campaign: None,
+                };
                 for id in t.ids() {
                     for locale in t.locales(&id) {
                         let mut l = lead.clone();
-                        l.locale = if locale.is_empty() { None } else { Some(locale) };
+                        l.locale = if locale.is_empty() {
+                            None
+                        } else {
+                            Some(locale)
+                        };
                         if let Err(e) = t.render(&id, &l, &ctx) {
                             let msg = format!("{e} (rendered against the sample lead)");
                             if !problems.contains(&msg) {

@@ -15,7 +15,13 @@ use std::path::PathBuf;
 #[command(name = "embudo", version, about, long_about = None)]
 pub struct Cli {
     /// The funnel's config file; paths in it are relative to its folder.
-    #[arg(long, short = 'c', global = true, default_value = "embudo.yaml", env = "EMBUDO_CONFIG")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        default_value = "embudo.yaml",
+        env = "EMBUDO_CONFIG"
+    )]
     pub config: PathBuf,
 
     #[command(subcommand)]
@@ -27,7 +33,9 @@ fn instant(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn prop(s: &str) -> Result<(String, Value), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
     if k.trim().is_empty() {
         return Err(format!("`{s}` has an empty key"));
     }
@@ -91,11 +99,14 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         Command::Init { dir, force } => {
             let written = crate::scaffold::init(&dir, force).map_err(AppError::Usage)?;
             println!("wrote {} files into {}", written.len(), dir.display());
-            println!("next: cd {} && embudo check && embudo import leads.csv && embudo tick", dir.display());
+            println!(
+                "next: cd {} && embudo check && embudo import leads.csv && embudo tick",
+                dir.display()
+            );
             Ok(0)
         }
         Command::Check => {
-            let problems = crate::check::check(&cli.config).map_err(|e| AppError::Funnel(e))?;
+            let problems = crate::check::check(&cli.config).map_err(AppError::Funnel)?;
             if problems.is_empty() {
                 println!("{}: ok", cli.config.display());
                 Ok(0)
@@ -108,7 +119,8 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             }
         }
         Command::Migrate => {
-            let cfg = crate::config::Config::load(&cli.config).map_err(|e| AppError::Funnel(e.into()))?;
+            let cfg =
+                crate::config::Config::load(&cli.config).map_err(|e| AppError::Funnel(e.into()))?;
             let store = crate::store::Store::open(&cfg.database).await?;
             let n = store.migrate().await?;
             println!("{}: {n} migration(s) applied", cfg.database);
@@ -147,14 +159,30 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             }
             Ok(0)
         }
-        Command::Import { file, update_stage, now } => {
+        Command::Import {
+            file,
+            update_stage,
+            now,
+        } => {
             let app = App::open(&cli.config).await?;
             let now = now.unwrap_or_else(Utc::now);
-            let r = crate::import::import_file(&app.store, &app.funnel.config, &file, update_stage, now).await?;
+            let r = crate::import::import_file(
+                &app.store,
+                &app.funnel.config,
+                &file,
+                update_stage,
+                now,
+            )
+            .await?;
             if r.kind == "events" {
                 println!("imported {}: {} event(s)", file.display(), r.events);
             } else {
-                println!("imported {}: {} lead(s) created, {} updated", file.display(), r.created, r.updated);
+                println!(
+                    "imported {}: {} lead(s) created, {} updated",
+                    file.display(),
+                    r.created,
+                    r.updated
+                );
             }
             if r.bad.is_empty() {
                 return Ok(0);
@@ -165,16 +193,37 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             }
             Ok(1)
         }
-        Command::Event { lead, kind, at, props } => {
+        Command::Event {
+            lead,
+            kind,
+            at,
+            props,
+        } => {
             crate::domain::ids::check_name("event kind", &kind).map_err(AppError::Usage)?;
             let app = App::open(&cli.config).await?;
             let at = at.unwrap_or_else(Utc::now);
             let Some(id) = app.store.find_lead_id(&lead).await? else {
-                return Err(AppError::Usage(format!("no lead `{lead}`; name a lead by its email or id, or import it first (embudo import FILE)")));
+                return Err(AppError::Usage(format!(
+                    "no lead `{lead}`; name a lead by its email or id, or import it first (embudo import FILE)"
+                )));
             };
             let props: ValueMap = props.into_iter().collect();
-            app.store.insert_events(&[(id, Event { kind: kind.clone(), at, props })], at).await?;
-            let r = crate::tick::evaluate_lead(&app.store, &app.funnel, id, at).await?.unwrap_or_default();
+            app.store
+                .insert_events(
+                    &[(
+                        id,
+                        Event {
+                            kind: kind.clone(),
+                            at,
+                            props,
+                        },
+                    )],
+                    at,
+                )
+                .await?;
+            let r = crate::tick::evaluate_lead(&app.store, &app.funnel, id, at)
+                .await?
+                .unwrap_or_default();
             println!(
                 "recorded `{kind}` for lead {id} at {}; the rules queued {} email(s) and made {} stage move(s)",
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

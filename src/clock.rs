@@ -15,7 +15,9 @@ impl Clock {
 
     /// A clock that reads `start` now and runs forward from it.
     pub fn starting_at(start: DateTime<Utc>) -> Clock {
-        Clock { offset: start - Utc::now() }
+        Clock {
+            offset: start - Utc::now(),
+        }
     }
 
     pub fn from_option(start: Option<DateTime<Utc>>) -> Clock {

@@ -39,7 +39,9 @@ pub fn parse_yaml<T: DeserializeOwned>(src: &str) -> Result<T, YamlError> {
 /// A configuration error, pointing at the file and the line to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}; run `embudo init DIR` to create a funnel folder, or pass --config FILE")]
+    #[error(
+        "cannot read {path}: {source}; run `embudo init DIR` to create a funnel folder, or pass --config FILE"
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -101,13 +103,20 @@ impl Funnel {
         }
     }
     pub fn stage_list(&self) -> String {
-        self.stages.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        self.stages
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
 impl Default for Funnel {
     fn default() -> Self {
-        Funnel { stages: default_stages(), initial: None }
+        Funnel {
+            stages: default_stages(),
+            initial: None,
+        }
     }
 }
 
@@ -129,7 +138,10 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Schedule { tick: default_tick(), timezone: default_tz() }
+        Schedule {
+            tick: default_tick(),
+            timezone: default_tz(),
+        }
     }
 }
 
@@ -156,7 +168,10 @@ impl CronExpr {
         let cron = parser.parse(s).map_err(|e| {
             format!("`{s}` is not a cron expression ({e}); write 6 fields, seconds first, e.g. \"0 */5 * * * *\"")
         })?;
-        Ok(CronExpr { source: s.to_string(), cron })
+        Ok(CronExpr {
+            source: s.to_string(),
+            cron,
+        })
     }
 }
 
@@ -185,9 +200,11 @@ impl<'de> Deserialize<'de> for TimeZone {
 
 /// Parses an IANA zone name with a hint on failure.
 pub fn parse_tz(s: &str) -> Result<Tz, String> {
-    s.trim()
-        .parse::<Tz>()
-        .map_err(|_| format!("unknown time zone `{s}`; use an IANA name such as Europe/Madrid or America/Mexico_City"))
+    s.trim().parse::<Tz>().map_err(|_| {
+        format!(
+            "unknown time zone `{s}`; use an IANA name such as Europe/Madrid or America/Mexico_City"
+        )
+    })
 }
 
 /// A duration written `90s`, `15m`, `36h`, `7d`, `2w`, `1d12h`.
@@ -210,7 +227,11 @@ impl<'de> Deserialize<'de> for ClockTime {
         let s = String::deserialize(d)?;
         NaiveTime::parse_from_str(s.trim(), "%H:%M")
             .map(ClockTime)
-            .map_err(|_| D::Error::custom(format!("`{s}` is not a time of day; write HH:MM, e.g. \"21:00\"")))
+            .map_err(|_| {
+                D::Error::custom(format!(
+                    "`{s}` is not a time of day; write HH:MM, e.g. \"21:00\""
+                ))
+            })
     }
 }
 
@@ -261,7 +282,12 @@ struct RawSmtp {
 
 impl Default for RawSmtp {
     fn default() -> Self {
-        RawSmtp { url: default_smtp_url(), from: default_from(), username: None, password_env: None }
+        RawSmtp {
+            url: default_smtp_url(),
+            from: default_from(),
+            username: None,
+            password_env: None,
+        }
     }
 }
 
@@ -340,7 +366,10 @@ pub struct Defaults {
 
 impl Default for Defaults {
     fn default() -> Self {
-        Defaults { locale: default_locale(), timezone: None }
+        Defaults {
+            locale: default_locale(),
+            timezone: None,
+        }
     }
 }
 
@@ -465,24 +494,37 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let db_override = std::env::var("EMBUDO_DATABASE_URL").ok().filter(|s| !s.is_empty());
+        let db_override = std::env::var("EMBUDO_DATABASE_URL")
+            .ok()
+            .filter(|s| !s.is_empty());
         Config::from_str(&src, path, db_override.as_deref())
     }
 
     /// Validates the text of a config file that lives at `path`.
-    pub fn from_str(src: &str, path: &Path, db_override: Option<&str>) -> Result<Config, ConfigError> {
+    pub fn from_str(
+        src: &str,
+        path: &Path,
+        db_override: Option<&str>,
+    ) -> Result<Config, ConfigError> {
         let root = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        let invalid = |line: usize, col: usize, message: String, hint: Option<&str>| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line,
-            col,
-            message,
-            hint: hint.map(str::to_string),
-        };
+        let invalid =
+            |line: usize, col: usize, message: String, hint: Option<&str>| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                col,
+                message,
+                hint: hint.map(str::to_string),
+            };
         let raw: RawConfig = if src.trim().is_empty() {
             parse_yaml("{}").expect("empty config parses")
         } else {
@@ -500,12 +542,22 @@ impl Config {
         // Funnel.
         if raw.funnel.stages.is_empty() {
             let (l, c) = at("stages");
-            return Err(invalid(l, c, "funnel.stages is empty".into(), Some("list the stages in funnel order, e.g. [interest, evaluation, customer]")));
+            return Err(invalid(
+                l,
+                c,
+                "funnel.stages is empty".into(),
+                Some("list the stages in funnel order, e.g. [interest, evaluation, customer]"),
+            ));
         }
         for (i, s) in raw.funnel.stages.iter().enumerate() {
             if raw.funnel.stages[..i].contains(s) {
                 let (l, c) = at("stages");
-                return Err(invalid(l, c, format!("funnel.stages lists `{s}` twice"), None));
+                return Err(invalid(
+                    l,
+                    c,
+                    format!("funnel.stages lists `{s}` twice"),
+                    None,
+                ));
             }
         }
         if let Some(initial) = &raw.funnel.initial
@@ -521,10 +573,16 @@ impl Config {
         }
 
         // Database.
-        let database = resolve_database(db_override.unwrap_or(&raw.database), &root).map_err(|m| {
-            let (l, c) = at("database");
-            invalid(l, c, m, Some("write sqlite://FILE (relative to this file's folder) or postgres://…"))
-        })?;
+        let database =
+            resolve_database(db_override.unwrap_or(&raw.database), &root).map_err(|m| {
+                let (l, c) = at("database");
+                invalid(
+                    l,
+                    c,
+                    m,
+                    Some("write sqlite://FILE (relative to this file's folder) or postgres://…"),
+                )
+            })?;
 
         // SMTP.
         let transport = parse_transport(&raw.smtp.url, &root).map_err(|m| {
@@ -533,18 +591,33 @@ impl Config {
         })?;
         let from: lettre::message::Mailbox = raw.smtp.from.parse().map_err(|e| {
             let (l, c) = at("from");
-            invalid(l, c, format!("smtp.from `{}` is not a mailbox: {e}", raw.smtp.from), Some("write \"Name <address@domain>\""))
+            invalid(
+                l,
+                c,
+                format!("smtp.from `{}` is not a mailbox: {e}", raw.smtp.from),
+                Some("write \"Name <address@domain>\""),
+            )
         })?;
         // Limits.
-        if !(raw.limits.rate_per_second > 0.0) {
+        if raw.limits.rate_per_second.is_nan() || raw.limits.rate_per_second <= 0.0 {
             let (l, c) = at("rate_per_second");
-            return Err(invalid(l, c, "limits.rate_per_second must be greater than 0".into(), None));
+            return Err(invalid(
+                l,
+                c,
+                "limits.rate_per_second must be greater than 0".into(),
+                None,
+            ));
         }
         if let Some(p) = &raw.limits.per_lead
             && (p.max == 0 || p.within.0 <= TimeDelta::zero())
         {
             let (l, c) = at("per_lead");
-            return Err(invalid(l, c, "limits.per_lead needs max ≥ 1 and a positive `within`".into(), None));
+            return Err(invalid(
+                l,
+                c,
+                "limits.per_lead needs max ≥ 1 and a positive `within`".into(),
+                None,
+            ));
         }
 
         // Defaults.
@@ -557,15 +630,33 @@ impl Config {
         for (i, c) in raw.campaigns.iter().enumerate() {
             let (l, col) = locate_nth(src, "id", c.id.as_str(), i);
             if raw.campaigns[..i].iter().any(|o| o.id == c.id) {
-                return Err(invalid(l, col, format!("campaign id `{}` is used twice", c.id), None));
+                return Err(invalid(
+                    l,
+                    col,
+                    format!("campaign id `{}` is used twice", c.id),
+                    None,
+                ));
             }
             if c.audience.is_some() == c.audience_file.is_some() {
-                return Err(invalid(l, col, format!("campaign `{}` needs exactly one of `audience` or `audience_file`", c.id), None));
+                return Err(invalid(
+                    l,
+                    col,
+                    format!(
+                        "campaign `{}` needs exactly one of `audience` or `audience_file`",
+                        c.id
+                    ),
+                    None,
+                ));
             }
             if let (Some(s), Some(e)) = (c.start, c.end)
                 && e < s
             {
-                return Err(invalid(l, col, format!("campaign `{}` ends before it starts", c.id), None));
+                return Err(invalid(
+                    l,
+                    col,
+                    format!("campaign `{}` ends before it starts", c.id),
+                    None,
+                ));
             }
         }
 
@@ -614,7 +705,10 @@ impl Config {
 
     /// The path relative to the config's folder, for messages.
     pub fn display_path(&self, p: &Path) -> String {
-        p.strip_prefix(&self.root).unwrap_or(p).display().to_string()
+        p.strip_prefix(&self.root)
+            .unwrap_or(p)
+            .display()
+            .to_string()
     }
 }
 
@@ -632,7 +726,11 @@ fn resolve_database(url: &str, root: &Path) -> Result<String, String> {
             return Err(format!("database `{url}` names no file"));
         }
         let p = Path::new(file);
-        let full = if p.is_absolute() { p.to_path_buf() } else { root.join(p) };
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            root.join(p)
+        };
         let mut out = format!("sqlite://{}", full.display());
         if let Some(q) = query {
             out.push('?');
@@ -642,7 +740,9 @@ fn resolve_database(url: &str, root: &Path) -> Result<String, String> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Err("PostgreSQL is not supported by this build yet; use sqlite://FILE".into())
     } else {
-        Err(format!("database `{url}` is neither sqlite:// nor postgres://"))
+        Err(format!(
+            "database `{url}` is neither sqlite:// nor postgres://"
+        ))
     }
 }
 
@@ -652,7 +752,11 @@ fn parse_transport(url: &str, root: &Path) -> Result<Transport, String> {
             return Err("smtp.url `file://` names no folder".into());
         }
         let p = Path::new(rest);
-        return Ok(Transport::File(if p.is_absolute() { p.to_path_buf() } else { root.join(p) }));
+        return Ok(Transport::File(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            root.join(p)
+        }));
     }
     let (implicit, rest) = if let Some(r) = url.strip_prefix("smtps://") {
         (true, r)
@@ -666,13 +770,21 @@ fn parse_transport(url: &str, root: &Path) -> Result<Transport, String> {
         None => (rest.trim_end_matches('/'), None),
     };
     let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("smtp.url `{url}` has a bad port `{p}`"))?),
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("smtp.url `{url}` has a bad port `{p}`"))?,
+        ),
         None => (hostport, if implicit { 465 } else { 587 }),
     };
     if host.is_empty() {
         return Err(format!("smtp.url `{url}` names no host"));
     }
-    let mut tls = if implicit { Tls::Implicit } else { Tls::Required };
+    let mut tls = if implicit {
+        Tls::Implicit
+    } else {
+        Tls::Required
+    };
     if let Some(q) = query {
         for pair in q.split('&') {
             match pair.split_once('=') {
@@ -681,14 +793,22 @@ fn parse_transport(url: &str, root: &Path) -> Result<Transport, String> {
                         "required" => Tls::Required,
                         "opportunistic" => Tls::Opportunistic,
                         "none" => Tls::None,
-                        _ => return Err(format!("smtp.url: tls=`{v}` must be required, opportunistic or none")),
+                        _ => {
+                            return Err(format!(
+                                "smtp.url: tls=`{v}` must be required, opportunistic or none"
+                            ));
+                        }
                     }
                 }
                 _ => return Err(format!("smtp.url: unknown parameter `{pair}`")),
             }
         }
     }
-    Ok(Transport::Smtp { host: host.to_string(), port, tls })
+    Ok(Transport::Smtp {
+        host: host.to_string(),
+        port,
+        tls,
+    })
 }
 
 /// The 1-based line and column of the first `key:` in `src` (best effort: for errors
@@ -704,7 +824,9 @@ fn locate_nth(src: &str, key: &str, value: &str, nth: usize) -> (usize, usize) {
         let mut from = 0;
         while let Some(pos) = line[from..].find(&needle) {
             let col = from + pos;
-            let before_ok = col == 0 || !line.as_bytes()[col - 1].is_ascii_alphanumeric() && line.as_bytes()[col - 1] != b'_';
+            let before_ok = col == 0
+                || !line.as_bytes()[col - 1].is_ascii_alphanumeric()
+                    && line.as_bytes()[col - 1] != b'_';
             if before_ok && line[col..].contains(value) {
                 if seen == nth {
                     return (i + 1, col + 1);
@@ -731,7 +853,10 @@ mod tests {
         assert_eq!(c.funnel.stage_list(), "interest, evaluation, customer");
         assert_eq!(c.funnel.initial().as_str(), "interest");
         assert_eq!(c.database, "sqlite:///srv/shop/embudo.db");
-        assert_eq!(c.smtp.transport, Transport::File("/srv/shop/./outbox-mail".into()));
+        assert_eq!(
+            c.smtp.transport,
+            Transport::File("/srv/shop/./outbox-mail".into())
+        );
         assert_eq!(c.limits.expire_after.0, TimeDelta::days(7));
     }
 
@@ -771,12 +896,17 @@ campaigns:
         assert_eq!(c.schedule.timezone.0, chrono_tz::Europe::Madrid);
         assert_eq!(c.limits.daily_capacity, Some(2000));
         assert_eq!(c.campaigns[0].missed, Missed::CatchUp);
-        assert_eq!(c.limits.per_lead.as_ref().unwrap().within.0, TimeDelta::days(7));
+        assert_eq!(
+            c.limits.per_lead.as_ref().unwrap().within.0,
+            TimeDelta::days(7)
+        );
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_line_and_column() {
-        let err = load("funnel:\n  stages: [a, b]\n  initail: a\n").unwrap_err().to_string();
+        let err = load("funnel:\n  stages: [a, b]\n  initail: a\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("/srv/shop/embudo.yaml:3:3:"), "{err}");
         assert!(err.contains("unknown field `initail`"), "{err}");
         assert!(err.contains("hint:"), "{err}");
@@ -784,22 +914,36 @@ campaigns:
 
     #[test]
     fn bad_values_name_the_line_and_say_what_to_write() {
-        let err = load("schedule:\n  tick: \"every five minutes\"\n").unwrap_err().to_string();
+        let err = load("schedule:\n  tick: \"every five minutes\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("embudo.yaml:2:"), "{err}");
         assert!(err.contains("not a cron expression"), "{err}");
 
-        let err = load("schedule: { timezone: Europe/Madird }\n").unwrap_err().to_string();
+        let err = load("schedule: { timezone: Europe/Madird }\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown time zone `Europe/Madird`"), "{err}");
 
-        let err = load("limits:\n  expire_after: 7 days\n").unwrap_err().to_string();
+        let err = load("limits:\n  expire_after: 7 days\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(":2:") && err.contains("e.g. 90s"), "{err}");
 
-        let err = load("funnel:\n  stages: [a, b]\n  initial: c\n").unwrap_err().to_string();
-        assert!(err.contains(":3:3: funnel.initial `c` is not one of the stages"), "{err}");
+        let err = load("funnel:\n  stages: [a, b]\n  initial: c\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3:3: funnel.initial `c` is not one of the stages"),
+            "{err}"
+        );
         assert!(err.contains("use one of: a, b"), "{err}");
 
         let err = load("smtp:\n  url: ftp://x\n").unwrap_err().to_string();
-        assert!(err.contains(":2:3:") && err.contains("unknown scheme"), "{err}");
+        assert!(
+            err.contains(":2:3:") && err.contains("unknown scheme"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -807,18 +951,31 @@ campaigns:
         let r = Path::new("/r");
         assert_eq!(
             parse_transport("smtp://mail.example:2525?tls=none", r).unwrap(),
-            Transport::Smtp { host: "mail.example".into(), port: 2525, tls: Tls::None }
+            Transport::Smtp {
+                host: "mail.example".into(),
+                port: 2525,
+                tls: Tls::None
+            }
         );
         assert_eq!(
             parse_transport("smtps://mail.example", r).unwrap(),
-            Transport::Smtp { host: "mail.example".into(), port: 465, tls: Tls::Implicit }
+            Transport::Smtp {
+                host: "mail.example".into(),
+                port: 465,
+                tls: Tls::Implicit
+            }
         );
         assert!(parse_transport("smtp://h:25?tls=maybe", r).is_err());
     }
 
     #[test]
     fn the_database_override_wins() {
-        let c = Config::from_str("database: sqlite://a.db\n", Path::new("x/embudo.yaml"), Some("sqlite:///tmp/b.db")).unwrap();
+        let c = Config::from_str(
+            "database: sqlite://a.db\n",
+            Path::new("x/embudo.yaml"),
+            Some("sqlite:///tmp/b.db"),
+        )
+        .unwrap();
         assert_eq!(c.database, "sqlite:///tmp/b.db");
     }
 }

@@ -41,7 +41,9 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
             let mut last = clock.now();
             loop {
                 let Some(next) = schedule::next_after(&cron, tz, last) else {
-                    tracing::warn!("the tick schedule never fires again; evaluation stops, sending goes on");
+                    tracing::warn!(
+                        "the tick schedule never fires again; evaluation stops, sending goes on"
+                    );
                     shutdown.cancelled().await;
                     return;
                 };
@@ -55,7 +57,10 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
                 let now = clock.now();
                 let missed = schedule::between(&cron, tz, next, now, 10_000).len();
                 if missed > 0 {
-                    tracing::warn!(missed, "the pass outlasted {missed} tick firing(s); they are coalesced into the next one");
+                    tracing::warn!(
+                        missed,
+                        "the pass outlasted {missed} tick firing(s); they are coalesced into the next one"
+                    );
                 }
                 last = now;
             }
@@ -73,12 +78,22 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
                     Ok(r) => {
                         backoff = POLL;
                         if r.touched() > 0 {
-                            tracing::info!(sent = r.sent, retried = r.retried, failed = r.failed, stale = r.stale, expired = r.expired, "delivery round");
+                            tracing::info!(
+                                sent = r.sent,
+                                retried = r.retried,
+                                failed = r.failed,
+                                stale = r.stale,
+                                expired = r.expired,
+                                "delivery round"
+                            );
                         }
                     }
                     Err(e) => {
                         backoff = (backoff * 2).min(Duration::from_secs(30));
-                        tracing::error!(retry_in_ms = backoff.as_millis() as u64, "delivery paused: {e}");
+                        tracing::error!(
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "delivery paused: {e}"
+                        );
                     }
                 }
                 tokio::select! {
@@ -107,7 +122,9 @@ pub fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

@@ -33,10 +33,20 @@ impl Funnel {
     }
 
     pub fn from_config(config: Config) -> Result<Funnel, FunnelError> {
-        let templates = Templates::load(&config.templates_dir(), &config.root).map_err(FunnelError::Templates)?;
-        let catalog = Catalog { stages: config.funnel.stages.clone(), templates: templates.ids() };
-        let (rules, rule_errors) = RuleSet::load(&config.rules_dir(), &config.root, catalog).map_err(FunnelError::Rules)?;
-        Ok(Funnel { config, rules, templates, rule_errors })
+        let templates = Templates::load(&config.templates_dir(), &config.root)
+            .map_err(FunnelError::Templates)?;
+        let catalog = Catalog {
+            stages: config.funnel.stages.clone(),
+            templates: templates.ids(),
+        };
+        let (rules, rule_errors) = RuleSet::load(&config.rules_dir(), &config.root, catalog)
+            .map_err(FunnelError::Rules)?;
+        Ok(Funnel {
+            config,
+            rules,
+            templates,
+            rule_errors,
+        })
     }
 
     /// Logs the rules that were left out.

@@ -16,7 +16,10 @@ const BATCH: usize = 1000;
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:1: {message}")]
     Header { path: String, message: String },
     #[error(transparent)]
@@ -70,28 +73,54 @@ fn classify(header: &csv::StringRecord) -> Result<Kind, String> {
         }
     }
     let find = |n: &str| names.iter().position(|h| h == n);
-    let email = find("email").ok_or("no `email` column; the header must name one (email,name,stage,tags,… or email,kind,at,…)")?;
+    let email = find("email").ok_or(
+        "no `email` column; the header must name one (email,name,stage,tags,… or email,kind,at,…)",
+    )?;
     let prefixed = |prefix: &str| -> Result<Vec<(usize, String)>, String> {
         names
             .iter()
             .enumerate()
             .filter_map(|(i, n)| n.strip_prefix(prefix).map(|k| (i, k.to_string())))
-            .map(|(i, k)| if k.is_empty() { Err(format!("column `{prefix}` names no key")) } else { Ok((i, k)) })
+            .map(|(i, k)| {
+                if k.is_empty() {
+                    Err(format!("column `{prefix}` names no key"))
+                } else {
+                    Ok((i, k))
+                }
+            })
             .collect()
     };
     if let Some(kind) = find("kind") {
         let at = find("at").ok_or("an events file needs an `at` column (RFC 3339 time)")?;
         for n in &names {
             if !["email", "kind", "at"].contains(&n.as_str()) && !n.starts_with("prop.") {
-                return Err(format!("unknown column `{n}` in an events file; properties are written prop.{n}"));
+                return Err(format!(
+                    "unknown column `{n}` in an events file; properties are written prop.{n}"
+                ));
             }
         }
-        return Ok(Kind::Events(EventColumns { email, kind, at, props: prefixed("prop.")? }));
+        return Ok(Kind::Events(EventColumns {
+            email,
+            kind,
+            at,
+            props: prefixed("prop.")?,
+        }));
     }
-    const KNOWN: [&str; 7] = ["email", "name", "stage", "tags", "locale", "timezone", "created_at"];
+    const KNOWN: [&str; 7] = [
+        "email",
+        "name",
+        "stage",
+        "tags",
+        "locale",
+        "timezone",
+        "created_at",
+    ];
     for n in &names {
         if !KNOWN.contains(&n.as_str()) && !n.starts_with("attr.") {
-            return Err(format!("unknown column `{n}`; the columns are {} and attr.<key> (write attr.{n} to keep it as an attribute)", KNOWN.join(", ")));
+            return Err(format!(
+                "unknown column `{n}`; the columns are {} and attr.<key> (write attr.{n} to keep it as an attribute)",
+                KNOWN.join(", ")
+            ));
         }
     }
     Ok(Kind::Leads(LeadColumns {
@@ -107,52 +136,112 @@ fn classify(header: &csv::StringRecord) -> Result<Kind, String> {
 }
 
 fn cell(r: &csv::StringRecord, i: Option<usize>) -> Option<&str> {
-    i.and_then(|i| r.get(i)).map(str::trim).filter(|s| !s.is_empty())
+    i.and_then(|i| r.get(i))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 fn lead_row(cols: &LeadColumns, r: &csv::StringRecord, cfg: &Config) -> Result<LeadUpsert, String> {
-    let email = EmailAddress::parse(r.get(cols.email).unwrap_or("")).map_err(|e| format!("email: {e}"))?;
-    let stage = cell(r, cols.stage).map(|s| cfg.funnel.stage(s).map_err(|e| format!("stage: {e}"))).transpose()?;
-    let locale = cell(r, cols.locale)
-        .map(|l| crate::templates::check_locale(l).map(|_| l.to_string()).map_err(|e| format!("locale: {e}")))
+    let email =
+        EmailAddress::parse(r.get(cols.email).unwrap_or("")).map_err(|e| format!("email: {e}"))?;
+    let stage = cell(r, cols.stage)
+        .map(|s| cfg.funnel.stage(s).map_err(|e| format!("stage: {e}")))
         .transpose()?;
-    let timezone = cell(r, cols.timezone).map(|t| parse_tz(t).map_err(|e| format!("timezone: {e}"))).transpose()?;
-    let created_at = cell(r, cols.created_at).map(|t| parse_instant_or_date(t).map_err(|e| format!("created_at: {e}"))).transpose()?;
+    let locale = cell(r, cols.locale)
+        .map(|l| {
+            crate::templates::check_locale(l)
+                .map(|_| l.to_string())
+                .map_err(|e| format!("locale: {e}"))
+        })
+        .transpose()?;
+    let timezone = cell(r, cols.timezone)
+        .map(|t| parse_tz(t).map_err(|e| format!("timezone: {e}")))
+        .transpose()?;
+    let created_at = cell(r, cols.created_at)
+        .map(|t| parse_instant_or_date(t).map_err(|e| format!("created_at: {e}")))
+        .transpose()?;
     let tags = cell(r, cols.tags)
-        .map(|t| t.split(';').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect())
+        .map(|t| {
+            t.split(';')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let attrs = cols
         .attrs
         .iter()
         .filter_map(|(i, k)| cell(r, Some(*i)).map(|v| (k.clone(), Value::infer(v))))
         .collect();
-    Ok(LeadUpsert { email, name: cell(r, cols.name).map(str::to_string), stage, tags, locale, timezone, created_at, attrs })
+    Ok(LeadUpsert {
+        email,
+        name: cell(r, cols.name).map(str::to_string),
+        stage,
+        tags,
+        locale,
+        timezone,
+        created_at,
+        attrs,
+    })
 }
 
 fn event_row(cols: &EventColumns, r: &csv::StringRecord) -> Result<(EmailAddress, Event), String> {
-    let email = EmailAddress::parse(r.get(cols.email).unwrap_or("")).map_err(|e| format!("email: {e}"))?;
+    let email =
+        EmailAddress::parse(r.get(cols.email).unwrap_or("")).map_err(|e| format!("email: {e}"))?;
     let kind = cell(r, Some(cols.kind)).ok_or("kind: empty")?;
     crate::domain::ids::check_name("event kind", kind)?;
-    let at = parse_instant_or_date(cell(r, Some(cols.at)).ok_or("at: empty")?).map_err(|e| format!("at: {e}"))?;
-    let props: ValueMap = cols.props.iter().filter_map(|(i, k)| cell(r, Some(*i)).map(|v| (k.clone(), Value::infer(v)))).collect();
-    Ok((email, Event { kind: kind.to_string(), at, props }))
+    let at = parse_instant_or_date(cell(r, Some(cols.at)).ok_or("at: empty")?)
+        .map_err(|e| format!("at: {e}"))?;
+    let props: ValueMap = cols
+        .props
+        .iter()
+        .filter_map(|(i, k)| cell(r, Some(*i)).map(|v| (k.clone(), Value::infer(v))))
+        .collect();
+    Ok((
+        email,
+        Event {
+            kind: kind.to_string(),
+            at,
+            props,
+        },
+    ))
 }
 
 /// Imports `path` into `store`, stamping rows with `now`.
-pub async fn import_file(store: &Store, cfg: &Config, path: &Path, update_stage: bool, now: DateTime<Utc>) -> Result<ImportReport, ImportError> {
+pub async fn import_file(
+    store: &Store,
+    cfg: &Config,
+    path: &Path,
+    update_stage: bool,
+    now: DateTime<Utc>,
+) -> Result<ImportReport, ImportError> {
     let shown = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| ImportError::Read { path: shown.clone(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| ImportError::Read {
+        path: shown.clone(),
+        source,
+    })?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = ProgressBar::new(size);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} importing {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} importing {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_message(shown.clone());
-    import_reader(store, cfg, &shown, bar.wrap_read(file), update_stage, now, |pos| bar.set_position(pos))
-        .await
-        .inspect(|_| bar.finish_and_clear())
+    import_reader(
+        store,
+        cfg,
+        &shown,
+        bar.wrap_read(file),
+        update_stage,
+        now,
+        |pos| bar.set_position(pos),
+    )
+    .await
+    .inspect(|_| bar.finish_and_clear())
 }
 
 /// Imports CSV from any reader; `path` names it in messages.
@@ -165,13 +254,29 @@ pub async fn import_reader<R: Read>(
     now: DateTime<Utc>,
     progress: impl Fn(u64),
 ) -> Result<ImportReport, ImportError> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::None).from_reader(reader);
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::None)
+        .from_reader(reader);
     let header = rdr
         .headers()
-        .map_err(|e| ImportError::Header { path: path.into(), message: e.to_string() })?
+        .map_err(|e| ImportError::Header {
+            path: path.into(),
+            message: e.to_string(),
+        })?
         .clone();
-    let kind = classify(&header).map_err(|message| ImportError::Header { path: path.into(), message })?;
-    let mut report = ImportReport { kind: if matches!(kind, Kind::Events(_)) { "events" } else { "leads" }, ..Default::default() };
+    let kind = classify(&header).map_err(|message| ImportError::Header {
+        path: path.into(),
+        message,
+    })?;
+    let mut report = ImportReport {
+        kind: if matches!(kind, Kind::Events(_)) {
+            "events"
+        } else {
+            "leads"
+        },
+        ..Default::default()
+    };
     let mut leads: Vec<LeadUpsert> = Vec::new();
     let mut events: Vec<(u64, EmailAddress, Event)> = Vec::new();
     let mut record = csv::StringRecord::new();
@@ -182,7 +287,10 @@ pub async fn import_reader<R: Read>(
             Ok(true) => {}
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(line);
-                report.bad.push(BadRow { line, message: format!("unreadable row: {e}") });
+                report.bad.push(BadRow {
+                    line,
+                    message: format!("unreadable row: {e}"),
+                });
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                     break;
                 }
@@ -194,7 +302,10 @@ pub async fn import_reader<R: Read>(
             continue;
         }
         if record.len() != header.len() {
-            report.bad.push(BadRow { line, message: format!("{} fields, the header has {}", record.len(), header.len()) });
+            report.bad.push(BadRow {
+                line,
+                message: format!("{} fields, the header has {}", record.len(), header.len()),
+            });
             continue;
         }
         match &kind {
@@ -221,12 +332,22 @@ pub async fn import_reader<R: Read>(
     Ok(report)
 }
 
-async fn flush_leads(store: &Store, cfg: &Config, rows: &mut Vec<LeadUpsert>, update_stage: bool, now: DateTime<Utc>, report: &mut ImportReport) -> Result<(), StoreError> {
+async fn flush_leads(
+    store: &Store,
+    cfg: &Config,
+    rows: &mut Vec<LeadUpsert>,
+    update_stage: bool,
+    now: DateTime<Utc>,
+    report: &mut ImportReport,
+) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
     let initial: StageId = cfg.funnel.initial().clone();
-    for r in store.upsert_leads(rows, &initial, update_stage, now).await? {
+    for r in store
+        .upsert_leads(rows, &initial, update_stage, now)
+        .await?
+    {
         match r {
             UpsertResult::Created(_) => report.created += 1,
             UpsertResult::Updated(_) => report.updated += 1,
@@ -236,12 +357,20 @@ async fn flush_leads(store: &Store, cfg: &Config, rows: &mut Vec<LeadUpsert>, up
     Ok(())
 }
 
-async fn flush_events(store: &Store, rows: &mut Vec<(u64, EmailAddress, Event)>, now: DateTime<Utc>, report: &mut ImportReport) -> Result<(), StoreError> {
+async fn flush_events(
+    store: &Store,
+    rows: &mut Vec<(u64, EmailAddress, Event)>,
+    now: DateTime<Utc>,
+    report: &mut ImportReport,
+) -> Result<(), StoreError> {
     let mut ok = Vec::with_capacity(rows.len());
     for (line, email, e) in rows.drain(..) {
         match store.lead_id_by_email(&email).await? {
             Some(id) => ok.push((id, e)),
-            None => report.bad.push(BadRow { line, message: format!("email: no lead `{email}`; import the leads first") }),
+            None => report.bad.push(BadRow {
+                line,
+                message: format!("email: no lead `{email}`; import the leads first"),
+            }),
         }
     }
     report.events += store.insert_events(&ok, now).await?;

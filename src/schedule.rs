@@ -16,7 +16,13 @@ pub fn next_after(cron: &CronExpr, tz: Tz, after: DateTime<Utc>) -> Option<DateT
 }
 
 /// Firings in (`after`, `until`], at most `limit` of them.
-pub fn between(cron: &CronExpr, tz: Tz, after: DateTime<Utc>, until: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
+pub fn between(
+    cron: &CronExpr,
+    tz: Tz,
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: usize,
+) -> Vec<DateTime<Utc>> {
     let mut out = Vec::new();
     let mut t = after;
     while out.len() < limit {
@@ -43,8 +49,14 @@ mod tests {
     #[test]
     fn every_five_minutes() {
         let c = CronExpr::parse("0 */5 * * * *").unwrap();
-        assert_eq!(next_after(&c, Tz::UTC, utc("2026-03-02T10:02:30Z")), Some(utc("2026-03-02T10:05:00Z")));
-        assert_eq!(next_after(&c, Tz::UTC, utc("2026-03-02T10:05:00Z")), Some(utc("2026-03-02T10:10:00Z")));
+        assert_eq!(
+            next_after(&c, Tz::UTC, utc("2026-03-02T10:02:30Z")),
+            Some(utc("2026-03-02T10:05:00Z"))
+        );
+        assert_eq!(
+            next_after(&c, Tz::UTC, utc("2026-03-02T10:05:00Z")),
+            Some(utc("2026-03-02T10:10:00Z"))
+        );
     }
 
     #[test]
@@ -52,12 +64,38 @@ mod tests {
         let c = CronExpr::parse("0 0 9 * * *").unwrap();
         let madrid = chrono_tz::Europe::Madrid;
         // Spring forward in Madrid: 2026-03-29 02:00 → 03:00.
-        let fires = between(&c, madrid, utc("2026-03-27T12:00:00Z"), utc("2026-03-31T12:00:00Z"), 10);
-        let local: Vec<String> = fires.iter().map(|t| t.with_timezone(&madrid).format("%d %H:%M %z").to_string()).collect();
-        assert_eq!(local, ["28 09:00 +0100", "29 09:00 +0200", "30 09:00 +0200", "31 09:00 +0200"]);
+        let fires = between(
+            &c,
+            madrid,
+            utc("2026-03-27T12:00:00Z"),
+            utc("2026-03-31T12:00:00Z"),
+            10,
+        );
+        let local: Vec<String> = fires
+            .iter()
+            .map(|t| t.with_timezone(&madrid).format("%d %H:%M %z").to_string())
+            .collect();
+        assert_eq!(
+            local,
+            [
+                "28 09:00 +0100",
+                "29 09:00 +0200",
+                "30 09:00 +0200",
+                "31 09:00 +0200"
+            ]
+        );
         // Fall back: 2026-10-25 03:00 → 02:00.
-        let fires = between(&c, madrid, utc("2026-10-24T12:00:00Z"), utc("2026-10-26T12:00:00Z"), 10);
-        let local: Vec<String> = fires.iter().map(|t| t.with_timezone(&madrid).format("%d %H:%M %z").to_string()).collect();
+        let fires = between(
+            &c,
+            madrid,
+            utc("2026-10-24T12:00:00Z"),
+            utc("2026-10-26T12:00:00Z"),
+            10,
+        );
+        let local: Vec<String> = fires
+            .iter()
+            .map(|t| t.with_timezone(&madrid).format("%d %H:%M %z").to_string())
+            .collect();
         assert_eq!(local, ["25 09:00 +0100", "26 09:00 +0100"]);
         let _ = madrid.with_ymd_and_hms(2026, 1, 1, 0, 0, 0);
     }
@@ -66,7 +104,13 @@ mod tests {
     fn a_time_in_the_skipped_hour_fires_once_after_it() {
         let c = CronExpr::parse("0 30 2 * * *").unwrap();
         let madrid = chrono_tz::Europe::Madrid;
-        let fires = between(&c, madrid, utc("2026-03-28T12:00:00Z"), utc("2026-03-30T12:00:00Z"), 10);
+        let fires = between(
+            &c,
+            madrid,
+            utc("2026-03-28T12:00:00Z"),
+            utc("2026-03-30T12:00:00Z"),
+            10,
+        );
         assert_eq!(fires.len(), 2, "{fires:?}");
     }
 }

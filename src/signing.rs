@@ -51,7 +51,8 @@ impl Signer {
     }
 
     fn tag(&self, purpose: &str, payload: &str) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes keys of any length");
         mac.update(purpose.as_bytes());
         mac.update(b"\0");
         mac.update(payload.as_bytes());
@@ -60,7 +61,11 @@ impl Signer {
 
     /// A token for `payload`, valid only for `purpose`.
     pub fn sign(&self, purpose: &str, payload: &str) -> String {
-        format!("{}.{}", B64.encode(payload), B64.encode(self.tag(purpose, payload)))
+        format!(
+            "{}.{}",
+            B64.encode(payload),
+            B64.encode(self.tag(purpose, payload))
+        )
     }
 
     /// The payload of a token made by [`Signer::sign`] for `purpose`, if it is genuine.
@@ -78,7 +83,11 @@ impl Signer {
 
     /// The unsubscribe link of a lead.
     pub fn unsubscribe_url(&self, public_url: &str, lead: i64) -> String {
-        format!("{}/unsubscribe/{}", public_url.trim_end_matches('/'), self.sign("unsubscribe", &lead.to_string()))
+        format!(
+            "{}/unsubscribe/{}",
+            public_url.trim_end_matches('/'),
+            self.sign("unsubscribe", &lead.to_string())
+        )
     }
 }
 
@@ -95,6 +104,9 @@ mod tests {
         assert_eq!(Signer::new(b"other").verify("unsubscribe", &t), None);
         let forged = format!("{}.{}", B64.encode("43"), t.split_once('.').unwrap().1);
         assert_eq!(s.verify("unsubscribe", &forged), None);
-        assert!(s.unsubscribe_url("https://t.example/e/", 42).starts_with("https://t.example/e/unsubscribe/"));
+        assert!(
+            s.unsubscribe_url("https://t.example/e/", 42)
+                .starts_with("https://t.example/e/unsubscribe/")
+        );
     }
 }

@@ -73,10 +73,15 @@ pub fn check_locale(s: &str) -> Result<(), String> {
         Some((l, r)) => {
             (2..=3).contains(&l.len())
                 && l.chars().all(|c| c.is_ascii_alphabetic())
-                && ((r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic())) || (r.len() == 3 && r.chars().all(|c| c.is_ascii_digit())))
+                && ((r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()))
+                    || (r.len() == 3 && r.chars().all(|c| c.is_ascii_digit())))
         }
     };
-    if ok { Ok(()) } else { Err(format!("`{s}` is not a locale; write e.g. es, en or es-MX")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{s}` is not a locale; write e.g. es, en or es-MX"))
+    }
 }
 
 /// Splits `edu-welcome.es-MX` into (`edu-welcome`, `es-mx`).
@@ -91,7 +96,9 @@ fn split_locale(stem: &str) -> (&str, String) {
 
 /// Splits front matter from a body; returns (yaml, body, lines before the body).
 fn split_front_matter(src: &str) -> Option<(&str, &str, usize)> {
-    let rest = src.strip_prefix("---\n").or_else(|| src.strip_prefix("---\r\n"))?;
+    let rest = src
+        .strip_prefix("---\n")
+        .or_else(|| src.strip_prefix("---\r\n"))?;
     let mut offset = 0;
     for (i, line) in rest.split_inclusive('\n').enumerate() {
         if line.trim_end() == "---" {
@@ -108,19 +115,38 @@ impl Templates {
     /// Reads and compiles `dir`. Every problem is returned, not just the first.
     pub fn load(dir: &Path, display_root: &Path) -> Result<Templates, Vec<TemplateError>> {
         let (t, errors) = Templates::load_partial(dir, display_root);
-        if errors.is_empty() { Ok(t) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(t)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Reads and compiles what it can of `dir`, with every problem found: for `check`,
     /// which renders the good templates even when others are broken.
     pub fn load_partial(dir: &Path, display_root: &Path) -> (Templates, Vec<TemplateError>) {
-        let shown = |p: &Path| p.strip_prefix(display_root).unwrap_or(p).display().to_string();
+        let shown = |p: &Path| {
+            p.strip_prefix(display_root)
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        };
         let mut files: Vec<_> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect(),
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => {
                 let (t, _) = Templates::from_sources_partial(Vec::new());
-                return (t, vec![TemplateError { file: shown(dir), line: 0, message: e.to_string() }]);
+                return (
+                    t,
+                    vec![TemplateError {
+                        file: shown(dir),
+                        line: 0,
+                        message: e.to_string(),
+                    }],
+                );
             }
         };
         files.sort();
@@ -129,7 +155,11 @@ impl Templates {
         for p in files {
             match std::fs::read_to_string(&p) {
                 Ok(s) => sources.push((shown(&p), s)),
-                Err(e) => errors.push(TemplateError { file: shown(&p), line: 0, message: e.to_string() }),
+                Err(e) => errors.push(TemplateError {
+                    file: shown(&p),
+                    line: 0,
+                    message: e.to_string(),
+                }),
             }
         }
         let (t, mut more) = Templates::from_sources_partial(sources);
@@ -140,7 +170,11 @@ impl Templates {
     /// Compiles templates given as (path under the folder, source).
     pub fn from_sources(sources: Vec<(String, String)>) -> Result<Templates, Vec<TemplateError>> {
         let (t, errors) = Templates::from_sources_partial(sources);
-        if errors.is_empty() { Ok(t) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(t)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Compiles what it can; the broken templates are left out and reported.
@@ -148,7 +182,11 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|name| {
-            if name.ends_with(".html") { minijinja::AutoEscape::Html } else { minijinja::AutoEscape::None }
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
         });
         let mut entries: BTreeMap<String, BTreeMap<String, Variant>> = BTreeMap::new();
         let mut texts: Vec<(String, String, String)> = Vec::new();
@@ -156,22 +194,34 @@ impl Templates {
         let compile_err = |file: &str, offset: usize, e: minijinja::Error| TemplateError {
             file: file.to_string(),
             line: e.line().map(|l| l + offset).unwrap_or(offset.max(1)),
-            message: e.detail().map(|d| format!("{}: {d}", e.kind())).unwrap_or_else(|| e.kind().to_string()),
+            message: e
+                .detail()
+                .map(|d| format!("{}: {d}", e.kind()))
+                .unwrap_or_else(|| e.kind().to_string()),
         };
         for (file, src) in sources {
-            let name = Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let Some((stem, ext)) = name.rsplit_once('.') else { continue };
+            let name = Path::new(&file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Some((stem, ext)) = name.rsplit_once('.') else {
+                continue;
+            };
             if name.starts_with('_') {
-                if ext == "html" || ext == "txt" {
-                    if let Err(e) = env.add_template_owned(name.clone(), src) {
-                        errors.push(compile_err(&file, 0, e));
-                    }
+                if (ext == "html" || ext == "txt")
+                    && let Err(e) = env.add_template_owned(name.clone(), src)
+                {
+                    errors.push(compile_err(&file, 0, e));
                 }
                 continue;
             }
             let (id, locale) = split_locale(stem);
             if let Err(m) = crate::domain::ids::check_name("template", id) {
-                errors.push(TemplateError { file, line: 1, message: m });
+                errors.push(TemplateError {
+                    file,
+                    line: 1,
+                    message: m,
+                });
                 continue;
             }
             match ext {
@@ -187,7 +237,11 @@ impl Templates {
                     let front: FrontMatter = match parse_yaml(yaml) {
                         Ok(f) => f,
                         Err(e) => {
-                            errors.push(TemplateError { file, line: e.line + 1, message: format!("front matter: {}", e.message) });
+                            errors.push(TemplateError {
+                                file,
+                                line: e.line + 1,
+                                message: format!("front matter: {}", e.message),
+                            });
                             continue;
                         }
                     };
@@ -196,7 +250,11 @@ impl Templates {
                     for (n, s, off) in [
                         (html_name.clone(), body.to_string(), offset),
                         (format!("{html_name}#subject"), front.subject.clone(), 1),
-                        (format!("{html_name}#preheader"), front.preheader.clone().unwrap_or_default(), 1),
+                        (
+                            format!("{html_name}#preheader"),
+                            front.preheader.clone().unwrap_or_default(),
+                            1,
+                        ),
                     ] {
                         if let Err(e) = env.add_template_owned(n, s) {
                             errors.push(compile_err(&file, off, e));
@@ -206,7 +264,13 @@ impl Templates {
                     if ok {
                         entries.entry(id.to_string()).or_default().insert(
                             locale,
-                            Variant { html: html_name, html_file: file, offset, front, txt: None },
+                            Variant {
+                                html: html_name,
+                                html_file: file,
+                                offset,
+                                front,
+                                txt: None,
+                            },
                         );
                     }
                 }
@@ -226,13 +290,24 @@ impl Templates {
                 None => errors.push(TemplateError {
                     file,
                     line: 1,
-                    message: format!("a text part without its HTML template; add templates/{id}{}.html", if locale.is_empty() { String::new() } else { format!(".{locale}") }),
+                    message: format!(
+                        "a text part without its HTML template; add templates/{id}{}.html",
+                        if locale.is_empty() {
+                            String::new()
+                        } else {
+                            format!(".{locale}")
+                        }
+                    ),
                 }),
             }
         }
         for (id, variants) in &entries {
             if !variants.contains_key("") {
-                let any = variants.values().next().map(|v| v.html_file.clone()).unwrap_or_default();
+                let any = variants
+                    .values()
+                    .next()
+                    .map(|v| v.html_file.clone())
+                    .unwrap_or_default();
                 errors.push(TemplateError {
                     file: any,
                     line: 1,
@@ -249,7 +324,10 @@ impl Templates {
 
     /// The locales `id` has files for ("" is the default file).
     pub fn locales(&self, id: &str) -> Vec<String> {
-        self.entries.get(id).map(|v| v.keys().cloned().collect()).unwrap_or_default()
+        self.entries
+            .get(id)
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -265,19 +343,33 @@ impl Templates {
     }
 
     /// Renders `id` for `lead` in the lead's locale.
-    pub fn render(&self, id: &str, lead: &Lead, ctx: &RenderContext) -> Result<Rendered, TemplateError> {
-        let variant = self.variant(id, lead.locale.as_deref()).ok_or_else(|| TemplateError {
-            file: format!("templates/{id}.html"),
-            line: 0,
-            message: format!("unknown template `{id}`"),
-        })?;
+    pub fn render(
+        &self,
+        id: &str,
+        lead: &Lead,
+        ctx: &RenderContext,
+    ) -> Result<Rendered, TemplateError> {
+        let variant = self
+            .variant(id, lead.locale.as_deref())
+            .ok_or_else(|| TemplateError {
+                file: format!("templates/{id}.html"),
+                line: 0,
+                message: format!("unknown template `{id}`"),
+            })?;
         let value = context(id, lead, ctx);
         let run = |name: &str, file: &str, offset: usize| -> Result<String, TemplateError> {
-            let t = self.env.get_template(name).map_err(|e| TemplateError { file: file.into(), line: 0, message: e.to_string() })?;
+            let t = self.env.get_template(name).map_err(|e| TemplateError {
+                file: file.into(),
+                line: 0,
+                message: e.to_string(),
+            })?;
             t.render(&value).map_err(|e| TemplateError {
                 file: file.into(),
                 line: e.line().map(|l| l + offset).unwrap_or(0),
-                message: e.detail().map(|d| format!("{}: {d}", e.kind())).unwrap_or_else(|| e.kind().to_string()),
+                message: e
+                    .detail()
+                    .map(|d| format!("{}: {d}", e.kind()))
+                    .unwrap_or_else(|| e.kind().to_string()),
             })
         };
         let file = &variant.html_file;
@@ -295,14 +387,23 @@ impl Templates {
                 escape_html(preheader.trim())
             );
         }
-        Ok(Rendered { subject, html, text, transactional: variant.front.transactional })
+        Ok(Rendered {
+            subject,
+            html,
+            text,
+            transactional: variant.front.transactional,
+        })
     }
 }
 
 /// The variables a template sees (see the contract's "Template front matter").
 /// `unsubscribe_url` is ours and already safe in an attribute: it is not escaped.
 fn context(id: &str, lead: &Lead, ctx: &RenderContext) -> minijinja::Value {
-    let attrs: serde_json::Map<String, serde_json::Value> = lead.attrs.iter().map(|(k, v)| (k.clone(), json_of(v))).collect();
+    let attrs: serde_json::Map<String, serde_json::Value> = lead
+        .attrs
+        .iter()
+        .map(|(k, v)| (k.clone(), json_of(v)))
+        .collect();
     let lead = serde_json::json!({
         "id": lead.id.0,
         "email": lead.email.as_str(),
@@ -325,14 +426,19 @@ fn context(id: &str, lead: &Lead, ctx: &RenderContext) -> minijinja::Value {
 fn json_of(v: &Value) -> serde_json::Value {
     match v {
         Value::Int(i) => (*i).into(),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
         Value::Bool(b) => (*b).into(),
         other => other.to_string().into(),
     }
 }
 
 fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A readable plain-text part from HTML: paragraphs and line breaks kept, list items
@@ -352,7 +458,11 @@ pub fn html_to_text(html: &str) -> String {
         let tag = &after[1..gt];
         rest = &after[gt + 1..];
         let lower = tag.to_ascii_lowercase();
-        let name = lower.trim_start_matches('/').split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
+        let name = lower
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("");
         let closing = lower.starts_with('/');
         if let Some(end) = skip_until {
             if closing && name == end {
@@ -361,9 +471,17 @@ pub fn html_to_text(html: &str) -> String {
             continue;
         }
         match name {
-            "style" | "script" | "head" | "title" if !closing => skip_until = Some(match name { "style" => "style", "script" => "script", "head" => "head", _ => "title" }),
+            "style" | "script" | "head" | "title" if !closing => {
+                skip_until = Some(match name {
+                    "style" => "style",
+                    "script" => "script",
+                    "head" => "head",
+                    _ => "title",
+                })
+            }
             "br" => out.push('\n'),
-            "p" | "div" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "ul" | "ol" | "table" | "tr" | "blockquote" => out.push_str("\n\n"),
+            "p" | "div" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "ul" | "ol" | "table"
+            | "tr" | "blockquote" => out.push_str("\n\n"),
             "li" if !closing => out.push_str("\n- "),
             "a" if !closing => {
                 href = attr(tag, "href");
@@ -384,7 +502,10 @@ pub fn html_to_text(html: &str) -> String {
         out.push_str(rest);
     }
     let decoded = decode_entities(&out);
-    let mut lines: Vec<String> = decoded.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    let mut lines: Vec<String> = decoded
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
     // Collapse runs of blank lines to one.
     lines.dedup_by(|a, b| a.is_empty() && b.is_empty());
     lines.join("\n").trim().to_string() + "\n"
@@ -427,7 +548,9 @@ mod tests {
             name: Some("Ana".into()),
             stage: StageId::parse("interest").unwrap(),
             tags: ["school".to_string()].into_iter().collect(),
-            attrs: [("segment".to_string(), Value::Str("colegio".into()))].into_iter().collect(),
+            attrs: [("segment".to_string(), Value::Str("colegio".into()))]
+                .into_iter()
+                .collect(),
             locale: locale.map(str::to_string),
             timezone: None,
             created_at: now,
@@ -437,11 +560,19 @@ mod tests {
     }
 
     fn set(files: &[(&str, &str)]) -> Result<Templates, Vec<TemplateError>> {
-        Templates::from_sources(files.iter().map(|(a, b)| (format!("templates/{a}"), b.to_string())).collect())
+        Templates::from_sources(
+            files
+                .iter()
+                .map(|(a, b)| (format!("templates/{a}"), b.to_string()))
+                .collect(),
+        )
     }
 
     fn ctx() -> RenderContext {
-        RenderContext { unsubscribe_url: "https://x.example/u/t".into(), ..Default::default() }
+        RenderContext {
+            unsubscribe_url: "https://x.example/u/t".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -454,7 +585,10 @@ mod tests {
         let r = t.render("hi", &lead(None), &ctx()).unwrap();
         assert_eq!(r.subject, "Ana, hola");
         assert!(r.html.contains("Hola Ana &amp; co"));
-        assert_eq!(r.text, "Hola Ana & co\n\nMira mochilas (https://t.example/m).\n\n- uno\n- dos\n\nBaja (https://x.example/u/t)\n");
+        assert_eq!(
+            r.text,
+            "Hola Ana & co\n\nMira mochilas (https://t.example/m).\n\n- uno\n- dos\n\nBaja (https://x.example/u/t)\n"
+        );
     }
 
     #[test]
@@ -466,16 +600,36 @@ mod tests {
             ("hi.en.txt", "plain en"),
         ])
         .unwrap();
-        assert_eq!(t.render("hi", &lead(Some("en-US")), &ctx()).unwrap().subject, "Hello");
-        assert_eq!(t.render("hi", &lead(Some("en-US")), &ctx()).unwrap().text, "plain en");
-        assert_eq!(t.render("hi", &lead(Some("en-GB")), &ctx()).unwrap().subject, "Hello mate");
-        assert_eq!(t.render("hi", &lead(Some("fr")), &ctx()).unwrap().subject, "Hola");
+        assert_eq!(
+            t.render("hi", &lead(Some("en-US")), &ctx())
+                .unwrap()
+                .subject,
+            "Hello"
+        );
+        assert_eq!(
+            t.render("hi", &lead(Some("en-US")), &ctx()).unwrap().text,
+            "plain en"
+        );
+        assert_eq!(
+            t.render("hi", &lead(Some("en-GB")), &ctx())
+                .unwrap()
+                .subject,
+            "Hello mate"
+        );
+        assert_eq!(
+            t.render("hi", &lead(Some("fr")), &ctx()).unwrap().subject,
+            "Hola"
+        );
         assert_eq!(t.render("hi", &lead(None), &ctx()).unwrap().subject, "Hola");
     }
 
     #[test]
     fn undefined_variables_are_errors_with_the_line() {
-        let t = set(&[("hi.html", "---\nsubject: Hola\n---\n<p>ok</p>\n<p>{{ lead.attrs.missing }}</p>")]).unwrap();
+        let t = set(&[(
+            "hi.html",
+            "---\nsubject: Hola\n---\n<p>ok</p>\n<p>{{ lead.attrs.missing }}</p>",
+        )])
+        .unwrap();
         let e = t.render("hi", &lead(None), &ctx()).unwrap_err();
         assert_eq!(e.file, "templates/hi.html");
         assert_eq!(e.line, 5, "{e}");
@@ -487,10 +641,22 @@ mod tests {
 
     #[test]
     fn missing_front_matter_or_subject_is_reported_per_file() {
-        let errs = set(&[("a.html", "<p>no front</p>"), ("b.html", "---\ntitle: x\n---\n"), ("c.html", "---\nsubject: ok\n---\n{% if %}")]).err().unwrap();
+        let errs = set(&[
+            ("a.html", "<p>no front</p>"),
+            ("b.html", "---\ntitle: x\n---\n"),
+            ("c.html", "---\nsubject: ok\n---\n{% if %}"),
+        ])
+        .err()
+        .unwrap();
         let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        assert!(all[0].starts_with("templates/a.html:1: no front matter"), "{all:?}");
-        assert!(all[1].starts_with("templates/b.html:2: front matter: unknown field `title`"), "{all:?}");
+        assert!(
+            all[0].starts_with("templates/a.html:1: no front matter"),
+            "{all:?}"
+        );
+        assert!(
+            all[1].starts_with("templates/b.html:2: front matter: unknown field `title`"),
+            "{all:?}"
+        );
         assert!(all[2].starts_with("templates/c.html:4:"), "{all:?}");
     }
 
@@ -499,6 +665,8 @@ mod tests {
         let t = set(&[("r.html", "---\nsubject: Recibo\ntransactional: true\npreheader: \"Gracias {{ lead.name }}\"\n---\n<p>x</p>")]).unwrap();
         let r = t.render("r", &lead(None), &ctx()).unwrap();
         assert!(r.transactional);
-        assert!(r.html.starts_with("<div style=\"display:none;max-height:0;overflow:hidden\">Gracias Ana</div>"));
+        assert!(r.html.starts_with(
+            "<div style=\"display:none;max-height:0;overflow:hidden\">Gracias Ana</div>"
+        ));
     }
 }

@@ -40,7 +40,11 @@ impl PassReport {
 }
 
 /// Evaluates every lead at `now`.
-pub async fn evaluate_all(store: &Store, funnel: &Arc<Funnel>, now: DateTime<Utc>) -> Result<PassReport, StoreError> {
+pub async fn evaluate_all(
+    store: &Store,
+    funnel: &Arc<Funnel>,
+    now: DateTime<Utc>,
+) -> Result<PassReport, StoreError> {
     let mut report = PassReport::default();
     let mut after = 0;
     loop {
@@ -63,9 +67,19 @@ pub async fn evaluate_all(store: &Store, funnel: &Arc<Funnel>, now: DateTime<Utc
 }
 
 /// Evaluates one lead at `now` (after an event); `None` if there is no such lead.
-pub async fn evaluate_lead(store: &Store, funnel: &Arc<Funnel>, id: LeadId, now: DateTime<Utc>) -> Result<Option<PassReport>, StoreError> {
-    let Some(loaded) = store.load_lead(id, now).await? else { return Ok(None) };
-    let mut report = PassReport { leads: 1, ..Default::default() };
+pub async fn evaluate_lead(
+    store: &Store,
+    funnel: &Arc<Funnel>,
+    id: LeadId,
+    now: DateTime<Utc>,
+) -> Result<Option<PassReport>, StoreError> {
+    let Some(loaded) = store.load_lead(id, now).await? else {
+        return Ok(None);
+    };
+    let mut report = PassReport {
+        leads: 1,
+        ..Default::default()
+    };
     for ev in evaluate_off_thread(funnel, vec![loaded], now).await {
         report.absorb(ev.changes.after.id, ev.errors);
         if !ev.changes.is_empty() {
@@ -78,10 +92,18 @@ pub async fn evaluate_lead(store: &Store, funnel: &Arc<Funnel>, id: LeadId, now:
     Ok(Some(report))
 }
 
-async fn evaluate_off_thread(funnel: &Arc<Funnel>, page: Vec<LoadedLead>, now: DateTime<Utc>) -> Vec<crate::rules::Evaluation> {
+async fn evaluate_off_thread(
+    funnel: &Arc<Funnel>,
+    page: Vec<LoadedLead>,
+    now: DateTime<Utc>,
+) -> Vec<crate::rules::Evaluation> {
     let f = funnel.clone();
     let tz = f.config.default_timezone();
-    tokio::task::spawn_blocking(move || page.into_iter().map(|l| f.rules.evaluate(l, now, tz)).collect())
-        .await
-        .expect("rule evaluation does not panic")
+    tokio::task::spawn_blocking(move || {
+        page.into_iter()
+            .map(|l| f.rules.evaluate(l, now, tz))
+            .collect()
+    })
+    .await
+    .expect("rule evaluation does not panic")
 }

@@ -9,7 +9,9 @@ const CONFIG: &str = "funnel: { stages: [interest, evaluation, customer] }\nsmtp
 const TEMPLATE: &str = "---\nsubject: \"Hola {{ lead.name }}\"\n---\n<p>Hola {{ lead.name }}</p>\n<a href=\"{{ unsubscribe_url }}\">baja</a>\n";
 
 fn mail_files(f: &Folder) -> usize {
-    std::fs::read_dir(f.path().join("mail")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(f.path().join("mail"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -17,22 +19,49 @@ fn broken_rules_are_reported_with_file_and_position_and_the_others_keep_running(
     let f = Folder::with_files(&[
         ("embudo.yaml", CONFIG),
         ("templates/welcome.html", TEMPLATE),
-        ("rules/10_welcome.rhai", "if lead.stage == \"interest\" { send(\"welcome\"); }\n"),
-        ("rules/20_syntax.rhai", "// a missing parenthesis\nif lead.stage == \"interest\" {\n    send(\"welcome\";\n}\n"),
-        ("rules/30_forever.rhai", "let n = 0;\nwhile true {\n    n += 1;\n}\n"),
-        ("rules/40_nowhere.rhai", "if lead.stage == \"interest\" {\n    move_to(\"limbo\");\n}\n"),
+        (
+            "rules/10_welcome.rhai",
+            "if lead.stage == \"interest\" { send(\"welcome\"); }\n",
+        ),
+        (
+            "rules/20_syntax.rhai",
+            "// a missing parenthesis\nif lead.stage == \"interest\" {\n    send(\"welcome\";\n}\n",
+        ),
+        (
+            "rules/30_forever.rhai",
+            "let n = 0;\nwhile true {\n    n += 1;\n}\n",
+        ),
+        (
+            "rules/40_nowhere.rhai",
+            "if lead.stage == \"interest\" {\n    move_to(\"limbo\");\n}\n",
+        ),
         ("rules/50_tag.rhai", "tag(\"seen\");\n"),
-        ("leads.csv", "email,name\nana@example.com,Ana\nbob@example.com,Bob\n"),
+        (
+            "leads.csv",
+            "email,name\nana@example.com,Ana\nbob@example.com,Bob\n",
+        ),
     ]);
     f.run(&["import", "leads.csv"], 0);
     let out = f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 0);
     let err = stderr(&out);
-    assert!(err.contains("rules/20_syntax.rhai:3:"), "syntax error with its position:\n{err}");
-    assert!(err.contains("rules/30_forever.rhai:"), "endless loop:\n{err}");
+    assert!(
+        err.contains("rules/20_syntax.rhai:3:"),
+        "syntax error with its position:\n{err}"
+    );
+    assert!(
+        err.contains("rules/30_forever.rhai:"),
+        "endless loop:\n{err}"
+    );
     assert!(err.to_lowercase().contains("too many operations"), "{err}");
-    assert!(err.contains("rules/40_nowhere.rhai:2:5:"), "unknown stage with its position:\n{err}");
+    assert!(
+        err.contains("rules/40_nowhere.rhai:2:5:"),
+        "unknown stage with its position:\n{err}"
+    );
     assert!(err.contains("unknown stage `limbo`"), "{err}");
-    assert!(err.contains("(2 lead(s)"), "each error is reported once with the number of leads:\n{err}");
+    assert!(
+        err.contains("(2 lead(s)"),
+        "each error is reported once with the number of leads:\n{err}"
+    );
     // The good rules ran for both leads: two welcomes went out, and the stage is unchanged.
     assert!(stdout(&out).contains("sent 2"), "{}", stdout(&out));
     assert_eq!(mail_files(&f), 2);
@@ -65,37 +94,84 @@ eva@example.com,Eva
     let (o, e) = (stdout(&out), stderr(&out));
     assert!(o.contains("2 lead(s) created"), "{o}");
     assert!(e.contains("5 bad row(s) skipped"), "{e}");
-    assert!(e.contains("leads.csv:3: email: `not-an-email` is not an email address"), "{e}");
-    assert!(e.contains("leads.csv:4: stage: unknown stage `limbo`"), "{e}");
-    assert!(e.contains("leads.csv:5: timezone: unknown time zone `Mars/Olympus`"), "{e}");
+    assert!(
+        e.contains("leads.csv:3: email: `not-an-email` is not an email address"),
+        "{e}"
+    );
+    assert!(
+        e.contains("leads.csv:4: stage: unknown stage `limbo`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("leads.csv:5: timezone: unknown time zone `Mars/Olympus`"),
+        "{e}"
+    );
     assert!(e.contains("leads.csv:6: created_at:"), "{e}");
     assert!(e.contains("leads.csv:7: 2 fields, the header has 7"), "{e}");
 
     // Re-import: nothing lost, tags unioned, attrs merged, stage kept.
-    f.write("more.csv", "email,tags,stage,attr.city\nANA@example.com,office,customer,Sevilla\n");
+    f.write(
+        "more.csv",
+        "email,tags,stage,attr.city\nANA@example.com,office,customer,Sevilla\n",
+    );
     let out = f.run(&["import", "more.csv"], 0);
     assert!(stdout(&out).contains("0 lead(s) created, 1 updated"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = f.store().await;
-        let id = store.find_lead_id("ana@example.com").await.unwrap().unwrap();
-        let l = store.load_lead(id, chrono::Utc::now()).await.unwrap().unwrap().lead;
-        assert_eq!(l.stage.as_str(), "interest", "an existing lead's stage moves only by rules or --update-stage");
-        assert_eq!(l.tags.iter().cloned().collect::<Vec<_>>(), ["office", "school", "vip"]);
+        let id = store
+            .find_lead_id("ana@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let l = store
+            .load_lead(id, chrono::Utc::now())
+            .await
+            .unwrap()
+            .unwrap()
+            .lead;
+        assert_eq!(
+            l.stage.as_str(),
+            "interest",
+            "an existing lead's stage moves only by rules or --update-stage"
+        );
+        assert_eq!(
+            l.tags.iter().cloned().collect::<Vec<_>>(),
+            ["office", "school", "vip"]
+        );
         assert_eq!(l.attrs.get("orders"), Some(&embudo::domain::Value::Int(3)));
-        assert_eq!(l.attrs.get("city"), Some(&embudo::domain::Value::Str("Sevilla".into())));
+        assert_eq!(
+            l.attrs.get("city"),
+            Some(&embudo::domain::Value::Str("Sevilla".into()))
+        );
         assert_eq!(l.created_at.to_rfc3339(), "2026-01-05T10:00:00+00:00");
-        let fran = store.find_lead_id("fran@example.com").await.unwrap().unwrap();
-        let l = store.load_lead(fran, chrono::Utc::now()).await.unwrap().unwrap().lead;
+        let fran = store
+            .find_lead_id("fran@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let l = store
+            .load_lead(fran, chrono::Utc::now())
+            .await
+            .unwrap()
+            .unwrap()
+            .lead;
         assert_eq!(l.name.as_deref(), Some("Fran, el de \"Ventas\""));
         assert_eq!(l.stage.as_str(), "evaluation");
     });
     f.run(&["import", "more.csv", "--update-stage"], 0);
     rt.block_on(async {
         let store = f.store().await;
-        let id = store.find_lead_id("ana@example.com").await.unwrap().unwrap();
+        let id = store
+            .find_lead_id("ana@example.com")
+            .await
+            .unwrap()
+            .unwrap();
         let h = store.stage_history(id).await.unwrap();
-        assert_eq!(h.last().map(|h| (h.1.as_str(), h.3.as_str())), Some(("customer", "import --update-stage")));
+        assert_eq!(
+            h.last().map(|h| (h.1.as_str(), h.3.as_str())),
+            Some(("customer", "import --update-stage"))
+        );
     });
 
     // Events: unknown leads and bad times are named; good events are stored.
@@ -103,25 +179,41 @@ eva@example.com,Eva
     let out = f.run(&["import", "events.csv"], 1);
     assert!(stdout(&out).contains("1 event(s)"), "{}", stdout(&out));
     let e = stderr(&out);
-    assert!(e.contains("events.csv:3: email: no lead `zoe@example.com`; import the leads first"), "{e}");
+    assert!(
+        e.contains("events.csv:3: email: no lead `zoe@example.com`; import the leads first"),
+        "{e}"
+    );
     assert!(e.contains("events.csv:4: at:"), "{e}");
 
     // A header problem stops the import before anything is written, with exit 2.
     f.write("odd.csv", "email,phone\nx@example.com,123\n");
     let out = f.run(&["import", "odd.csv"], 2);
-    assert!(stderr(&out).contains("odd.csv:1: unknown column `phone`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("odd.csv:1: unknown column `phone`"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("attr.phone"));
 }
 
 #[test]
 fn config_errors_name_the_file_line_and_a_fix_and_exit_2() {
-    let f = Folder::with_files(&[("embudo.yaml", "funnel:\n  stages: [interest, customer]\n  initial: lead\nschedule:\n  tick: \"0 */5 * * * *\"\n")]);
+    let f = Folder::with_files(&[(
+        "embudo.yaml",
+        "funnel:\n  stages: [interest, customer]\n  initial: lead\nschedule:\n  tick: \"0 */5 * * * *\"\n",
+    )]);
     let out = f.run(&["tick"], 2);
     let e = stderr(&out);
-    assert!(e.contains("embudo.yaml:3:3: funnel.initial `lead` is not one of the stages"), "{e}");
+    assert!(
+        e.contains("embudo.yaml:3:3: funnel.initial `lead` is not one of the stages"),
+        "{e}"
+    );
     assert!(e.contains("hint: use one of: interest, customer"), "{e}");
 
-    f.write("embudo.yaml", "funnel:\n  stages: [interest]\nsmpt:\n  url: file://x\n");
+    f.write(
+        "embudo.yaml",
+        "funnel:\n  stages: [interest]\nsmpt:\n  url: file://x\n",
+    );
     let e = stderr(&f.run(&["check"], 2));
     assert!(e.contains("embudo.yaml:3:1: unknown field `smpt`"), "{e}");
 
@@ -130,7 +222,10 @@ fn config_errors_name_the_file_line_and_a_fix_and_exit_2() {
     assert!(e.contains("embudo.yaml:"), "{e}");
 
     let e = stderr(&f.run(&["--config", "nowhere/embudo.yaml", "check"], 2));
-    assert!(e.contains("cannot read nowhere/embudo.yaml") && e.contains("embudo init"), "{e}");
+    assert!(
+        e.contains("cannot read nowhere/embudo.yaml") && e.contains("embudo init"),
+        "{e}"
+    );
 
     // Nothing stored is lost by a bad config: the database is never touched.
     assert!(!f.path().join("embudo.db").exists());
@@ -141,17 +236,33 @@ fn init_writes_the_demo_funnel_which_checks_clean_and_runs() {
     let f = Folder::with_files(&[]);
     f.run(&["init", "shop"], 0);
     let shop = f.path().join("shop");
-    for p in ["embudo.yaml", "rules/10_interest.rhai", "templates/edu-welcome.html", "templates/_sample.yaml", "leads.csv", ".gitignore"] {
+    for p in [
+        "embudo.yaml",
+        "rules/10_interest.rhai",
+        "templates/edu-welcome.html",
+        "templates/_sample.yaml",
+        "leads.csv",
+        ".gitignore",
+    ] {
         assert!(shop.join(p).is_file(), "{p} written");
     }
     // The starter is the repository root's demo, byte for byte.
-    assert_eq!(std::fs::read(shop.join("embudo.yaml")).unwrap(), std::fs::read(repo().join("embudo.yaml")).unwrap());
+    assert_eq!(
+        std::fs::read(shop.join("embudo.yaml")).unwrap(),
+        std::fs::read(repo().join("embudo.yaml")).unwrap()
+    );
     let out = f.run(&["--config", "shop/embudo.yaml", "check"], 0);
     assert!(stdout(&out).contains("ok"));
-    f.run(&["--config", "shop/embudo.yaml", "import", "shop/leads.csv"], 0);
+    f.run(
+        &["--config", "shop/embudo.yaml", "import", "shop/leads.csv"],
+        0,
+    );
     let out = f.run(&["--config", "shop/embudo.yaml", "tick"], 0);
     assert!(stdout(&out).contains("sent"), "{}", stdout(&out));
-    assert!(shop.join("embudo.db").is_file(), "paths are relative to the config's folder");
+    assert!(
+        shop.join("embudo.db").is_file(),
+        "paths are relative to the config's folder"
+    );
     assert!(std::fs::read_dir(shop.join("outbox-mail")).unwrap().count() > 0);
     // A second init refuses to overwrite.
     let e = stderr(&f.run(&["init", "shop"], 2));
@@ -163,9 +274,15 @@ fn check_renders_every_template_against_the_sample_lead() {
     let f = Folder::with_files(&[
         ("embudo.yaml", CONFIG),
         ("templates/welcome.html", TEMPLATE),
-        ("templates/welcome.en.html", "---\nsubject: Hi\n---\n<p>Hi</p>\n\n<p>{{ lead.attrs.company }}</p>\n"),
+        (
+            "templates/welcome.en.html",
+            "---\nsubject: Hi\n---\n<p>Hi</p>\n\n<p>{{ lead.attrs.company }}</p>\n",
+        ),
         ("templates/broken.html", "---\nsubject: x\n---\n{% if %}\n"),
-        ("templates/_sample.yaml", "name: Ana\nattrs: { segment: school }\n"),
+        (
+            "templates/_sample.yaml",
+            "name: Ana\nattrs: { segment: school }\n",
+        ),
     ]);
     let o = stdout(&f.run(&["check"], 1));
     assert!(o.contains("templates/welcome.en.html:6:"), "{o}");
@@ -175,7 +292,10 @@ fn check_renders_every_template_against_the_sample_lead() {
 
 #[test]
 fn an_event_for_an_unknown_lead_is_a_usage_error() {
-    let f = Folder::with_files(&[("embudo.yaml", CONFIG), ("templates/welcome.html", TEMPLATE)]);
+    let f = Folder::with_files(&[
+        ("embudo.yaml", CONFIG),
+        ("templates/welcome.html", TEMPLATE),
+    ]);
     let e = stderr(&f.run(&["event", "nobody@example.com", "purchase"], 2));
     assert!(e.contains("no lead `nobody@example.com`"), "{e}");
     let e = stderr(&f.run(&["event", "x@example.com", "bad kind"], 2));

@@ -21,9 +21,20 @@ fn new_mail(smtp: &SmtpServer, seen: &mut usize, expect: usize) -> Vec<Mail> {
     let all = smtp.wait_for(*seen + expect, Duration::from_secs(10));
     // Give a stray extra email the chance to arrive and fail the count.
     std::thread::sleep(Duration::from_millis(200));
-    let all = if all.len() == *seen + expect { smtp.messages() } else { all };
-    let ids: Vec<_> = all.iter().map(|m| (m.to.clone(), m.template().to_string())).collect();
-    assert_eq!(all.len(), *seen + expect, "expected {expect} new email(s); all so far: {ids:?}");
+    let all = if all.len() == *seen + expect {
+        smtp.messages()
+    } else {
+        all
+    };
+    let ids: Vec<_> = all
+        .iter()
+        .map(|m| (m.to.clone(), m.template().to_string()))
+        .collect();
+    assert_eq!(
+        all.len(),
+        *seen + expect,
+        "expected {expect} new email(s); all so far: {ids:?}"
+    );
     let fresh: Vec<Mail> = all.into_iter().filter(|m| m.template() != "").collect();
     let mut fresh = fresh;
     fresh.sort_by_key(|m| m.to.clone());
@@ -33,21 +44,48 @@ fn new_mail(smtp: &SmtpServer, seen: &mut usize, expect: usize) -> Vec<Mail> {
 
 /// The latest email of `template` to `to`.
 fn find<'a>(mail: &'a [Mail], to: &str, template: &str) -> &'a Mail {
-    let hits: Vec<&Mail> = mail.iter().filter(|m| m.to.contains(to) && m.template() == template).collect();
-    assert_eq!(hits.len(), 1, "exactly one {template} to {to}; got {}", hits.len());
+    let hits: Vec<&Mail> = mail
+        .iter()
+        .filter(|m| m.to.contains(to) && m.template() == template)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "exactly one {template} to {to}; got {}",
+        hits.len()
+    );
     hits[0]
 }
 
 fn check_marketing_headers(m: &Mail, lead: LeadId) {
     assert_eq!(m.from, "\"Tienda Sol\" <hola@tienda.example>");
     let lu = m.header("List-Unsubscribe").expect("List-Unsubscribe");
-    assert!(lu.contains("<mailto:baja@tienda.example?subject=unsubscribe>"), "{lu}");
+    assert!(
+        lu.contains("<mailto:baja@tienda.example?subject=unsubscribe>"),
+        "{lu}"
+    );
     let url = lu.split('<').nth(1).unwrap().split('>').next().unwrap();
-    let token = url.strip_prefix("https://tienda.example/embudo/unsubscribe/").unwrap_or_else(|| panic!("{url}"));
-    assert_eq!(Signer::new(SIGNING_KEY.as_bytes()).verify("unsubscribe", token), Some(lead.0.to_string()));
-    assert_eq!(m.header("List-Unsubscribe-Post"), Some("List-Unsubscribe=One-Click"));
-    assert!(m.text.contains(url), "the text part carries the unsubscribe link:\n{}", m.text);
-    assert!(m.html.contains(&format!("href=\"{url}\"")), "the HTML part links to unsubscribe:\n{}", m.html);
+    let token = url
+        .strip_prefix("https://tienda.example/embudo/unsubscribe/")
+        .unwrap_or_else(|| panic!("{url}"));
+    assert_eq!(
+        Signer::new(SIGNING_KEY.as_bytes()).verify("unsubscribe", token),
+        Some(lead.0.to_string())
+    );
+    assert_eq!(
+        m.header("List-Unsubscribe-Post"),
+        Some("List-Unsubscribe=One-Click")
+    );
+    assert!(
+        m.text.contains(url),
+        "the text part carries the unsubscribe link:\n{}",
+        m.text
+    );
+    assert!(
+        m.html.contains(&format!("href=\"{url}\"")),
+        "the HTML part links to unsubscribe:\n{}",
+        m.html
+    );
 }
 
 #[tokio::test]
@@ -56,10 +94,21 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
     let f = Folder::copy_of("examples/tienda");
     f.set_smtp_url(&smtp.url());
     f.write("new-leads.csv", LEADS);
-    f.run(&["import", "new-leads.csv", "--now", "2026-03-02T09:00:00Z"], 0);
+    f.run(
+        &["import", "new-leads.csv", "--now", "2026-03-02T09:00:00Z"],
+        0,
+    );
     let store = f.store().await;
-    let ana = store.find_lead_id("ana@example.com").await.unwrap().expect("email normalised");
-    let bob = store.find_lead_id("bob@example.com").await.unwrap().unwrap();
+    let ana = store
+        .find_lead_id("ana@example.com")
+        .await
+        .unwrap()
+        .expect("email normalised");
+    let bob = store
+        .find_lead_id("bob@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     let mut seen = 0;
 
     // Day 0: every new lead gets the phase-I welcome, in its own language.
@@ -69,7 +118,11 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
     let w = find(&mail, "ana@example.com", "edu-welcome");
     assert_eq!(w.subject, "Bienvenido/a a Tienda Sol, Ana López");
     assert_eq!(w.to, "Ana López <ana@example.com>");
-    assert!(w.text.contains("Hola, Ana López") || w.text.contains("Ana López"), "{}", w.text);
+    assert!(
+        w.text.contains("Hola, Ana López") || w.text.contains("Ana López"),
+        "{}",
+        w.text
+    );
     assert!(w.html.contains("<h1>"), "{}", w.html);
     check_marketing_headers(w, ana);
     let w = find(&mail, "bob@example.com", "edu-welcome");
@@ -78,9 +131,23 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
     // The Message-ID the server saw is the one the outbox recorded.
     let rows = store.outbox_of(ana).await.unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!((rows[0].0.as_str(), rows[0].2.as_str()), ("edu-welcome", "sent"));
-    assert_eq!(rows[0].5.as_deref(), Some(find(&mail, "ana@example.com", "edu-welcome").message_id.as_str()));
-    assert_eq!(rows[0].4.map(|t| t.to_rfc3339()), Some("2026-03-02T10:00:00+00:00".into()), "stamped with --now");
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].2.as_str()),
+        ("edu-welcome", "sent")
+    );
+    assert_eq!(
+        rows[0].5.as_deref(),
+        Some(
+            find(&mail, "ana@example.com", "edu-welcome")
+                .message_id
+                .as_str()
+        )
+    );
+    assert_eq!(
+        rows[0].4.map(|t| t.to_rfc3339()),
+        Some("2026-03-02T10:00:00+00:00".into()),
+        "stamped with --now"
+    );
 
     // Day 1: nothing is due; a tick sends nothing twice.
     let out = tick(&f, "2026-03-03T10:00:00Z");
@@ -90,39 +157,100 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
     // Day 3: the follow-up, 3 days after the welcome.
     tick(&f, "2026-03-05T10:00:00Z");
     let mail = new_mail(&smtp, &mut seen, 2);
-    assert_eq!(find(&mail, "ana@example.com", "edu-benefits").subject, "Ana López, tres formas de ahorrar en material escolar");
-    assert_eq!(find(&mail, "bob@example.com", "edu-benefits").subject, "Bob Carter, three ways to save on school supplies");
+    assert_eq!(
+        find(&mail, "ana@example.com", "edu-benefits").subject,
+        "Ana López, tres formas de ahorrar en material escolar"
+    );
+    assert_eq!(
+        find(&mail, "bob@example.com", "edu-benefits").subject,
+        "Bob Carter, three ways to save on school supplies"
+    );
 
     // Ana asks for a quote: the event runs her rules at once, moving her to phase II
     // and queueing the comparison in the same pass.
-    let out = stdout(&f.run(&["event", "ANA@example.com", "quote_requested", "--at", "2026-03-05T11:00:00Z", "--prop", "items=40"], 0));
-    assert!(out.contains("queued 1 email(s) and made 1 stage move(s)"), "{out}");
+    let out = stdout(&f.run(
+        &[
+            "event",
+            "ANA@example.com",
+            "quote_requested",
+            "--at",
+            "2026-03-05T11:00:00Z",
+            "--prop",
+            "items=40",
+        ],
+        0,
+    ));
+    assert!(
+        out.contains("queued 1 email(s) and made 1 stage move(s)"),
+        "{out}"
+    );
     tick(&f, "2026-03-05T11:05:00Z");
     let mail = new_mail(&smtp, &mut seen, 1);
     let c = find(&mail, "ana@example.com", "eval-comparison");
-    assert_eq!(c.subject, "Tienda Sol frente a otras tiendas: la comparación honesta");
+    assert_eq!(
+        c.subject,
+        "Tienda Sol frente a otras tiendas: la comparación honesta"
+    );
     check_marketing_headers(c, ana);
 
     // Bob buys: phase III, and the (transactional) thanks, without List-Unsubscribe.
-    let out = stdout(&f.run(&["event", &bob.0.to_string(), "purchase", "--at", "2026-03-06T15:00:00Z", "--prop", "amount=49.95"], 0));
-    assert!(out.contains("queued 1 email(s) and made 1 stage move(s)"), "{out}");
+    let out = stdout(&f.run(
+        &[
+            "event",
+            &bob.0.to_string(),
+            "purchase",
+            "--at",
+            "2026-03-06T15:00:00Z",
+            "--prop",
+            "amount=49.95",
+        ],
+        0,
+    ));
+    assert!(
+        out.contains("queued 1 email(s) and made 1 stage move(s)"),
+        "{out}"
+    );
     tick(&f, "2026-03-06T15:05:00Z");
     let mail = new_mail(&smtp, &mut seen, 1);
     let t = find(&mail, "bob@example.com", "cust-thanks");
     assert_eq!(t.subject, "Thank you for your order, Bob Carter!");
-    assert_eq!(t.header("List-Unsubscribe"), None, "transactional email has no List-Unsubscribe");
+    assert_eq!(
+        t.header("List-Unsubscribe"),
+        None,
+        "transactional email has no List-Unsubscribe"
+    );
 
     // Two days after the comparison, Ana gets the price list.
     tick(&f, "2026-03-07T11:05:00Z");
     let mail = new_mail(&smtp, &mut seen, 1);
-    assert!(find(&mail, "ana@example.com", "eval-price").subject.starts_with("Tu tarifa 2026, Ana López"));
+    assert!(
+        find(&mail, "ana@example.com", "eval-price")
+            .subject
+            .starts_with("Tu tarifa 2026, Ana López")
+    );
 
     // The stage history tells the story, with the rule that moved each lead.
     let hist = store.stage_history(ana).await.unwrap();
-    let steps: Vec<_> = hist.iter().map(|(from, to, _, cause)| (from.clone(), to.clone(), cause.clone())).collect();
-    assert_eq!(steps, [(None, "interest".into(), "import".into()), (Some("interest".into()), "evaluation".into(), "rule:20_qualify".into())]);
+    let steps: Vec<_> = hist
+        .iter()
+        .map(|(from, to, _, cause)| (from.clone(), to.clone(), cause.clone()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (None, "interest".into(), "import".into()),
+            (
+                Some("interest".into()),
+                "evaluation".into(),
+                "rule:20_qualify".into()
+            )
+        ]
+    );
     let hist = store.stage_history(bob).await.unwrap();
-    assert_eq!(hist.last().map(|h| (h.1.as_str(), h.3.as_str())), Some(("customer", "rule:10_purchase")));
+    assert_eq!(
+        hist.last().map(|h| (h.1.as_str(), h.3.as_str())),
+        Some(("customer", "rule:10_purchase"))
+    );
     let counts = store.outbox_counts().await.unwrap();
     assert_eq!(counts, [("sent".to_string(), 7)]);
 }
@@ -134,7 +262,13 @@ fn the_daemon_sends_the_welcome_at_start_and_an_events_email_within_seconds() {
     f.set_smtp_url(&smtp.url());
     f.write("new-leads.csv", LEADS);
     f.run(&["import", "new-leads.csv"], 0);
-    let mut daemon = f.embudo().args(["run"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut daemon = f
+        .embudo()
+        .args(["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let mail = smtp.wait_for(2, Duration::from_secs(20));
     assert_eq!(mail.len(), 2, "the start-up pass welcomes both leads");
     f.run(&["event", "bob@example.com", "purchase"], 0);
@@ -143,7 +277,10 @@ fn the_daemon_sends_the_welcome_at_start_and_an_events_email_within_seconds() {
     let waited = started.elapsed();
     assert_eq!(mail.len(), 3);
     assert!(mail.iter().any(|m| m.template() == "cust-thanks"));
-    assert!(waited < Duration::from_secs(5), "the running daemon sent the event's email after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "the running daemon sent the event's email after {waited:?}"
+    );
     // SIGTERM: a clean stop.
     unsafe_kill_term(daemon.id());
     let status = daemon.wait().unwrap();
@@ -151,5 +288,8 @@ fn the_daemon_sends_the_welcome_at_start_and_an_events_email_within_seconds() {
 }
 
 fn unsafe_kill_term(pid: u32) {
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
 }

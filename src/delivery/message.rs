@@ -24,7 +24,11 @@ pub struct Headers<'a> {
 /// Builds the email; marketing email gets `List-Unsubscribe` and one-click
 /// `List-Unsubscribe-Post` (RFC 8058), receipts do not.
 pub fn build(lead: &Lead, r: &Rendered, h: &Headers<'_>) -> Result<Message, String> {
-    let to_addr: lettre::Address = lead.email.as_str().parse().map_err(|e| format!("recipient {}: {e}", lead.email))?;
+    let to_addr: lettre::Address = lead
+        .email
+        .as_str()
+        .parse()
+        .map_err(|e| format!("recipient {}: {e}", lead.email))?;
     let to = Mailbox::new(lead.name.clone().filter(|n| !n.trim().is_empty()), to_addr);
     let mut b = Message::builder()
         .from(h.from.clone())
@@ -39,13 +43,20 @@ pub fn build(lead: &Lead, r: &Rendered, h: &Headers<'_>) -> Result<Message, Stri
         }
         b = b
             .raw_header(raw("List-Unsubscribe", value)?)
-            .raw_header(raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into())?);
+            .raw_header(raw(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".into(),
+            )?);
     }
-    b.multipart(MultiPart::alternative_plain_html(r.text.clone(), r.html.clone()))
-        .map_err(|e| format!("building the message: {e}"))
+    b.multipart(MultiPart::alternative_plain_html(
+        r.text.clone(),
+        r.html.clone(),
+    ))
+    .map_err(|e| format!("building the message: {e}"))
 }
 
 fn raw(name: &str, value: String) -> Result<HeaderValue, String> {
-    let n = HeaderName::new_from_ascii(name.to_string()).map_err(|e| format!("header {name}: {e}"))?;
+    let n =
+        HeaderName::new_from_ascii(name.to_string()).map_err(|e| format!("header {name}: {e}"))?;
     Ok(HeaderValue::new(n, value))
 }

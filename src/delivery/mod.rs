@@ -44,6 +44,9 @@ pub struct Deliverer {
     signer: Signer,
 }
 
+/// A finished send task: the row, what happened, its attempts and request time.
+type Done = Result<(i64, Outcome, i64, DateTime<Utc>), StoreError>;
+
 enum Outcome {
     Sent,
     Retry(String),
@@ -52,12 +55,20 @@ enum Outcome {
 
 impl Deliverer {
     pub fn new(store: Store, mailer: Mailer, signer: Signer) -> Deliverer {
-        Deliverer { store, mailer, signer }
+        Deliverer {
+            store,
+            mailer,
+            signer,
+        }
     }
 
     /// Sends every row due at `now` (in batches, paced by `limits.rate_per_second`),
     /// stamping results with `now`. Returns when nothing due is left.
-    pub async fn deliver_due(&self, funnel: &Arc<Funnel>, now: impl Fn() -> DateTime<Utc>) -> Result<DeliveryReport, StoreError> {
+    pub async fn deliver_due(
+        &self,
+        funnel: &Arc<Funnel>,
+        now: impl Fn() -> DateTime<Utc>,
+    ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
         let gap = std::time::Duration::from_secs_f64(1.0 / funnel.config.limits.rate_per_second);
         let mut next_slot = tokio::time::Instant::now();
@@ -66,7 +77,7 @@ impl Deliverer {
             if claimed.is_empty() {
                 return Ok(report);
             }
-            let mut tasks: JoinSet<Result<(i64, Outcome, i64, DateTime<Utc>), StoreError>> = JoinSet::new();
+            let mut tasks: JoinSet<Done> = JoinSet::new();
             for row in claimed {
                 let t = now();
                 if let Some(state) = self.precheck(funnel, &row, t).await? {
@@ -99,35 +110,70 @@ impl Deliverer {
 
     /// Ends rows that must not be sent: expired, stale, or for a lead that is gone or
     /// unsubscribed. Returns the state given, or `None` to send.
-    async fn precheck(&self, funnel: &Arc<Funnel>, row: &Claimed, now: DateTime<Utc>) -> Result<Option<OutboxState>, StoreError> {
+    async fn precheck(
+        &self,
+        funnel: &Arc<Funnel>,
+        row: &Claimed,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboxState>, StoreError> {
         let cfg = &funnel.config;
         let end = |state: OutboxState, why: String| async move {
             tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, state = state.as_str(), "{why}");
-            self.store.mark_final(row.id, state, &why).await.map(|_| Some(state))
+            self.store
+                .mark_final(row.id, state, &why)
+                .await
+                .map(|_| Some(state))
         };
         if now - row.requested_at > cfg.limits.expire_after.0 {
-            return end(OutboxState::Expired, format!("unsent {} after it was requested (limits.expire_after)", crate::domain::time::format_duration(now - row.requested_at))).await;
+            return end(
+                OutboxState::Expired,
+                format!(
+                    "unsent {} after it was requested (limits.expire_after)",
+                    crate::domain::time::format_duration(now - row.requested_at)
+                ),
+            )
+            .await;
         }
         let Some(stage) = self.store.lead_stage(row.lead_id).await? else {
             return end(OutboxState::Failed, "the lead no longer exists".into()).await;
         };
         if row.campaign.is_none() && stage != row.stage {
-            return end(OutboxState::Stale, format!("requested in stage `{}`, the lead is now in `{}`", row.stage, stage)).await;
+            return end(
+                OutboxState::Stale,
+                format!(
+                    "requested in stage `{}`, the lead is now in `{}`",
+                    row.stage, stage
+                ),
+            )
+            .await;
         }
         if !funnel.templates.contains(&row.template) {
-            return end(OutboxState::Failed, format!("template `{}` no longer exists", row.template)).await;
+            return end(
+                OutboxState::Failed,
+                format!("template `{}` no longer exists", row.template),
+            )
+            .await;
         }
         Ok(None)
     }
 
-    async fn send_one(&self, funnel: &Arc<Funnel>, row: &Claimed, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+    async fn send_one(
+        &self,
+        funnel: &Arc<Funnel>,
+        row: &Claimed,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, StoreError> {
         let cfg = &funnel.config;
         let Some(loaded) = self.store.load_lead(row.lead_id, now).await? else {
             return Ok(Outcome::Failed("the lead no longer exists".into()));
         };
         let lead = loaded.lead;
         let unsubscribe_url = self.signer.unsubscribe_url(&cfg.http.public_url, lead.id.0);
-        let ctx = RenderContext { unsubscribe_url: unsubscribe_url.clone(), now, campaign: row.campaign.clone() };
+        let ctx = RenderContext {
+            unsubscribe_url: unsubscribe_url.clone(),
+            now,
+            campaign: row.campaign.clone(),
+        };
         let rendered = match funnel.templates.render(&row.template, &lead, &ctx) {
             Ok(r) => r,
             Err(e) => return Ok(Outcome::Failed(format!("rendering: {e}"))),
@@ -137,7 +183,11 @@ impl Deliverer {
         }
         let mid = match &row.message_id {
             Some(m) => m.clone(),
-            None => self.store.assign_message_id(row.id, &message::new_message_id(row.id, &cfg.smtp.from)).await?,
+            None => {
+                self.store
+                    .assign_message_id(row.id, &message::new_message_id(row.id, &cfg.smtp.from))
+                    .await?
+            }
         };
         let headers = message::Headers {
             from: &cfg.smtp.from,
@@ -163,7 +213,7 @@ impl Deliverer {
     async fn record(
         &self,
         funnel: &Arc<Funnel>,
-        done: Result<Result<(i64, Outcome, i64, DateTime<Utc>), StoreError>, tokio::task::JoinError>,
+        done: Result<Done, tokio::task::JoinError>,
         now: DateTime<Utc>,
         report: &mut DeliveryReport,
     ) -> Result<(), StoreError> {
@@ -175,8 +225,14 @@ impl Deliverer {
             }
             Outcome::Retry(why) => {
                 if now - requested_at > funnel.config.limits.retry_for.0 {
-                    tracing::error!(outbox = id, attempts, "giving up after limits.retry_for: {why}");
-                    self.store.mark_final(id, OutboxState::Failed, &format!("gave up retrying: {why}")).await?;
+                    tracing::error!(
+                        outbox = id,
+                        attempts,
+                        "giving up after limits.retry_for: {why}"
+                    );
+                    self.store
+                        .mark_final(id, OutboxState::Failed, &format!("gave up retrying: {why}"))
+                        .await?;
                     report.failed += 1;
                 } else {
                     let at = now + backoff(attempts);

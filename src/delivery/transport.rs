@@ -29,21 +29,38 @@ impl Mailer {
     pub fn from_config(cfg: &Config) -> Result<Mailer, String> {
         match &cfg.smtp.transport {
             Transport::File(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create mail folder {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create mail folder {}: {e}", dir.display()))?;
                 Ok(Mailer::File(AsyncFileTransport::<Tokio1Executor>::new(dir)))
             }
             Transport::Smtp { host, port, tls } => {
-                let tls_params = || TlsParameters::new(host.clone()).map_err(|e| format!("TLS for {host}: {e}"));
+                let tls_params =
+                    || TlsParameters::new(host.clone()).map_err(|e| format!("TLS for {host}: {e}"));
                 let builder = match tls {
-                    Tls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str()).tls(LTls::Wrapper(tls_params()?)),
-                    Tls::Required => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str()).tls(LTls::Required(tls_params()?)),
-                    Tls::Opportunistic => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str()).tls(LTls::Opportunistic(tls_params()?)),
-                    Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str()),
+                    Tls::Implicit => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+                            .tls(LTls::Wrapper(tls_params()?))
+                    }
+                    Tls::Required => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+                            .tls(LTls::Required(tls_params()?))
+                    }
+                    Tls::Opportunistic => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+                            .tls(LTls::Opportunistic(tls_params()?))
+                    }
+                    Tls::None => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+                    }
                 };
                 let mut builder = builder
                     .port(*port)
                     .timeout(Some(Duration::from_secs(30)))
-                    .pool_config(PoolConfig::new().max_size(4).idle_timeout(Duration::from_secs(60)));
+                    .pool_config(
+                        PoolConfig::new()
+                            .max_size(4)
+                            .idle_timeout(Duration::from_secs(60)),
+                    );
                 if let Some(user) = &cfg.smtp.username {
                     let pass = cfg.smtp_password()?.unwrap_or_default();
                     builder = builder.credentials(Credentials::new(user.clone(), pass));
@@ -55,16 +72,23 @@ impl Mailer {
 
     pub async fn send(&self, msg: Message) -> Result<(), SendError> {
         match self {
-            Mailer::File(t) => t.send(msg).await.map(|_| ()).map_err(|e| SendError::Temporary(format!("writing the mail file: {e}"))),
+            Mailer::File(t) => t
+                .send(msg)
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError::Temporary(format!("writing the mail file: {e}"))),
             Mailer::Smtp(t) => t.send(msg).await.map(|_| ()).map_err(classify),
         }
     }
 }
 
 fn classify(e: lettre::transport::smtp::Error) -> SendError {
-    let code = e.status().map(|c| u16::from(c));
+    let code = e.status().map(u16::from);
     if e.is_permanent() {
-        SendError::Permanent { code, message: e.to_string() }
+        SendError::Permanent {
+            code,
+            message: e.to_string(),
+        }
     } else {
         SendError::Temporary(e.to_string())
     }

@@ -31,7 +31,9 @@ impl EmailAddress {
                 .chars()
                 .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
         {
-            return Err(format!("`{s}` is not an email address: bad domain `{domain}`"));
+            return Err(format!(
+                "`{s}` is not an email address: bad domain `{domain}`"
+            ));
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) || local.contains('@') {
             return Err(format!("`{s}` is not an email address"));
@@ -65,8 +67,21 @@ mod tests {
 
     #[test]
     fn rejects_malformed_addresses() {
-        for bad in ["", "ana", "ana@", "@example.com", "ana@example", "a b@example.com", "ana@exa_mple.com", "ana@@example.com", "ana@.example.com"] {
-            assert!(EmailAddress::parse(bad).is_err(), "{bad} should be rejected");
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@example.com",
+            "ana@example",
+            "a b@example.com",
+            "ana@exa_mple.com",
+            "ana@@example.com",
+            "ana@.example.com",
+        ] {
+            assert!(
+                EmailAddress::parse(bad).is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 }

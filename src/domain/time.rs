@@ -6,7 +6,9 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("`{s}` is not an RFC 3339 time ({e}); write e.g. 2026-03-02T10:00:00Z"))
+        .map_err(|e| {
+            format!("`{s}` is not an RFC 3339 time ({e}); write e.g. 2026-03-02T10:00:00Z")
+        })
 }
 
 /// Parses an RFC 3339 date-time or a plain date (taken as midnight UTC), for CSV columns.

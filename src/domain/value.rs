@@ -97,7 +97,11 @@ impl fmt::Display for Value {
             Value::Float(x) => write!(f, "{x}"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Date(d) => write!(f, "{}", d.format("%Y-%m-%d")),
-            Value::DateTime(t) => write!(f, "{}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            Value::DateTime(t) => write!(
+                f,
+                "{}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
             Value::Str(s) => f.write_str(s),
         }
     }
@@ -118,7 +122,10 @@ mod tests {
             Value::infer("1988-05-14"),
             Value::Date(NaiveDate::from_ymd_opt(1988, 5, 14).unwrap())
         );
-        assert!(matches!(Value::infer("2026-03-02T10:00:00Z"), Value::DateTime(_)));
+        assert!(matches!(
+            Value::infer("2026-03-02T10:00:00Z"),
+            Value::DateTime(_)
+        ));
         assert_eq!(Value::infer("school"), Value::Str("school".into()));
         assert_eq!(Value::infer("inf"), Value::Str("inf".into()));
         assert_eq!(Value::infer("/mochilas"), Value::Str("/mochilas".into()));

@@ -50,7 +50,10 @@ pub struct Catalog {
 /// An action a rule asked for that changed something.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Send { template: String, key: Option<String> },
+    Send {
+        template: String,
+        key: Option<String>,
+    },
     MoveTo(String),
     Tag(String),
     Untag(String),
@@ -114,7 +117,9 @@ impl Ctx {
 
     fn events_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
         let now = self.now;
-        self.events.iter().filter(move |e| e.kind == kind && e.at <= now)
+        self.events
+            .iter()
+            .filter(move |e| e.kind == kind && e.at <= now)
     }
 
     fn send(&mut self, template: &str, key: Option<String>) -> RResult<()> {
@@ -123,25 +128,56 @@ impl Ctx {
         if !self.catalog.templates.contains(template) {
             return err(format!(
                 "unknown template `{template}`; add templates/{template}.html or use one of: {}",
-                self.catalog.templates.iter().cloned().collect::<Vec<_>>().join(", ")
+                self.catalog
+                    .templates
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let k = key.clone().unwrap_or_default();
         if self.sends.iter().any(|s| s.template == name && s.key == k) {
             return Ok(());
         }
-        self.sends.push(SendRecord { template: name.clone(), key: k.clone(), requested_at: self.now });
-        self.new_sends.push(NewSend { template: name, key: k, stage: self.lead.stage.clone(), rule: self.rule.clone() });
-        self.actions.push((self.rule.clone(), Action::Send { template: template.to_string(), key }));
+        self.sends.push(SendRecord {
+            template: name.clone(),
+            key: k.clone(),
+            requested_at: self.now,
+        });
+        self.new_sends.push(NewSend {
+            template: name,
+            key: k,
+            stage: self.lead.stage.clone(),
+            rule: self.rule.clone(),
+        });
+        self.actions.push((
+            self.rule.clone(),
+            Action::Send {
+                template: template.to_string(),
+                key,
+            },
+        ));
         Ok(())
     }
 
     fn move_to(&mut self, stage: &str) -> RResult<()> {
         self.acting("move_to")?;
-        let Some(to) = self.catalog.stages.iter().find(|s| s.as_str() == stage).cloned() else {
+        let Some(to) = self
+            .catalog
+            .stages
+            .iter()
+            .find(|s| s.as_str() == stage)
+            .cloned()
+        else {
             return err(format!(
                 "unknown stage `{stage}`; the funnel's stages are: {}",
-                self.catalog.stages.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                self.catalog
+                    .stages
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         };
         if self.moved_in_rule {
@@ -154,7 +190,8 @@ impl Ctx {
         let from = std::mem::replace(&mut self.lead.stage, to.clone());
         self.lead.stage_entered_at = self.now;
         self.moves.push((from, to, format!("rule:{}", self.rule)));
-        self.actions.push((self.rule.clone(), Action::MoveTo(stage.to_string())));
+        self.actions
+            .push((self.rule.clone(), Action::MoveTo(stage.to_string())));
         Ok(())
     }
 
@@ -164,9 +201,17 @@ impl Ctx {
         if name.is_empty() {
             return err("a tag name cannot be empty");
         }
-        let changed = if on { self.lead.tags.insert(name.to_string()) } else { self.lead.tags.remove(name) };
+        let changed = if on {
+            self.lead.tags.insert(name.to_string())
+        } else {
+            self.lead.tags.remove(name)
+        };
         if changed {
-            let a = if on { Action::Tag(name.into()) } else { Action::Untag(name.into()) };
+            let a = if on {
+                Action::Tag(name.into())
+            } else {
+                Action::Untag(name.into())
+            };
             self.actions.push((self.rule.clone(), a));
         }
         Ok(())
@@ -183,7 +228,8 @@ impl Ctx {
             None => self.lead.attrs.remove(key).is_some(),
         };
         if changed {
-            self.actions.push((self.rule.clone(), Action::Set(key.to_string(), v)));
+            self.actions
+                .push((self.rule.clone(), Action::Set(key.to_string(), v)));
         }
         Ok(())
     }
@@ -222,12 +268,17 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
         Value::Float(f) => Dynamic::from(*f),
         Value::Bool(b) => Dynamic::from(*b),
         Value::Str(s) => Dynamic::from(s.clone()),
-        Value::Date(_) | Value::DateTime(_) => v.as_instant().map(|t| Dynamic::from(Timestamp(t))).unwrap_or(Dynamic::UNIT),
+        Value::Date(_) | Value::DateTime(_) => v
+            .as_instant()
+            .map(|t| Dynamic::from(Timestamp(t)))
+            .unwrap_or(Dynamic::UNIT),
     }
 }
 
 pub fn map_to_rhai(m: &crate::domain::ValueMap) -> Map {
-    m.iter().map(|(k, v)| (k.as_str().into(), to_dynamic(v))).collect()
+    m.iter()
+        .map(|(k, v)| (k.as_str().into(), to_dynamic(v)))
+        .collect()
 }
 
 fn local_of(t: DateTime<Utc>, tz: Tz) -> LocalTime {
@@ -263,7 +314,9 @@ fn fmt_ts(t: &Timestamp) -> String {
 
 macro_rules! volatile {
     ($engine:expr, $name:expr, $f:expr) => {
-        FuncRegistration::new($name).with_volatility(true).register_into_engine($engine, $f);
+        FuncRegistration::new($name)
+            .with_volatility(true)
+            .register_into_engine($engine, $f);
     };
 }
 
@@ -299,8 +352,12 @@ pub fn register(engine: &mut Engine) {
     compare!(Duration);
     engine.register_fn("to_string", |t: &mut Timestamp| fmt_ts(t));
     engine.register_fn("to_debug", |t: &mut Timestamp| fmt_ts(t));
-    engine.register_fn("to_string", |d: &mut Duration| crate::domain::time::format_duration(d.0));
-    engine.register_fn("to_debug", |d: &mut Duration| crate::domain::time::format_duration(d.0));
+    engine.register_fn("to_string", |d: &mut Duration| {
+        crate::domain::time::format_duration(d.0)
+    });
+    engine.register_fn("to_debug", |d: &mut Duration| {
+        crate::domain::time::format_duration(d.0)
+    });
     engine.register_get("days", |d: &mut Duration| d.0.num_days());
     engine.register_get("hours", |d: &mut Duration| d.0.num_hours());
     engine.register_get("minutes", |d: &mut Duration| d.0.num_minutes());
@@ -319,53 +376,121 @@ pub fn register(engine: &mut Engine) {
     engine.register_get("hour", |l: &mut LocalTime| l.hour);
     engine.register_get("minute", |l: &mut LocalTime| l.minute);
     engine.register_fn("to_string", |l: &mut LocalTime| {
-        format!("{:04}-{:02}-{:02} {:02}:{:02}", l.year, l.month, l.day, l.hour, l.minute)
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            l.year, l.month, l.day, l.hour, l.minute
+        )
     });
 
     // Time helpers that depend on the clock or the lead's zone.
-    volatile!(engine, "days_since", |t: Timestamp| with_ctx(|c| Ok(Dynamic::from((c.now - t.0).num_milliseconds().div_euclid(86_400_000)))));
-    volatile!(engine, "days_since", |_: ()| Ok::<_, Box<EvalAltResult>>(Dynamic::UNIT));
-    volatile!(engine, "local", |t: Timestamp| with_ctx(|c| Ok(Dynamic::from(local_of(t.0, c.zone())))));
-    volatile!(engine, "local", |_: ()| Ok::<_, Box<EvalAltResult>>(Dynamic::UNIT));
+    volatile!(engine, "days_since", |t: Timestamp| with_ctx(|c| Ok(
+        Dynamic::from((c.now - t.0).num_milliseconds().div_euclid(86_400_000))
+    )));
+    volatile!(engine, "days_since", |_: ()| Ok::<_, Box<EvalAltResult>>(
+        Dynamic::UNIT
+    ));
+    volatile!(engine, "local", |t: Timestamp| with_ctx(|c| Ok(
+        Dynamic::from(local_of(t.0, c.zone()))
+    )));
+    volatile!(engine, "local", |_: ()| Ok::<_, Box<EvalAltResult>>(
+        Dynamic::UNIT
+    ));
 
     // The lead.
-    volatile!(engine, "get$id", |_: &mut LeadHandle| with_ctx(|c| Ok(c.lead.id.0)));
-    volatile!(engine, "get$email", |_: &mut LeadHandle| with_ctx(|c| Ok(c.lead.email.to_string())));
-    volatile!(engine, "get$name", |_: &mut LeadHandle| with_ctx(|c| Ok(c.lead.name.clone().unwrap_or_default())));
-    volatile!(engine, "get$stage", |_: &mut LeadHandle| with_ctx(|c| Ok(c.lead.stage.to_string())));
+    volatile!(engine, "get$id", |_: &mut LeadHandle| with_ctx(|c| Ok(c
+        .lead
+        .id
+        .0)));
+    volatile!(engine, "get$email", |_: &mut LeadHandle| with_ctx(|c| Ok(
+        c.lead.email.to_string()
+    )));
+    volatile!(engine, "get$name", |_: &mut LeadHandle| with_ctx(|c| Ok(c
+        .lead
+        .name
+        .clone()
+        .unwrap_or_default())));
+    volatile!(engine, "get$stage", |_: &mut LeadHandle| with_ctx(|c| Ok(
+        c.lead.stage.to_string()
+    )));
     volatile!(engine, "get$tags", |_: &mut LeadHandle| with_ctx(|c| {
-        Ok(c.lead.tags.iter().map(|t| Dynamic::from(t.clone())).collect::<Array>())
+        Ok(c.lead
+            .tags
+            .iter()
+            .map(|t| Dynamic::from(t.clone()))
+            .collect::<Array>())
     }));
-    volatile!(engine, "get$attrs", |_: &mut LeadHandle| with_ctx(|c| Ok(map_to_rhai(&c.lead.attrs))));
-    volatile!(engine, "get$locale", |_: &mut LeadHandle| with_ctx(|c| Ok(c.lead.locale.clone().unwrap_or_default())));
+    volatile!(engine, "get$attrs", |_: &mut LeadHandle| with_ctx(|c| Ok(
+        map_to_rhai(&c.lead.attrs)
+    )));
+    volatile!(engine, "get$locale", |_: &mut LeadHandle| with_ctx(|c| Ok(
+        c.lead.locale.clone().unwrap_or_default()
+    )));
     volatile!(engine, "get$timezone", |_: &mut LeadHandle| with_ctx(|c| {
-        Ok(c.lead.timezone.map(|t| t.name().to_string()).unwrap_or_default())
+        Ok(c.lead
+            .timezone
+            .map(|t| t.name().to_string())
+            .unwrap_or_default())
     }));
-    volatile!(engine, "get$created_at", |_: &mut LeadHandle| with_ctx(|c| Ok(Timestamp(c.lead.created_at))));
-    volatile!(engine, "get$stage_entered_at", |_: &mut LeadHandle| with_ctx(|c| Ok(Timestamp(c.lead.stage_entered_at))));
+    volatile!(engine, "get$created_at", |_: &mut LeadHandle| with_ctx(
+        |c| Ok(Timestamp(c.lead.created_at))
+    ));
+    volatile!(engine, "get$stage_entered_at", |_: &mut LeadHandle| {
+        with_ctx(|c| Ok(Timestamp(c.lead.stage_entered_at)))
+    });
     engine.register_fn("to_string", |_: &mut LeadHandle| "lead".to_string());
 
     // Events.
-    volatile!(engine, "has_event", |kind: ImmutableString| with_ctx(|c| Ok(c.events_of(&kind).next().is_some())));
-    volatile!(engine, "count", |kind: ImmutableString| with_ctx(|c| Ok(c.events_of(&kind).count() as i64)));
-    volatile!(engine, "count", |kind: ImmutableString, within: Duration| with_ctx(|c| {
-        let since = c.now - within.0;
-        Ok(c.events_of(&kind).filter(|e| e.at > since).count() as i64)
+    volatile!(engine, "has_event", |kind: ImmutableString| with_ctx(|c| {
+        Ok(c.events_of(&kind).next().is_some())
     }));
-    volatile!(engine, "last_event", |kind: ImmutableString| with_ctx(|c| {
-        Ok(c.events_of(&kind).map(|e| e.at).max().map(|t| Dynamic::from(Timestamp(t))).unwrap_or(Dynamic::UNIT))
-    }));
-    volatile!(engine, "last_event_props", |kind: ImmutableString| with_ctx(|c| {
-        Ok(c.events_of(&kind).max_by_key(|e| e.at).map(|e| map_to_rhai(&e.props)).unwrap_or_default())
-    }));
+    volatile!(engine, "count", |kind: ImmutableString| with_ctx(|c| Ok(
+        c.events_of(&kind).count() as i64
+    )));
+    volatile!(
+        engine,
+        "count",
+        |kind: ImmutableString, within: Duration| with_ctx(|c| {
+            let since = c.now - within.0;
+            Ok(c.events_of(&kind).filter(|e| e.at > since).count() as i64)
+        })
+    );
+    volatile!(engine, "last_event", |kind: ImmutableString| with_ctx(
+        |c| {
+            Ok(c.events_of(&kind)
+                .map(|e| e.at)
+                .max()
+                .map(|t| Dynamic::from(Timestamp(t)))
+                .unwrap_or(Dynamic::UNIT))
+        }
+    ));
+    volatile!(
+        engine,
+        "last_event_props",
+        |kind: ImmutableString| with_ctx(|c| {
+            Ok(c.events_of(&kind)
+                .max_by_key(|e| e.at)
+                .map(|e| map_to_rhai(&e.props))
+                .unwrap_or_default())
+        })
+    );
 
     // Sends, counted by the time they were requested.
     volatile!(engine, "sent", |t: ImmutableString| with_ctx(|c| {
-        Ok(c.sends.iter().any(|s| s.template.as_str() == t.as_str() && s.requested_at <= c.now))
+        Ok(c.sends
+            .iter()
+            .any(|s| s.template.as_str() == t.as_str() && s.requested_at <= c.now))
     }));
-    volatile!(engine, "sent", |t: ImmutableString, key: ImmutableString| with_ctx(|c| {
-        Ok(c.sends.iter().any(|s| s.template.as_str() == t.as_str() && s.key == key.as_str() && s.requested_at <= c.now))
-    }));
+    volatile!(
+        engine,
+        "sent",
+        |t: ImmutableString, key: ImmutableString| with_ctx(|c| {
+            Ok(c.sends.iter().any(|s| {
+                s.template.as_str() == t.as_str()
+                    && s.key == key.as_str()
+                    && s.requested_at <= c.now
+            }))
+        })
+    );
     volatile!(engine, "last_sent", |t: ImmutableString| with_ctx(|c| {
         Ok(c.sends
             .iter()
@@ -377,15 +502,34 @@ pub fn register(engine: &mut Engine) {
     }));
     volatile!(engine, "sent_count", |within: Duration| with_ctx(|c| {
         let since = c.now - within.0;
-        Ok(c.sends.iter().filter(|s| s.requested_at > since && s.requested_at <= c.now).count() as i64)
+        Ok(c.sends
+            .iter()
+            .filter(|s| s.requested_at > since && s.requested_at <= c.now)
+            .count() as i64)
     }));
 
     // Actions.
-    volatile!(engine, "send", |t: ImmutableString| with_ctx(|c| c.send(&t, None)));
-    volatile!(engine, "send", |t: ImmutableString, key: ImmutableString| with_ctx(|c| c.send(&t, Some(key.to_string()))));
-    volatile!(engine, "send", |t: ImmutableString, key: i64| with_ctx(|c| c.send(&t, Some(key.to_string()))));
-    volatile!(engine, "move_to", |s: ImmutableString| with_ctx(|c| c.move_to(&s)));
-    volatile!(engine, "tag", |s: ImmutableString| with_ctx(|c| c.tag(&s, true)));
-    volatile!(engine, "untag", |s: ImmutableString| with_ctx(|c| c.tag(&s, false)));
-    volatile!(engine, "set", |k: ImmutableString, v: Dynamic| with_ctx(|c| c.set(&k, v)));
+    volatile!(engine, "send", |t: ImmutableString| with_ctx(
+        |c| c.send(&t, None)
+    ));
+    volatile!(
+        engine,
+        "send",
+        |t: ImmutableString, key: ImmutableString| with_ctx(|c| c.send(&t, Some(key.to_string())))
+    );
+    volatile!(engine, "send", |t: ImmutableString, key: i64| with_ctx(
+        |c| c.send(&t, Some(key.to_string()))
+    ));
+    volatile!(engine, "move_to", |s: ImmutableString| with_ctx(
+        |c| c.move_to(&s)
+    ));
+    volatile!(engine, "tag", |s: ImmutableString| with_ctx(
+        |c| c.tag(&s, true)
+    ));
+    volatile!(engine, "untag", |s: ImmutableString| with_ctx(
+        |c| c.tag(&s, false)
+    ));
+    volatile!(engine, "set", |k: ImmutableString, v: Dynamic| with_ctx(
+        |c| c.set(&k, v)
+    ));
 }

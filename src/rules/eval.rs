@@ -35,7 +35,13 @@ impl RuleSet {
     }
 
     /// Runs the named rules (all when `only` is `None`) for one lead at `now`.
-    pub fn evaluate_only(&self, loaded: LoadedLead, now: DateTime<Utc>, default_tz: Tz, only: Option<&[String]>) -> Evaluation {
+    pub fn evaluate_only(
+        &self,
+        loaded: LoadedLead,
+        now: DateTime<Utc>,
+        default_tz: Tz,
+        only: Option<&[String]>,
+    ) -> Evaluation {
         let before = loaded.lead.clone();
         install_ctx(Ctx {
             lead: loaded.lead,
@@ -81,7 +87,10 @@ impl RuleSet {
                 break;
             }
             if pass == MAX_PASSES {
-                let last = with_ctx(|c| Ok(c.moves.last().map(|m| m.2.clone()))).ok().flatten().unwrap_or_default();
+                let last = with_ctx(|c| Ok(c.moves.last().map(|m| m.2.clone())))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
                 errors.push(RuleError {
                     file: String::new(),
                     rule: last.trim_start_matches("rule:").to_string(),
@@ -95,7 +104,12 @@ impl RuleSet {
         }
         let ctx = take_ctx().expect("context installed above");
         Evaluation {
-            changes: LeadChanges { before, after: ctx.lead, moves: ctx.moves, sends: ctx.new_sends },
+            changes: LeadChanges {
+                before,
+                after: ctx.lead,
+                moves: ctx.moves,
+                sends: ctx.new_sends,
+            },
             actions: ctx.actions,
             errors,
         }

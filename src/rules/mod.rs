@@ -30,7 +30,11 @@ pub struct RuleError {
 
 impl fmt::Display for RuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -54,7 +58,11 @@ pub struct RuleSet {
 impl RuleSet {
     /// Compiles every `*.rhai` directly under `dir`. A rule that does not compile is
     /// left out and reported; the others still run.
-    pub fn load(dir: &Path, display_root: &Path, catalog: Catalog) -> std::io::Result<(RuleSet, Vec<RuleError>)> {
+    pub fn load(
+        dir: &Path,
+        display_root: &Path,
+        catalog: Catalog,
+    ) -> std::io::Result<(RuleSet, Vec<RuleError>)> {
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -67,7 +75,11 @@ impl RuleSet {
         let mut sources = Vec::with_capacity(files.len());
         for f in files {
             let src = std::fs::read_to_string(&f)?;
-            let shown = f.strip_prefix(display_root).unwrap_or(&f).display().to_string();
+            let shown = f
+                .strip_prefix(display_root)
+                .unwrap_or(&f)
+                .display()
+                .to_string();
             sources.push((shown, src));
         }
         Ok(RuleSet::compile(sources, catalog))
@@ -88,11 +100,24 @@ impl RuleSet {
                 Ok(ast) => rules.push(Rule { name, file, ast }),
                 Err(e) => {
                     let (line, col) = (e.1.line().unwrap_or(1), e.1.position().unwrap_or(1));
-                    errors.push(RuleError { file, rule: name, line, col, message: e.0.to_string() });
+                    errors.push(RuleError {
+                        file,
+                        rule: name,
+                        line,
+                        col,
+                        message: e.0.to_string(),
+                    });
                 }
             }
         }
-        (RuleSet { engine, rules, catalog: Arc::new(catalog) }, errors)
+        (
+            RuleSet {
+                engine,
+                rules,
+                catalog: Arc::new(catalog),
+            },
+            errors,
+        )
     }
 
     pub fn rule_names(&self) -> Vec<&str> {

@@ -1,7 +1,9 @@
 //! Leads, their tags, attributes, events and stage history.
 
 use super::{Result, Store, StoreError, from_ms, ms};
-use crate::domain::{EmailAddress, Event, Lead, LeadId, SendRecord, StageId, TemplateName, Value, ValueMap};
+use crate::domain::{
+    EmailAddress, Event, Lead, LeadId, SendRecord, StageId, TemplateName, Value, ValueMap,
+};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::Row;
@@ -87,14 +89,21 @@ impl Store {
     /// Inserts or updates a lead by email, with the contract's merge rules: name, locale
     /// and timezone overwrite when given, tags union, attrs merge, and the stage is set
     /// only for a new lead unless `update_stage` (which records the move).
-    pub async fn upsert_leads(&self, rows: &[LeadUpsert], initial: &StageId, update_stage: bool, now: DateTime<Utc>) -> Result<Vec<UpsertResult>> {
+    pub async fn upsert_leads(
+        &self,
+        rows: &[LeadUpsert],
+        initial: &StageId,
+        update_stage: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpsertResult>> {
         let mut tx = self.pool().begin().await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, stage FROM leads WHERE email = ?")
-                .bind(row.email.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let existing: Option<(i64, String)> =
+                sqlx::query_as("SELECT id, stage FROM leads WHERE email = ?")
+                    .bind(row.email.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let id = match existing {
                 None => {
                     let stage = row.stage.as_ref().unwrap_or(initial);
@@ -132,24 +141,36 @@ impl Store {
                         && let Some(new) = &row.stage
                         && new.as_str() != stage
                     {
-                        sqlx::query("UPDATE leads SET stage = ?, stage_entered_at = ? WHERE id = ?")
-                            .bind(new.as_str())
-                            .bind(ms(now))
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                        insert_history(&mut tx, id, Some(&stage), new.as_str(), now, "import --update-stage").await?;
+                        sqlx::query(
+                            "UPDATE leads SET stage = ?, stage_entered_at = ? WHERE id = ?",
+                        )
+                        .bind(new.as_str())
+                        .bind(ms(now))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                        insert_history(
+                            &mut tx,
+                            id,
+                            Some(&stage),
+                            new.as_str(),
+                            now,
+                            "import --update-stage",
+                        )
+                        .await?;
                     }
                     out.push(UpsertResult::Updated(LeadId(id)));
                     id
                 }
             };
             for tag in &row.tags {
-                sqlx::query("INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING")
-                    .bind(id)
-                    .bind(tag)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
             }
             for (k, v) in &row.attrs {
                 upsert_attr(&mut tx, id, k, v).await?;
@@ -168,7 +189,9 @@ impl Store {
                 .await?;
             return Ok(found.map(LeadId));
         }
-        let Ok(email) = EmailAddress::parse(who) else { return Ok(None) };
+        let Ok(email) = EmailAddress::parse(who) else {
+            return Ok(None);
+        };
         let found: Option<i64> = sqlx::query_scalar("SELECT id FROM leads WHERE email = ?")
             .bind(email.as_str())
             .fetch_optional(self.pool())
@@ -185,17 +208,23 @@ impl Store {
     }
 
     /// Records events; returns how many were stored.
-    pub async fn insert_events(&self, events: &[(LeadId, Event)], now: DateTime<Utc>) -> Result<usize> {
+    pub async fn insert_events(
+        &self,
+        events: &[(LeadId, Event)],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
         let mut tx = self.pool().begin().await?;
         for (lead, e) in events {
-            sqlx::query("INSERT INTO events (lead_id, kind, at, props, recorded_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(lead.0)
-                .bind(&e.kind)
-                .bind(ms(e.at))
-                .bind(Value::map_to_json(&e.props))
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO events (lead_id, kind, at, props, recorded_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(lead.0)
+            .bind(&e.kind)
+            .bind(ms(e.at))
+            .bind(Value::map_to_json(&e.props))
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(events.len())
@@ -203,7 +232,12 @@ impl Store {
 
     /// Up to `limit` leads with id > `after`, in id order, with the events and sends at
     /// or before `now`: one page of a tick's stream, so memory stays flat.
-    pub async fn load_page(&self, after: i64, limit: i64, now: DateTime<Utc>) -> Result<Vec<LoadedLead>> {
+    pub async fn load_page(
+        &self,
+        after: i64,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<LoadedLead>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {LEAD_COLUMNS} FROM leads WHERE id > ? ORDER BY id LIMIT ?"
         )))
@@ -217,10 +251,12 @@ impl Store {
 
     /// One lead with its history as of `now`.
     pub async fn load_lead(&self, id: LeadId, now: DateTime<Utc>) -> Result<Option<LoadedLead>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {LEAD_COLUMNS} FROM leads WHERE id = ?")))
-            .bind(id.0)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE id = ?"
+        )))
+        .bind(id.0)
+        .fetch_optional(self.pool())
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let lead = lead_from_row(&row)?;
         Ok(self.attach(vec![lead], now).await?.pop())
@@ -228,14 +264,23 @@ impl Store {
 
     /// Fills tags, attrs, events and sends for leads sorted by id, with one query each.
     async fn attach(&self, leads: Vec<Lead>, now: DateTime<Utc>) -> Result<Vec<LoadedLead>> {
-        let (Some(lo), Some(hi)) = (leads.first().map(|l| l.id.0), leads.last().map(|l| l.id.0)) else {
+        let (Some(lo), Some(hi)) = (leads.first().map(|l| l.id.0), leads.last().map(|l| l.id.0))
+        else {
             return Ok(Vec::new());
         };
         let mut out: Vec<LoadedLead> = leads
             .into_iter()
-            .map(|lead| LoadedLead { lead, events: Vec::new(), sends: Vec::new() })
+            .map(|lead| LoadedLead {
+                lead,
+                events: Vec::new(),
+                sends: Vec::new(),
+            })
             .collect();
-        let index: HashMap<i64, usize> = out.iter().enumerate().map(|(i, l)| (l.lead.id.0, i)).collect();
+        let index: HashMap<i64, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.lead.id.0, i))
+            .collect();
 
         for r in sqlx::query("SELECT lead_id, tag FROM lead_tags WHERE lead_id BETWEEN ? AND ?")
             .bind(lo)
@@ -247,15 +292,17 @@ impl Store {
                 out[i].lead.tags.insert(r.try_get(1)?);
             }
         }
-        for r in sqlx::query("SELECT lead_id, key, value FROM lead_attrs WHERE lead_id BETWEEN ? AND ?")
-            .bind(lo)
-            .bind(hi)
-            .fetch_all(self.pool())
-            .await?
+        for r in
+            sqlx::query("SELECT lead_id, key, value FROM lead_attrs WHERE lead_id BETWEEN ? AND ?")
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(self.pool())
+                .await?
         {
             if let Some(&i) = index.get(&r.try_get::<i64, _>(0)?) {
                 let raw: String = r.try_get(2)?;
-                let v = Value::from_json(&raw).map_err(|e| StoreError::Corrupt(format!("attribute value {raw}: {e}")))?;
+                let v = Value::from_json(&raw)
+                    .map_err(|e| StoreError::Corrupt(format!("attribute value {raw}: {e}")))?;
                 out[i].lead.attrs.insert(r.try_get(1)?, v);
             }
         }
@@ -298,24 +345,29 @@ impl Store {
     pub async fn apply(&self, c: &LeadChanges, now: DateTime<Utc>) -> Result<usize> {
         let id = c.after.id.0;
         let mut tx = self.pool().begin().await?;
-        if c.before.stage != c.after.stage || c.before.stage_entered_at != c.after.stage_entered_at {
-            sqlx::query("UPDATE leads SET stage = ?, stage_entered_at = ?, updated_at = ? WHERE id = ?")
-                .bind(c.after.stage.as_str())
-                .bind(ms(c.after.stage_entered_at))
-                .bind(ms(now))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        if c.before.stage != c.after.stage || c.before.stage_entered_at != c.after.stage_entered_at
+        {
+            sqlx::query(
+                "UPDATE leads SET stage = ?, stage_entered_at = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(c.after.stage.as_str())
+            .bind(ms(c.after.stage_entered_at))
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         for (from, to, cause) in &c.moves {
             insert_history(&mut tx, id, Some(from.as_str()), to.as_str(), now, cause).await?;
         }
         for tag in c.after.tags.difference(&c.before.tags) {
-            sqlx::query("INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING")
-                .bind(id)
-                .bind(tag)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await?;
         }
         for tag in c.before.tags.difference(&c.after.tags) {
             sqlx::query("DELETE FROM lead_tags WHERE lead_id = ? AND tag = ?")
@@ -329,7 +381,12 @@ impl Store {
                 upsert_attr(&mut tx, id, k, v).await?;
             }
         }
-        for k in c.before.attrs.keys().filter(|k| !c.after.attrs.contains_key(*k)) {
+        for k in c
+            .before
+            .attrs
+            .keys()
+            .filter(|k| !c.after.attrs.contains_key(*k))
+        {
             sqlx::query("DELETE FROM lead_attrs WHERE lead_id = ? AND key = ?")
                 .bind(id)
                 .bind(k)
@@ -359,23 +416,38 @@ impl Store {
 
     /// Leads per stage, for summaries.
     pub async fn stage_counts(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT stage, COUNT(*) FROM leads GROUP BY stage ORDER BY stage")
-            .fetch_all(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT stage, COUNT(*) FROM leads GROUP BY stage ORDER BY stage")
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
 
     /// The stage history of a lead: (from, to, at, cause).
-    pub async fn stage_history(&self, id: LeadId) -> Result<Vec<(Option<String>, String, DateTime<Utc>, String)>> {
+    pub async fn stage_history(
+        &self,
+        id: LeadId,
+    ) -> Result<Vec<(Option<String>, String, DateTime<Utc>, String)>> {
         let rows: Vec<(Option<String>, String, i64, String)> =
             sqlx::query_as("SELECT from_stage, to_stage, at, cause FROM stage_history WHERE lead_id = ? ORDER BY at, id")
                 .bind(id.0)
                 .fetch_all(self.pool())
                 .await?;
-        Ok(rows.into_iter().map(|(f, t, a, c)| (f, t, from_ms(a), c)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(f, t, a, c)| (f, t, from_ms(a), c))
+            .collect())
     }
 }
 
-async fn insert_history(tx: &mut sqlx::SqliteConnection, lead: i64, from: Option<&str>, to: &str, at: DateTime<Utc>, cause: &str) -> Result<()> {
+async fn insert_history(
+    tx: &mut sqlx::SqliteConnection,
+    lead: i64,
+    from: Option<&str>,
+    to: &str,
+    at: DateTime<Utc>,
+    cause: &str,
+) -> Result<()> {
     sqlx::query("INSERT INTO stage_history (lead_id, from_stage, to_stage, at, cause) VALUES (?, ?, ?, ?, ?)")
         .bind(lead)
         .bind(from)
@@ -387,7 +459,12 @@ async fn insert_history(tx: &mut sqlx::SqliteConnection, lead: i64, from: Option
     Ok(())
 }
 
-async fn upsert_attr(tx: &mut sqlx::SqliteConnection, lead: i64, key: &str, v: &Value) -> Result<()> {
+async fn upsert_attr(
+    tx: &mut sqlx::SqliteConnection,
+    lead: i64,
+    key: &str,
+    v: &Value,
+) -> Result<()> {
     sqlx::query("INSERT INTO lead_attrs (lead_id, key, value) VALUES (?, ?, ?) ON CONFLICT (lead_id, key) DO UPDATE SET value = excluded.value")
         .bind(lead)
         .bind(key)

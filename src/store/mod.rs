@@ -11,7 +11,9 @@ pub use leads::{LeadChanges, LeadUpsert, LoadedLead, NewSend, UpsertResult};
 pub use outbox::{Claimed, OutboxState};
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -20,7 +22,9 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
-    #[error("database is busy or locked by another process ({0}); retry, or stop the other embudo process")]
+    #[error(
+        "database is busy or locked by another process ({0}); retry, or stop the other embudo process"
+    )]
     Busy(sqlx::Error),
     #[error("database is read-only ({0}); check the file's permissions and the disk")]
     ReadOnly(sqlx::Error),
@@ -28,7 +32,9 @@ pub enum StoreError {
     Sql(sqlx::Error),
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
-    #[error("database schema version {found} is newer than this embudo knows ({known}); upgrade embudo")]
+    #[error(
+        "database schema version {found} is newer than this embudo knows ({known}); upgrade embudo"
+    )]
     TooNew { found: i64, known: i64 },
 }
 
@@ -54,11 +60,14 @@ pub fn ms(t: DateTime<Utc>) -> i64 {
 
 /// The instant of a stored millisecond count.
 pub fn from_ms(v: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(v).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
+    Utc.timestamp_millis_opt(v)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// The migrations, in order; the version of each is its position + 1.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
@@ -69,7 +78,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `url`. Does not migrate.
     pub async fn open(url: &str) -> Result<Store> {
-        let open_err = |source| StoreError::Open { url: url.to_string(), source };
+        let open_err = |source| StoreError::Open {
+            url: url.to_string(),
+            source,
+        };
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(open_err)?
             .create_if_missing(true)
@@ -89,8 +101,16 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 4 })
             .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(1800))
+            })
             .connect_with(opts)
             .await
             .map_err(open_err)?;
@@ -111,23 +131,29 @@ impl Store {
         )
         .execute(&self.pool)
         .await?;
-        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-            .fetch_one(&self.pool)
-            .await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await?;
         let known = MIGRATIONS.len() as i64;
         if current > known {
-            return Err(StoreError::TooNew { found: current, known });
+            return Err(StoreError::TooNew {
+                found: current,
+                known,
+            });
         }
         let mut ran = 0;
         for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             let mut tx = self.pool.begin().await?;
             sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-                .bind(i as i64 + 1)
-                .bind(*name)
-                .bind(ms(Utc::now()))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            )
+            .bind(i as i64 + 1)
+            .bind(*name)
+            .bind(ms(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             tracing::info!(migration = name, "applied migration");
             ran += 1;
@@ -140,10 +166,12 @@ impl Store {
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Stores `value` under `key` unless a value is there already; returns the stored one.
@@ -153,11 +181,20 @@ impl Store {
             .bind(value)
             .execute(&self.pool)
             .await?;
-        Ok(self.setting(key).await?.unwrap_or_else(|| value.to_string()))
+        Ok(self
+            .setting(key)
+            .await?
+            .unwrap_or_else(|| value.to_string()))
     }
 
     /// Takes the named lease until `until` unless another holder has it unexpired.
-    pub async fn try_lock(&self, name: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool> {
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
         let r = sqlx::query(
             "INSERT INTO locks (name, holder, until) VALUES (?, ?, ?)
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until

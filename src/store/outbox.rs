@@ -51,7 +51,12 @@ pub struct Claimed {
 impl Store {
     /// Claims up to `limit` rows due at `now` (queued, retry due, or sending with an
     /// expired lease after a crash), oldest first, leasing them until `now + lease`.
-    pub async fn claim_due(&self, now: DateTime<Utc>, limit: i64, lease: TimeDelta) -> Result<Vec<Claimed>> {
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        lease: TimeDelta,
+    ) -> Result<Vec<Claimed>> {
         let rows = sqlx::query(
             "UPDATE outbox SET state = 'sending', lease_until = ?, attempts = attempts + 1
              WHERE id IN (
@@ -134,9 +139,11 @@ impl Store {
 
     /// Rows per state, for summaries and tests.
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
-            .fetch_all(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
 
     /// The earliest time a queued or retrying row becomes due, to sleep until then.
@@ -151,7 +158,19 @@ impl Store {
 
     /// A lead's outbox rows: (template, key, state, requested_at, sent_at, message_id).
     #[allow(clippy::type_complexity)]
-    pub async fn outbox_of(&self, lead: LeadId) -> Result<Vec<(String, String, String, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>)>> {
+    pub async fn outbox_of(
+        &self,
+        lead: LeadId,
+    ) -> Result<
+        Vec<(
+            String,
+            String,
+            String,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<String>,
+        )>,
+    > {
         let rows: Vec<(String, String, String, i64, Option<i64>, Option<String>)> = sqlx::query_as(
             "SELECT template, dedupe_key, state, requested_at, sent_at, message_id FROM outbox WHERE lead_id = ? ORDER BY requested_at, id",
         )

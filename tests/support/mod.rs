@@ -96,7 +96,9 @@ impl Folder {
     /// The library's view of this folder's database.
     pub async fn store(&self) -> embudo::store::Store {
         let cfg = embudo::config::Config::load(&self.path().join("embudo.yaml")).unwrap();
-        embudo::store::Store::open_and_migrate(&cfg.database).await.unwrap()
+        embudo::store::Store::open_and_migrate(&cfg.database)
+            .await
+            .unwrap()
     }
 }
 
@@ -141,11 +143,17 @@ fn python() -> String {
     if venv.exists() {
         return venv.display().to_string();
     }
-    panic!("the SMTP tests need aiosmtpd: run the test suite with tests/run.sh, which installs it into target/test-venv");
+    panic!(
+        "the SMTP tests need aiosmtpd: run the test suite with tests/run.sh, which installs it into target/test-venv"
+    );
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl SmtpServer {
@@ -153,16 +161,31 @@ impl SmtpServer {
         let maildir = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = Command::new(python())
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
             .arg(maildir.path().join("mail"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start aiosmtpd");
-        let server = SmtpServer { child, port, maildir };
+        let server = SmtpServer {
+            child,
+            port,
+            maildir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         server
@@ -177,7 +200,9 @@ impl SmtpServer {
     pub fn messages(&self) -> Vec<Mail> {
         let mut out = Vec::new();
         for sub in ["new", "cur"] {
-            let Ok(rd) = std::fs::read_dir(self.maildir.path().join("mail").join(sub)) else { continue };
+            let Ok(rd) = std::fs::read_dir(self.maildir.path().join("mail").join(sub)) else {
+                continue;
+            };
             for e in rd {
                 let raw = std::fs::read(e.unwrap().path()).unwrap();
                 out.push(Mail::parse(&raw));
@@ -243,14 +268,21 @@ impl Mail {
             to: h("To"),
             subject: h("Subject"),
             message_id: h("Message-ID"),
-            headers: m.headers.iter().map(|x| (x.get_key(), x.get_value())).collect(),
+            headers: m
+                .headers
+                .iter()
+                .map(|x| (x.get_key(), x.get_value()))
+                .collect(),
             text,
             html,
         }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn template(&self) -> &str {
