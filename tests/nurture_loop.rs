@@ -293,3 +293,33 @@ fn unsafe_kill_term(pid: u32) {
         .status()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_server_that_is_down_leaves_the_email_for_a_retry_with_the_same_message_id() {
+    let port = free_port();
+    let f = Folder::demo();
+    f.set_smtp_url(&url_for(port));
+    f.write("one.csv", "email,name\nana@example.com,Ana\n");
+    f.run(&["import", "one.csv", "--now", "2026-03-02T09:00:00Z"], 0);
+
+    let out = tick(&f, "2026-03-02T10:00:00Z");
+    assert!(out.contains("sent 0, retry 1"), "{out}");
+    let store = f.store().await;
+    let ana = store.find_lead_id("ana@example.com").await.unwrap().unwrap();
+    let rows = store.outbox_of(ana).await.unwrap();
+    assert_eq!(rows[0].2, "retry");
+    let mid = rows[0].5.clone().expect("the Message-ID is fixed before the first attempt");
+
+    // Not due yet a second later: backoff.
+    let out = tick(&f, "2026-03-02T10:00:01Z");
+    assert!(out.contains("sent 0, retry 0"), "{out}");
+
+    let smtp = SmtpServer::start_on(port);
+    let out = tick(&f, "2026-03-02T10:10:00Z");
+    assert!(out.contains("sent 1"), "{out}");
+    let mail = smtp.wait_for(1, Duration::from_secs(10));
+    assert_eq!(mail.len(), 1);
+    assert_eq!(mail[0].message_id, mid);
+    assert_eq!(mail[0].template(), "edu-welcome");
+    assert_eq!(store.outbox_of(ana).await.unwrap()[0].2, "sent");
+}

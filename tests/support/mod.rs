@@ -27,6 +27,13 @@ impl Folder {
         Folder { dir }
     }
 
+    /// The demo funnel, as `embudo init` writes it.
+    pub fn demo() -> Folder {
+        let f = Folder::with_files(&[]);
+        f.run(&["init", "."], 0);
+        f
+    }
+
     /// An empty folder with just these files.
     pub fn with_files(files: &[(&str, &str)]) -> Folder {
         let dir = tempfile::tempdir().unwrap();
@@ -148,7 +155,7 @@ fn python() -> String {
     );
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -158,8 +165,12 @@ fn free_port() -> u16 {
 
 impl SmtpServer {
     pub fn start() -> SmtpServer {
+        SmtpServer::start_on(free_port())
+    }
+
+    /// A server on a chosen port (to bring one up where embudo already points).
+    pub fn start_on(port: u16) -> SmtpServer {
         let maildir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let child = Command::new(python())
             .args([
                 "-m",
@@ -193,7 +204,7 @@ impl SmtpServer {
 
     /// The URL for embudo.yaml.
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+        url_for(self.port)
     }
 
     /// Every message received so far, parsed, sorted by recipient then subject.
@@ -230,6 +241,11 @@ impl Drop for SmtpServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `smtp.url` of a plain-text SMTP server on `port`.
+pub fn url_for(port: u16) -> String {
+    format!("smtp://127.0.0.1:{port}?tls=none")
 }
 
 /// A received email, decoded.
