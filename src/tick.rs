@@ -53,14 +53,7 @@ pub async fn evaluate_all(
         after = last.lead.id.0;
         report.leads += page.len();
         let evals = evaluate_off_thread(funnel, page, now).await;
-        for ev in evals {
-            report.absorb(ev.changes.after.id, ev.errors);
-            if !ev.changes.is_empty() {
-                report.changed += 1;
-                report.moves += ev.changes.moves.len();
-                report.queued += store.apply(&ev.changes, now).await?;
-            }
-        }
+        report.queued += record(&mut report, evals, store, now).await?;
     }
     report.log_errors();
     Ok(report)
@@ -90,6 +83,25 @@ pub async fn evaluate_lead(
     }
     report.log_errors();
     Ok(Some(report))
+}
+
+/// Counts what the evaluations did and commits their changes; returns new outbox rows.
+async fn record(
+    report: &mut PassReport,
+    evals: Vec<crate::rules::Evaluation>,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut changes = Vec::new();
+    for ev in evals {
+        report.absorb(ev.changes.after.id, ev.errors);
+        if !ev.changes.is_empty() {
+            report.changed += 1;
+            report.moves += ev.changes.moves.len();
+            changes.push(ev.changes);
+        }
+    }
+    store.apply_all(&changes, now).await
 }
 
 async fn evaluate_off_thread(

@@ -305,10 +305,17 @@ async fn a_server_that_is_down_leaves_the_email_for_a_retry_with_the_same_messag
     let out = tick(&f, "2026-03-02T10:00:00Z");
     assert!(out.contains("sent 0, retry 1"), "{out}");
     let store = f.store().await;
-    let ana = store.find_lead_id("ana@example.com").await.unwrap().unwrap();
+    let ana = store
+        .find_lead_id("ana@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     let rows = store.outbox_of(ana).await.unwrap();
     assert_eq!(rows[0].2, "retry");
-    let mid = rows[0].5.clone().expect("the Message-ID is fixed before the first attempt");
+    let mid = rows[0]
+        .5
+        .clone()
+        .expect("the Message-ID is fixed before the first attempt");
 
     // Not due yet a second later: backoff.
     let out = tick(&f, "2026-03-02T10:00:01Z");

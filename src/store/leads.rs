@@ -343,72 +343,19 @@ impl Store {
     /// Commits what one evaluation changed for one lead, in one transaction. Returns
     /// how many outbox rows were new (a dedupe key already present adds nothing).
     pub async fn apply(&self, c: &LeadChanges, now: DateTime<Utc>) -> Result<usize> {
-        let id = c.after.id.0;
+        self.apply_all(std::slice::from_ref(c), now).await
+    }
+
+    /// Commits the changes of several leads (a page of a pass) in one transaction:
+    /// each lead's changes stay all-or-nothing, and the page pays for one commit.
+    pub async fn apply_all(&self, changes: &[LeadChanges], now: DateTime<Utc>) -> Result<usize> {
+        if changes.is_empty() {
+            return Ok(0);
+        }
         let mut tx = self.pool().begin().await?;
-        if c.before.stage != c.after.stage || c.before.stage_entered_at != c.after.stage_entered_at
-        {
-            sqlx::query(
-                "UPDATE leads SET stage = ?, stage_entered_at = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(c.after.stage.as_str())
-            .bind(ms(c.after.stage_entered_at))
-            .bind(ms(now))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (from, to, cause) in &c.moves {
-            insert_history(&mut tx, id, Some(from.as_str()), to.as_str(), now, cause).await?;
-        }
-        for tag in c.after.tags.difference(&c.before.tags) {
-            sqlx::query(
-                "INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(id)
-            .bind(tag)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for tag in c.before.tags.difference(&c.after.tags) {
-            sqlx::query("DELETE FROM lead_tags WHERE lead_id = ? AND tag = ?")
-                .bind(id)
-                .bind(tag)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (k, v) in &c.after.attrs {
-            if c.before.attrs.get(k) != Some(v) {
-                upsert_attr(&mut tx, id, k, v).await?;
-            }
-        }
-        for k in c
-            .before
-            .attrs
-            .keys()
-            .filter(|k| !c.after.attrs.contains_key(*k))
-        {
-            sqlx::query("DELETE FROM lead_attrs WHERE lead_id = ? AND key = ?")
-                .bind(id)
-                .bind(k)
-                .execute(&mut *tx)
-                .await?;
-        }
         let mut inserted = 0;
-        for s in &c.sends {
-            let r = sqlx::query(
-                "INSERT INTO outbox (lead_id, template, dedupe_key, requested_at, stage, rule, state, next_attempt_at)
-                 VALUES (?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT (lead_id, template, dedupe_key) DO NOTHING",
-            )
-            .bind(id)
-            .bind(s.template.as_str())
-            .bind(&s.key)
-            .bind(ms(now))
-            .bind(s.stage.as_str())
-            .bind(&s.rule)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-            inserted += r.rows_affected() as usize;
+        for c in changes {
+            inserted += apply_one(&mut tx, c, now).await?;
         }
         tx.commit().await?;
         Ok(inserted)
@@ -438,6 +385,78 @@ impl Store {
             .map(|(f, t, a, c)| (f, t, from_ms(a), c))
             .collect())
     }
+}
+
+/// One lead's changes, inside the caller's transaction.
+async fn apply_one(
+    tx: &mut sqlx::SqliteConnection,
+    c: &LeadChanges,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let id = c.after.id.0;
+    if c.before.stage != c.after.stage || c.before.stage_entered_at != c.after.stage_entered_at {
+        sqlx::query(
+            "UPDATE leads SET stage = ?, stage_entered_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(c.after.stage.as_str())
+        .bind(ms(c.after.stage_entered_at))
+        .bind(ms(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (from, to, cause) in &c.moves {
+        insert_history(tx, id, Some(from.as_str()), to.as_str(), now, cause).await?;
+    }
+    for tag in c.after.tags.difference(&c.before.tags) {
+        sqlx::query("INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(id)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for tag in c.before.tags.difference(&c.after.tags) {
+        sqlx::query("DELETE FROM lead_tags WHERE lead_id = ? AND tag = ?")
+            .bind(id)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (k, v) in &c.after.attrs {
+        if c.before.attrs.get(k) != Some(v) {
+            upsert_attr(tx, id, k, v).await?;
+        }
+    }
+    for k in c
+        .before
+        .attrs
+        .keys()
+        .filter(|k| !c.after.attrs.contains_key(*k))
+    {
+        sqlx::query("DELETE FROM lead_attrs WHERE lead_id = ? AND key = ?")
+            .bind(id)
+            .bind(k)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut inserted = 0;
+    for s in &c.sends {
+        let r = sqlx::query(
+            "INSERT INTO outbox (lead_id, template, dedupe_key, requested_at, stage, rule, state, next_attempt_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT (lead_id, template, dedupe_key) DO NOTHING",
+        )
+        .bind(id)
+        .bind(s.template.as_str())
+        .bind(&s.key)
+        .bind(ms(now))
+        .bind(s.stage.as_str())
+        .bind(&s.rule)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        inserted += r.rows_affected() as usize;
+    }
+    Ok(inserted)
 }
 
 async fn insert_history(
