@@ -11,7 +11,13 @@ fn set_tick(f: &Folder, cron: &str) {
     let src = std::fs::read_to_string(&p).unwrap();
     let out: Vec<String> = src
         .lines()
-        .map(|l| if l.trim_start().starts_with("tick:") { format!("  tick: \"{cron}\"") } else { l.to_string() })
+        .map(|l| {
+            if l.trim_start().starts_with("tick:") {
+                format!("  tick: \"{cron}\"")
+            } else {
+                l.to_string()
+            }
+        })
         .collect();
     std::fs::write(p, out.join("\n") + "\n").unwrap();
 }
@@ -22,23 +28,38 @@ async fn the_daemon_evaluates_on_its_cron_schedule_with_a_clock_started_at_now()
     let f = Folder::demo();
     f.set_smtp_url(&smtp.url());
     set_tick(&f, "*/2 * * * * *");
-    let mut daemon = f.embudo().args(["run", "--now", "2026-03-02T10:00:00Z"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut daemon = f
+        .embudo()
+        .args(["run", "--now", "2026-03-02T10:00:00Z"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Give the start-up pass time to run on an empty database.
     std::thread::sleep(Duration::from_millis(1500));
     // A lead imported while the daemon runs is welcomed by the next scheduled pass.
     f.write("one.csv", "email,name\nana@example.com,Ana\n");
     f.run(&["import", "one.csv", "--now", "2026-03-02T10:00:01Z"], 0);
     let mail = smtp.wait_for(1, Duration::from_secs(15));
-    let _ = std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
     assert_eq!(mail.len(), 1, "a scheduled pass welcomed the new lead");
     assert_eq!(mail[0].template(), "edu-welcome");
     let store = f.store().await;
-    let id = store.find_lead_id("ana@example.com").await.unwrap().unwrap();
+    let id = store
+        .find_lead_id("ana@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     let rows = store.outbox_of(id).await.unwrap();
     let requested = rows[0].3;
     let start: chrono::DateTime<chrono::Utc> = "2026-03-02T10:00:00Z".parse().unwrap();
-    assert!(requested > start && requested < start + chrono::TimeDelta::seconds(30), "stamped on the daemon's clock: {requested}");
+    assert!(
+        requested > start && requested < start + chrono::TimeDelta::seconds(30),
+        "stamped on the daemon's clock: {requested}"
+    );
 }
 
 #[test]
@@ -50,7 +71,11 @@ fn required_tls_never_falls_back_to_plaintext() {
     f.run(&["import", "one.csv"], 0);
     let out = f.run(&["tick"], 0);
     assert!(stdout(&out).contains("sent 0, retry 1"), "{}", stdout(&out));
-    assert!(stderr(&out).to_lowercase().contains("tls"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).to_lowercase().contains("tls"),
+        "{}",
+        stderr(&out)
+    );
     assert!(smtp.messages().is_empty());
     // Opportunistic TLS sends in plaintext to a server that offers no STARTTLS.
     f.set_smtp_url(&format!("smtp://127.0.0.1:{}?tls=opportunistic", smtp.port));

@@ -309,11 +309,14 @@ fn dur_from_i64(unit_ms: i64, n: i64) -> RResult<Duration> {
 }
 
 fn shift(a: Timestamp, d: TimeDelta) -> RResult<Timestamp> {
-    a.0.checked_add_signed(d).map(Timestamp).ok_or_else(|| "timestamp out of range".into())
+    a.0.checked_add_signed(d)
+        .map(Timestamp)
+        .ok_or_else(|| "timestamp out of range".into())
 }
 
 fn span(d: Option<TimeDelta>) -> RResult<Duration> {
-    d.map(Duration).ok_or_else(|| "duration out of range".into())
+    d.map(Duration)
+        .ok_or_else(|| "duration out of range".into())
 }
 
 fn fmt_ts(t: &Timestamp) -> String {
@@ -338,15 +341,21 @@ pub fn register(engine: &mut Engine) {
         .register_type_with_name::<LeadHandle>("Lead");
 
     // Checked: an overflow is a rule error, never a panic in the daemon.
-    engine.register_fn("-", |a: Timestamp, b: Timestamp| Ok::<_, Box<EvalAltResult>>(Duration(a.0 - b.0)));
+    engine.register_fn("-", |a: Timestamp, b: Timestamp| {
+        Ok::<_, Box<EvalAltResult>>(Duration(a.0 - b.0))
+    });
     engine.register_fn("+", |a: Timestamp, d: Duration| shift(a, d.0));
     engine.register_fn("+", |d: Duration, a: Timestamp| shift(a, d.0));
     engine.register_fn("-", |a: Timestamp, d: Duration| shift(a, -d.0));
     engine.register_fn("+", |a: Duration, b: Duration| span(a.0.checked_add(&b.0)));
     engine.register_fn("-", |a: Duration, b: Duration| span(a.0.checked_sub(&b.0)));
     engine.register_fn("-", |a: Duration| Duration(-a.0));
-    engine.register_fn("*", |a: Duration, n: i64| span(i32::try_from(n).ok().and_then(|n| a.0.checked_mul(n))));
-    engine.register_fn("*", |n: i64, a: Duration| span(i32::try_from(n).ok().and_then(|n| a.0.checked_mul(n))));
+    engine.register_fn("*", |a: Duration, n: i64| {
+        span(i32::try_from(n).ok().and_then(|n| a.0.checked_mul(n)))
+    });
+    engine.register_fn("*", |n: i64, a: Duration| {
+        span(i32::try_from(n).ok().and_then(|n| a.0.checked_mul(n)))
+    });
     macro_rules! compare {
         ($t:ty) => {
             engine.register_fn("==", |a: $t, b: $t| a == b);

@@ -632,9 +632,18 @@ if has_event("quote_requested") || count("page_view", days(7)) >= 5 { move_to("e
 
 #[test]
 fn time_arithmetic_that_overflows_is_a_rule_error_not_a_panic() {
-    for expr in ["days(1) * 9999999999", "now + days(999999999999)", "days(100000000000) + days(100000000000)", "now + days(1000000) * 1000"] {
+    for expr in [
+        "days(1) * 9999999999",
+        "now + days(999999999999)",
+        "days(100000000000) + days(100000000000)",
+        "now + days(1000000) * 1000",
+    ] {
         let ev = eval(&[("r", &format!("let x = {expr};"))], lead());
         assert_eq!(ev.errors.len(), 1, "{expr}");
-        assert!(ev.errors[0].message.contains("out of range"), "{expr}: {}", ev.errors[0]);
+        assert!(
+            ev.errors[0].message.contains("out of range"),
+            "{expr}: {}",
+            ev.errors[0]
+        );
     }
 }
