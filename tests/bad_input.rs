@@ -118,18 +118,7 @@ eva@example.com,Eva
     assert!(stdout(&out).contains("0 lead(s) created, 1 updated"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = f.store().await;
-        let id = store
-            .find_lead_id("ana@example.com")
-            .await
-            .unwrap()
-            .unwrap();
-        let l = store
-            .load_lead(id, chrono::Utc::now())
-            .await
-            .unwrap()
-            .unwrap()
-            .lead;
+        let l = f.lead("ana@example.com").await;
         assert_eq!(
             l.stage.as_str(),
             "interest",
@@ -145,17 +134,7 @@ eva@example.com,Eva
             Some(&embudo::domain::Value::Str("Sevilla".into()))
         );
         assert_eq!(l.created_at.to_rfc3339(), "2026-01-05T10:00:00+00:00");
-        let fran = store
-            .find_lead_id("fran@example.com")
-            .await
-            .unwrap()
-            .unwrap();
-        let l = store
-            .load_lead(fran, chrono::Utc::now())
-            .await
-            .unwrap()
-            .unwrap()
-            .lead;
+        let l = f.lead("fran@example.com").await;
         assert_eq!(l.name.as_deref(), Some("Fran, el de \"Ventas\""));
         assert_eq!(l.stage.as_str(), "evaluation");
     });

@@ -189,14 +189,10 @@ impl Store {
                 .await?;
             return Ok(found.map(LeadId));
         }
-        let Ok(email) = EmailAddress::parse(who) else {
-            return Ok(None);
-        };
-        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM leads WHERE email = ?")
-            .bind(email.as_str())
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(found.map(LeadId))
+        match EmailAddress::parse(who) {
+            Ok(email) => self.lead_id_by_email(&email).await,
+            Err(_) => Ok(None),
+        }
     }
 
     pub async fn lead_id_by_email(&self, email: &EmailAddress) -> Result<Option<LeadId>> {

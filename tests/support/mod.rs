@@ -100,6 +100,22 @@ impl Folder {
         out
     }
 
+    /// A lead of this folder's database, by email, as of now.
+    pub async fn lead(&self, email: &str) -> embudo::domain::Lead {
+        let store = self.store().await;
+        let id = store
+            .find_lead_id(email)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no lead {email}"));
+        store
+            .load_lead(id, chrono::Utc::now())
+            .await
+            .unwrap()
+            .unwrap()
+            .lead
+    }
+
     /// The library's view of this folder's database.
     pub async fn store(&self) -> embudo::store::Store {
         let cfg = embudo::config::Config::load(&self.path().join("embudo.yaml")).unwrap();
