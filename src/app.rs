@@ -30,7 +30,9 @@ impl AppError {
     pub fn exit_code(&self) -> i32 {
         match self {
             AppError::Funnel(_) | AppError::Mailer(_) | AppError::Usage(_) => 2,
-            AppError::Import(crate::import::ImportError::Header { .. }) => 2,
+            AppError::Import(
+                crate::import::ImportError::Header { .. } | crate::import::ImportError::Read { .. },
+            ) => 2,
             _ => 1,
         }
     }

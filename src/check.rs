@@ -111,6 +111,41 @@ pub fn check(config_path: &Path) -> Result<Vec<String>, FunnelError> {
     problems.extend(rule_errors.iter().map(|e| e.to_string()));
     {
         for c in &cfg.campaigns {
+            // The audience is Rhai with the rules' read API: it must compile like a rule.
+            let audience = match (&c.audience, &c.audience_file) {
+                (Some(src), _) => Some((
+                    format!(
+                        "{} (campaign `{}` audience)",
+                        cfg.display_path(&cfg.path),
+                        c.id
+                    ),
+                    src.clone(),
+                )),
+                (None, Some(file)) => {
+                    let path = cfg.root.join(file);
+                    match std::fs::read_to_string(&path) {
+                        Ok(src) => Some((cfg.display_path(&path), src)),
+                        Err(e) => {
+                            problems.push(format!(
+                                "{}: campaign `{}`: audience_file {}: {e}",
+                                cfg.display_path(&cfg.path),
+                                c.id,
+                                file.display()
+                            ));
+                            None
+                        }
+                    }
+                }
+                (None, None) => None,
+            };
+            if let Some(source) = audience {
+                let catalog = Catalog {
+                    stages: cfg.funnel.stages.clone(),
+                    templates: t.ids(),
+                };
+                let (_, errs) = RuleSet::compile(vec![source], catalog);
+                problems.extend(errs.iter().map(|e| e.to_string()));
+            }
             if !t.contains(c.template.as_str()) {
                 problems.push(format!(
                     "{}: campaign `{}` names template `{}`, which templates/ does not have",

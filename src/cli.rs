@@ -157,7 +157,12 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             for (e, n, lead) in pass.errors.values() {
                 eprintln!("rule error: {e} ({n} lead(s), e.g. lead {lead})");
             }
-            Ok(0)
+            // Rules skipped or emails failed: the pass ran, but something needs a look.
+            Ok(if pass.errors.is_empty() && d.failed == 0 {
+                0
+            } else {
+                1
+            })
         }
         Command::Import {
             file,
@@ -233,7 +238,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             for (e, _, _) in r.errors.values() {
                 eprintln!("rule error: {e}");
             }
-            Ok(0)
+            Ok(if r.errors.is_empty() { 0 } else { 1 })
         }
     }
 }

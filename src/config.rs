@@ -573,16 +573,19 @@ impl Config {
         }
 
         // Database.
-        let database =
-            resolve_database(db_override.unwrap_or(&raw.database), &root).map_err(|m| {
+        let database = match db_override {
+            Some(url) => resolve_database(url, &root).map_err(|m| ConfigError::Invalid {
+                path: "EMBUDO_DATABASE_URL".into(),
+                line: 1,
+                col: 1,
+                message: m,
+                hint: Some("set EMBUDO_DATABASE_URL to sqlite://FILE, or unset it to use `database` from embudo.yaml".into()),
+            })?,
+            None => resolve_database(&raw.database, &root).map_err(|m| {
                 let (l, c) = at("database");
-                invalid(
-                    l,
-                    c,
-                    m,
-                    Some("write sqlite://FILE (relative to this file's folder) or postgres://…"),
-                )
-            })?;
+                invalid(l, c, m, Some("write sqlite://FILE (relative to this file's folder)"))
+            })?,
+        };
 
         // SMTP.
         let transport = parse_transport(&raw.smtp.url, &root).map_err(|m| {
@@ -620,6 +623,28 @@ impl Config {
             ));
         }
 
+        // HTTP: the public URL starts every link in every email.
+        let url = raw.http.public_url.trim_end_matches('/');
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        if host.is_none_or(|h| h.is_empty() || h.starts_with('/'))
+            || url
+                .chars()
+                .any(|c| c.is_whitespace() || c == '?' || c == '#')
+        {
+            let (l, c) = at("public_url");
+            return Err(invalid(
+                l,
+                c,
+                format!(
+                    "http.public_url `{}` is not an http(s) URL",
+                    raw.http.public_url
+                ),
+                Some("write the address leads reach embudo at, e.g. https://shop.example/embudo"),
+            ));
+        }
+
         // Defaults.
         crate::templates::check_locale(&raw.defaults.locale).map_err(|m| {
             let (l, c) = at("locale");
@@ -647,6 +672,32 @@ impl Config {
                     ),
                     None,
                 ));
+            }
+            if let Some(key) = &c.key {
+                let mut rest = key.as_str();
+                while let Some(open) = rest.find('{') {
+                    let Some(close) = rest[open..].find('}') else {
+                        return Err(invalid(
+                            l,
+                            col,
+                            format!("campaign `{}`: key `{key}` has an unclosed `{{`", c.id),
+                            None,
+                        ));
+                    };
+                    let name = &rest[open + 1..open + close];
+                    if !["year", "month", "day", "date"].contains(&name) {
+                        return Err(invalid(
+                            l,
+                            col,
+                            format!(
+                                "campaign `{}`: key `{key}` has an unknown placeholder `{{{name}}}`",
+                                c.id
+                            ),
+                            Some("the placeholders are {year} {month} {day} {date}"),
+                        ));
+                    }
+                    rest = &rest[open + close + 1..];
+                }
             }
             if let (Some(s), Some(e)) = (c.start, c.end)
                 && e < s

@@ -174,9 +174,13 @@ fn lead_row(cols: &LeadColumns, r: &csv::StringRecord, cfg: &Config) -> Result<L
         .iter()
         .filter_map(|(i, k)| cell(r, Some(*i)).map(|v| (k.clone(), Value::infer(v))))
         .collect();
+    // A name is one line of text: a line break from a spreadsheet cell becomes a space.
+    let name = cell(r, cols.name)
+        .map(crate::domain::one_line)
+        .filter(|n| !n.is_empty());
     Ok(LeadUpsert {
         email,
-        name: cell(r, cols.name).map(str::to_string),
+        name,
         stage,
         tags,
         locale,
@@ -302,10 +306,17 @@ pub async fn import_reader<R: Read>(
             continue;
         }
         if record.len() != header.len() {
-            report.bad.push(BadRow {
-                line,
-                message: format!("{} fields, the header has {}", record.len(), header.len()),
-            });
+            let breaks: usize = record.iter().map(|c| c.matches('\n').count()).sum();
+            let trailing = record.iter().next_back().is_some_and(|c| c.ends_with('\n'));
+            let end = line + breaks as u64 - u64::from(trailing);
+            let mut message = format!("{} fields, the header has {}", record.len(), header.len());
+            if end > line {
+                message.push_str(&format!(
+                    "; an unterminated quote? this row runs to line {end}, so lines {}–{end} were not read as rows",
+                    line + 1
+                ));
+            }
+            report.bad.push(BadRow { line, message });
             continue;
         }
         match &kind {

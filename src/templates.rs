@@ -322,6 +322,12 @@ impl Templates {
         self.entries.keys().cloned().collect()
     }
 
+    /// Whether `id` is a receipt (`transactional: true` in its default file).
+    pub fn is_transactional(&self, id: &str) -> bool {
+        self.variant(id, None)
+            .is_some_and(|v| v.front.transactional)
+    }
+
     /// The locales `id` has files for ("" is the default file).
     pub fn locales(&self, id: &str) -> Vec<String> {
         self.entries

@@ -42,7 +42,8 @@ fn broken_rules_are_reported_with_file_and_position_and_the_others_keep_running(
         ),
     ]);
     f.run(&["import", "leads.csv"], 0);
-    let out = f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 0);
+    // The pass runs, and exits 1: rules were skipped.
+    let out = f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 1);
     let err = stderr(&out);
     assert!(
         err.contains("rules/20_syntax.rhai:3:"),
@@ -281,4 +282,131 @@ fn an_event_for_an_unknown_lead_is_a_usage_error() {
     assert!(e.contains("event kind"), "{e}");
     let e = stderr(&f.run(&["tick", "--now", "tomorrow"], 2));
     assert!(e.contains("RFC 3339"), "{e}");
+}
+
+#[test]
+fn a_multi_line_name_is_one_line_and_an_unterminated_quote_names_the_lines_it_swallowed() {
+    let f = Folder::with_files(&[
+        ("embudo.yaml", CONFIG),
+        ("templates/welcome.html", TEMPLATE),
+        ("rules/10_welcome.rhai", "send(\"welcome\");\n"),
+        (
+            "leads.csv",
+            "email,name\neve@example.com,\"Eve\nBcc: evil@example.com\"\nann@example.com,Ann\n\"zed@example.com,Zed\nyan@example.com,Yan\n",
+        ),
+    ]);
+    let out = f.run(&["import", "leads.csv"], 1);
+    assert!(
+        stdout(&out).contains("2 lead(s) created"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("leads.csv:5: 1 fields, the header has 2; an unterminated quote? this row runs to line 6, so lines 6–6"), "{}", stderr(&out));
+    let out = f.run(&["tick"], 0);
+    assert!(stdout(&out).contains("sent 2"), "{}", stdout(&out));
+    for e in std::fs::read_dir(f.path().join("mail")).unwrap() {
+        let raw = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let headers = raw
+            .split("\r\n\r\n")
+            .next()
+            .unwrap()
+            .split("\n\n")
+            .next()
+            .unwrap();
+        assert!(!headers.lines().any(|l| l.starts_with("Bcc:")), "{raw}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(
+        rt.block_on(f.lead("eve@example.com")).name.as_deref(),
+        Some("Eve Bcc: evil@example.com")
+    );
+    let e = stderr(&f.run(&["import", "missing.csv"], 2));
+    assert!(e.contains("cannot read missing.csv"), "{e}");
+}
+
+#[test]
+fn a_template_that_fails_to_render_holds_its_email_until_fixed() {
+    let f = Folder::with_files(&[
+        ("embudo.yaml", CONFIG),
+        (
+            "templates/welcome.html",
+            "---\nsubject: Hola\n---\n<p>{{ lead.attrs.segment }}</p>\n",
+        ),
+        ("rules/10_welcome.rhai", "send(\"welcome\");\n"),
+        ("leads.csv", "email,name\nana@example.com,Ana\n"),
+    ]);
+    f.run(&["import", "leads.csv"], 0);
+    let out = f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 0);
+    assert!(stdout(&out).contains("sent 0, retry 1"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("templates/welcome.html:4: undefined value"),
+        "{}",
+        stderr(&out)
+    );
+    f.write("templates/welcome.html", TEMPLATE);
+    let out = f.run(&["tick", "--now", "2026-03-02T11:00:00Z"], 0);
+    assert!(stdout(&out).contains("sent 1"), "{}", stdout(&out));
+    assert_eq!(mail_files(&f), 1);
+}
+
+#[test]
+fn a_receipt_is_sent_even_after_the_lead_moved_on() {
+    let f = Folder::with_files(&[
+        ("embudo.yaml", CONFIG),
+        (
+            "templates/receipt.html",
+            "---\nsubject: Recibo\ntransactional: true\n---\n<p>Gracias</p>\n",
+        ),
+        ("templates/welcome.html", TEMPLATE),
+        (
+            "rules/10_buy.rhai",
+            "if lead.stage == \"interest\" && has_event(\"purchase\") { send(\"receipt\"); send(\"welcome\"); move_to(\"customer\"); }\n",
+        ),
+        ("leads.csv", "email,name\nana@example.com,Ana\n"),
+    ]);
+    f.run(&["import", "leads.csv"], 0);
+    f.run(&["event", "ana@example.com", "purchase"], 0);
+    let out = f.run(&["tick"], 0);
+    assert!(
+        stdout(&out).contains("sent 1, retry 0, failed 0, stale 1"),
+        "the receipt goes, the marketing email is stale: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn links_and_campaigns_are_checked_before_anything_runs() {
+    let f = Folder::with_files(&[
+        ("embudo.yaml", "http: { public_url: \"not a url\" }\n"),
+        ("templates/welcome.html", TEMPLATE),
+    ]);
+    let e = stderr(&f.run(&["check"], 2));
+    assert!(
+        e.contains("embudo.yaml:1:9: http.public_url `not a url` is not an http(s) URL"),
+        "{e}"
+    );
+
+    let campaign = |key: &str, audience: &str| {
+        format!(
+            "campaigns:\n  - id: xmas\n    schedule: {{ cron: \"0 0 9 20 12 *\" }}\n    {audience}\n    template: welcome\n    key: \"{key}\"\n"
+        )
+    };
+    f.write("embudo.yaml", &campaign("{yr}", "audience: 'true'"));
+    let e = stderr(&f.run(&["check"], 2));
+    assert!(
+        e.contains("unknown placeholder `{yr}`") && e.contains("{year} {month} {day} {date}"),
+        "{e}"
+    );
+    f.write(
+        "embudo.yaml",
+        &campaign("{year}", "audience: 'lead.stage =='"),
+    );
+    let o = stdout(&f.run(&["check"], 1));
+    assert!(o.contains("campaign `xmas` audience"), "{o}");
+    f.write(
+        "embudo.yaml",
+        &campaign("{year}", "audience_file: rules/audiences/none.rhai"),
+    );
+    let o = stdout(&f.run(&["check"], 1));
+    assert!(o.contains("audience_file rules/audiences/none.rhai"), "{o}");
 }

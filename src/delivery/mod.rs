@@ -11,6 +11,7 @@ use crate::signing::Signer;
 use crate::store::{Claimed, OutboxState, Store, StoreError};
 use crate::templates::RenderContext;
 use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -44,13 +45,27 @@ pub struct Deliverer {
     signer: Signer,
 }
 
-/// A finished send task: the row, what happened, its attempts and request time.
-type Done = Result<(i64, Outcome, i64, DateTime<Utc>), StoreError>;
+/// What a send task reports.
+type Done = Result<Outcome, StoreError>;
 
 enum Outcome {
     Sent,
-    Retry(String),
+    /// Try again later; `ours` when the fault is in the funnel (a template that does
+    /// not render), which is logged as an error, not a warning.
+    Retry {
+        why: String,
+        ours: bool,
+    },
     Failed(String),
+}
+
+/// The row a send task works on, kept outside the task so a panic in it still ends
+/// the row instead of leaving it leased.
+#[derive(Clone, Copy)]
+struct InFlight {
+    id: i64,
+    attempts: i64,
+    requested_at: DateTime<Utc>,
 }
 
 impl Deliverer {
@@ -78,6 +93,7 @@ impl Deliverer {
                 return Ok(report);
             }
             let mut tasks: JoinSet<Done> = JoinSet::new();
+            let mut in_flight: HashMap<tokio::task::Id, InFlight> = HashMap::new();
             for row in claimed {
                 let t = now();
                 if let Some(state) = self.precheck(funnel, &row, t).await? {
@@ -89,21 +105,26 @@ impl Deliverer {
                     continue;
                 }
                 while tasks.len() >= IN_FLIGHT {
-                    if let Some(done) = tasks.join_next().await {
-                        self.record(funnel, done, now(), &mut report).await?;
+                    if let Some(done) = tasks.join_next_with_id().await {
+                        self.record(funnel, done, &mut in_flight, now(), &mut report)
+                            .await?;
                     }
                 }
                 tokio::time::sleep_until(next_slot).await;
                 next_slot = next_slot.max(tokio::time::Instant::now()) + gap;
                 let this = self.clone();
                 let f = funnel.clone();
-                tasks.spawn(async move {
-                    let outcome = this.send_one(&f, &row, t).await?;
-                    Ok((row.id, outcome, row.attempts, row.requested_at))
-                });
+                let meta = InFlight {
+                    id: row.id,
+                    attempts: row.attempts,
+                    requested_at: row.requested_at,
+                };
+                let handle = tasks.spawn(async move { this.send_one(&f, &row, t).await });
+                in_flight.insert(handle.id(), meta);
             }
-            while let Some(done) = tasks.join_next().await {
-                self.record(funnel, done, now(), &mut report).await?;
+            while let Some(done) = tasks.join_next_with_id().await {
+                self.record(funnel, done, &mut in_flight, now(), &mut report)
+                    .await?;
             }
         }
     }
@@ -137,7 +158,11 @@ impl Deliverer {
         let Some(stage) = self.store.lead_stage(row.lead_id).await? else {
             return end(OutboxState::Failed, "the lead no longer exists".into()).await;
         };
-        if row.campaign.is_none() && stage != row.stage {
+        // A receipt is owed whatever the stage: transactional rows never go stale.
+        if row.campaign.is_none()
+            && stage != row.stage
+            && !funnel.templates.is_transactional(&row.template)
+        {
             return end(
                 OutboxState::Stale,
                 format!(
@@ -176,7 +201,10 @@ impl Deliverer {
         };
         let rendered = match funnel.templates.render(&row.template, &lead, &ctx) {
             Ok(r) => r,
-            Err(e) => return Ok(Outcome::Failed(format!("rendering: {e}"))),
+            Err(e) => {
+                let why = format!("rendering: {e}; fix the template and the row is retried");
+                return Ok(Outcome::Retry { why, ours: true });
+            }
         };
         if lead.unsubscribed_at.is_some() && !rendered.transactional {
             return Ok(Outcome::Failed("the lead unsubscribed".into()));
@@ -196,7 +224,7 @@ impl Deliverer {
             unsubscribe_mailto: cfg.http.unsubscribe_mailto.as_deref(),
             template: &row.template,
         };
-        let msg = match message::build(&lead, &rendered, &headers) {
+        let msg = match message::build(&lead, &rendered, &headers, now) {
             Ok(m) => m,
             Err(e) => return Ok(Outcome::Failed(e)),
         };
@@ -205,7 +233,7 @@ impl Deliverer {
                 tracing::info!(outbox = row.id, lead = lead.id.0, email = %lead.email, template = %row.template, message_id = %mid, "sent");
                 Outcome::Sent
             }
-            Err(SendError::Temporary(m)) => Outcome::Retry(m),
+            Err(SendError::Temporary(why)) => Outcome::Retry { why, ours: false },
             Err(e @ SendError::Permanent { .. }) => Outcome::Failed(e.to_string()),
         })
     }
@@ -213,37 +241,69 @@ impl Deliverer {
     async fn record(
         &self,
         funnel: &Arc<Funnel>,
-        done: Result<Done, tokio::task::JoinError>,
+        done: Result<(tokio::task::Id, Done), tokio::task::JoinError>,
+        in_flight: &mut HashMap<tokio::task::Id, InFlight>,
         now: DateTime<Utc>,
         report: &mut DeliveryReport,
     ) -> Result<(), StoreError> {
-        let (id, outcome, attempts, requested_at) = done.expect("send tasks do not panic")?;
+        let (task, outcome) = match done {
+            Ok((task, outcome)) => (task, outcome?),
+            Err(e) => {
+                // A bug, not the lead's fault: end this row loudly, keep the others going.
+                let task = e.id();
+                let why = match e.try_into_panic() {
+                    Ok(p) => p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "a panic".into()),
+                    Err(e) => e.to_string(),
+                };
+                (
+                    task,
+                    Outcome::Failed(format!("internal error while preparing the email: {why}")),
+                )
+            }
+        };
+        let Some(row) = in_flight.remove(&task) else {
+            return Ok(());
+        };
         match outcome {
             Outcome::Sent => {
-                self.store.mark_sent(id, now).await?;
+                self.store.mark_sent(row.id, now).await?;
                 report.sent += 1;
             }
-            Outcome::Retry(why) => {
-                if now - requested_at > funnel.config.limits.retry_for.0 {
+            Outcome::Retry { why, ours } => {
+                if now - row.requested_at > funnel.config.limits.retry_for.0 {
                     tracing::error!(
-                        outbox = id,
-                        attempts,
+                        outbox = row.id,
+                        attempts = row.attempts,
                         "giving up after limits.retry_for: {why}"
                     );
                     self.store
-                        .mark_final(id, OutboxState::Failed, &format!("gave up retrying: {why}"))
+                        .mark_final(
+                            row.id,
+                            OutboxState::Failed,
+                            &format!("gave up retrying: {why}"),
+                        )
                         .await?;
                     report.failed += 1;
                 } else {
-                    let at = now + backoff(attempts);
-                    tracing::warn!(outbox = id, attempts, retry_at = %at, "temporary failure, will retry: {why}");
-                    self.store.mark_retry(id, at, &why).await?;
+                    let at = now + backoff(row.attempts);
+                    if ours {
+                        tracing::error!(outbox = row.id, attempts = row.attempts, retry_at = %at, "not sent: {why}");
+                    } else {
+                        tracing::warn!(outbox = row.id, attempts = row.attempts, retry_at = %at, "temporary failure, will retry: {why}");
+                    }
+                    self.store.mark_retry(row.id, at, &why).await?;
                     report.retried += 1;
                 }
             }
             Outcome::Failed(why) => {
-                tracing::error!(outbox = id, "not sent: {why}");
-                self.store.mark_final(id, OutboxState::Failed, &why).await?;
+                tracing::error!(outbox = row.id, "not sent: {why}");
+                self.store
+                    .mark_final(row.id, OutboxState::Failed, &why)
+                    .await?;
                 report.failed += 1;
             }
         }

@@ -257,7 +257,7 @@ fn from_dynamic(v: Dynamic) -> RResult<Option<Value>> {
     }
     err(format!(
         "set: a value must be an integer, float, bool, string, timestamp or () (to remove), not {}",
-        v.type_name()
+        v.type_name().rsplit("::").next().unwrap_or("value")
     ))
 }
 

@@ -91,11 +91,18 @@ impl RuleSet {
                     .ok()
                     .flatten()
                     .unwrap_or_default();
+                let rule = last.trim_start_matches("rule:").to_string();
+                let file = self
+                    .rules
+                    .iter()
+                    .find(|r| r.name == rule)
+                    .map(|r| r.file.clone())
+                    .unwrap_or_default();
                 errors.push(RuleError {
-                    file: String::new(),
-                    rule: last.trim_start_matches("rule:").to_string(),
-                    line: 0,
-                    col: 0,
+                    file,
+                    rule,
+                    line: 1,
+                    col: 1,
                     message: format!(
                         "the stage was still changing after {MAX_PASSES} passes over the rules (last move by {last}); check for rules that move a lead back and forth"
                     ),
