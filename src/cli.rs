@@ -7,7 +7,7 @@ use crate::domain::time::parse_instant;
 use crate::domain::{Event, Value, ValueMap};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// embudo: marketing automation as code. Stages in YAML, rules in Rhai, emails as
 /// templates; the daemon sends each lead the email that fits its stage.
@@ -89,6 +89,11 @@ pub enum Command {
         #[arg(long = "prop", value_parser = prop)]
         props: Vec<(String, Value)>,
     },
+    /// Run the rule tests in rules/tests/*.yaml.
+    Test {
+        /// Run only the tests whose name contains this.
+        filter: Option<String>,
+    },
     /// Create or upgrade the database schema.
     Migrate,
 }
@@ -117,6 +122,15 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 println!("{} problem(s) found", problems.len());
                 Ok(1)
             }
+        }
+        Command::Test { filter } => {
+            let cfg =
+                crate::config::Config::load(&cli.config).map_err(|e| AppError::Funnel(e.into()))?;
+            let run = crate::ruletest::run(&cfg, filter.as_deref());
+            Ok(crate::ruletest::report(
+                &run,
+                Path::new(&cfg.display_path(&cfg.rules_dir().join("tests"))),
+            ))
         }
         Command::Migrate => {
             let cfg =

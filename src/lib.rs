@@ -16,6 +16,7 @@ pub mod funnel;
 pub mod import;
 pub mod logging;
 pub mod rules;
+pub mod ruletest;
 pub mod scaffold;
 pub mod schedule;
 pub mod signing;

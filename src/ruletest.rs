@@ -1,0 +1,423 @@
+//! `embudo test`: rule tests in `rules/tests/*.yaml`. Each test gives a lead, its
+//! events and sends at times relative to `now`, and the exact set of actions the rules
+//! must ask for. The rules run through the same evaluation as the daemon.
+
+use crate::config::{Config, parse_tz, parse_yaml};
+use crate::domain::time::{parse_duration, parse_instant_or_date};
+use crate::domain::{EmailAddress, Event, Lead, LeadId, SendRecord, TemplateName, Value};
+use crate::rules::{Action, Catalog, RuleSet};
+use crate::store::LoadedLead;
+use crate::templates::Templates;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    now: String,
+    #[serde(default)]
+    lead: LeadSpec,
+    #[serde(default)]
+    events: Vec<EventSpec>,
+    #[serde(default)]
+    sends: Vec<SendSpec>,
+    #[serde(default)]
+    rules: Option<Vec<String>>,
+    #[serde(default)]
+    expect: Vec<Expect>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeadSpec {
+    id: Option<i64>,
+    email: Option<String>,
+    name: Option<String>,
+    stage: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    attrs: BTreeMap<String, Scalar>,
+    locale: Option<String>,
+    timezone: Option<String>,
+    created_at: Option<String>,
+    stage_entered_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventSpec {
+    kind: String,
+    at: String,
+    #[serde(default)]
+    props: BTreeMap<String, Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendSpec {
+    template: String,
+    #[serde(default)]
+    key: Option<String>,
+    at: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl Scalar {
+    fn value(&self) -> Value {
+        match self {
+            Scalar::Bool(b) => Value::Bool(*b),
+            Scalar::Int(i) => Value::Int(*i),
+            Scalar::Float(f) => Value::Float(*f),
+            Scalar::Str(s) => Value::infer(s),
+        }
+    }
+}
+
+/// One expected action: exactly one of the keys, e.g. `- send: edu-welcome`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    send: Option<SendExpect>,
+    move_to: Option<String>,
+    tag: Option<String>,
+    untag: Option<String>,
+    /// `set: { attr: value }`; `null` expects a removal.
+    set: Option<BTreeMap<String, Option<Scalar>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SendExpect {
+    Template(String),
+    Keyed { template: String, key: String },
+}
+
+/// One action written the way a test reads it, so expected and actual compare as text.
+fn describe(a: &Action) -> String {
+    match a {
+        Action::Send {
+            template,
+            key: None,
+        } => format!("send: {template}"),
+        Action::Send {
+            template,
+            key: Some(k),
+        } => format!("send: {template} (key {k})"),
+        Action::MoveTo(s) => format!("move_to: {s}"),
+        Action::Tag(t) => format!("tag: {t}"),
+        Action::Untag(t) => format!("untag: {t}"),
+        Action::Set(k, Some(v)) => format!("set: {k} = {v}"),
+        Action::Set(k, None) => format!("set: {k} = ()"),
+    }
+}
+
+fn expected(e: &Expect) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    match &e.send {
+        Some(SendExpect::Template(t)) => out.push(format!("send: {t}")),
+        Some(SendExpect::Keyed { template, key }) => {
+            out.push(format!("send: {template} (key {key})"))
+        }
+        None => {}
+    }
+    out.extend(e.move_to.iter().map(|s| format!("move_to: {s}")));
+    out.extend(e.tag.iter().map(|t| format!("tag: {t}")));
+    out.extend(e.untag.iter().map(|t| format!("untag: {t}")));
+    for m in &e.set {
+        out.extend(m.iter().map(|(k, v)| match v {
+            Some(v) => format!("set: {k} = {}", v.value()),
+            None => format!("set: {k} = ()"),
+        }));
+    }
+    let keys = [
+        e.send.is_some(),
+        e.move_to.is_some(),
+        e.tag.is_some(),
+        e.untag.is_some(),
+        e.set.is_some(),
+    ];
+    if keys.iter().filter(|k| **k).count() != 1 {
+        return Err("each `expect` item has exactly one of send, move_to, tag, untag, set".into());
+    }
+    Ok(out)
+}
+
+/// A time in a test: `-3d` (before `now`), `+2h` (after), or RFC 3339.
+fn when(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = s.trim();
+    if let Some(d) = t.strip_prefix('-') {
+        return parse_duration(d).map(|d| now - d);
+    }
+    if let Some(d) = t.strip_prefix('+') {
+        return parse_duration(d).map(|d| now + d);
+    }
+    parse_instant_or_date(t).map_err(|_| {
+        format!("`{s}` is neither a relative time (-3d, -2h, +1d) nor an RFC 3339 time")
+    })
+}
+
+/// The outcome of one test.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    pub file: String,
+    pub name: String,
+    /// Empty when the test passed; else the lines explaining why not.
+    pub failure: Vec<String>,
+}
+
+/// What `embudo test` found.
+#[derive(Debug, Default)]
+pub struct TestRun {
+    pub results: Vec<TestResult>,
+    /// Test files that could not be read or parsed (exit 2).
+    pub malformed: Vec<String>,
+    /// Rules that do not compile (they fail every test that needs them).
+    pub rule_errors: Vec<String>,
+}
+
+/// Runs every test in `rules/tests/*.yaml` whose name contains `filter`.
+pub fn run(cfg: &Config, filter: Option<&str>) -> TestRun {
+    let mut out = TestRun::default();
+    let (templates, _) = Templates::load_partial(&cfg.templates_dir(), &cfg.root);
+    let catalog = Catalog {
+        stages: cfg.funnel.stages.clone(),
+        templates: templates.ids(),
+    };
+    let rules = match RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog) {
+        Ok((set, errs)) => {
+            out.rule_errors = errs.iter().map(|e| e.to_string()).collect();
+            set
+        }
+        Err(e) => {
+            out.malformed
+                .push(format!("{}: {e}", cfg.display_path(&cfg.rules_dir())));
+            return out;
+        }
+    };
+    let dir = cfg.rules_dir().join("tests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    for path in files {
+        let shown = cfg.display_path(&path);
+        let cases: Vec<Case> = match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|s| parse_yaml(&s).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                out.malformed.push(format!("{shown}:{e}"));
+                continue;
+            }
+        };
+        for case in cases {
+            if filter.is_some_and(|f| !case.name.contains(f)) {
+                continue;
+            }
+            let failure = match run_case(cfg, &rules, &case) {
+                Ok(f) => f,
+                Err(e) => {
+                    out.malformed
+                        .push(format!("{shown}: test `{}`: {e}", case.name));
+                    continue;
+                }
+            };
+            out.results.push(TestResult {
+                file: shown.clone(),
+                name: case.name,
+                failure,
+            });
+        }
+    }
+    out
+}
+
+fn run_case(cfg: &Config, rules: &RuleSet, case: &Case) -> Result<Vec<String>, String> {
+    let now = parse_instant_or_date(&case.now).map_err(|e| format!("now: {e}"))?;
+    let l = &case.lead;
+    let created_at = l
+        .created_at
+        .as_deref()
+        .map(|t| when(t, now))
+        .transpose()
+        .map_err(|e| format!("lead.created_at: {e}"))?
+        .unwrap_or(now);
+    let lead = Lead {
+        id: LeadId(l.id.unwrap_or(1)),
+        email: EmailAddress::parse(l.email.as_deref().unwrap_or("lead@example.com"))
+            .map_err(|e| format!("lead.email: {e}"))?,
+        name: l.name.clone(),
+        stage: match &l.stage {
+            Some(s) => cfg
+                .funnel
+                .stage(s)
+                .map_err(|e| format!("lead.stage: {e}"))?,
+            None => cfg.funnel.initial().clone(),
+        },
+        tags: l.tags.iter().cloned().collect(),
+        attrs: l
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value()))
+            .collect(),
+        locale: l.locale.clone(),
+        timezone: l
+            .timezone
+            .as_deref()
+            .map(parse_tz)
+            .transpose()
+            .map_err(|e| format!("lead.timezone: {e}"))?,
+        created_at,
+        stage_entered_at: l
+            .stage_entered_at
+            .as_deref()
+            .map(|t| when(t, now))
+            .transpose()
+            .map_err(|e| format!("lead.stage_entered_at: {e}"))?
+            .unwrap_or(created_at),
+        unsubscribed_at: None,
+    };
+    let events = case
+        .events
+        .iter()
+        .map(|e| {
+            Ok(Event {
+                kind: e.kind.clone(),
+                at: when(&e.at, now).map_err(|m| format!("events: {m}"))?,
+                props: e
+                    .props
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value()))
+                    .collect(),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let sends = case
+        .sends
+        .iter()
+        .map(|s| {
+            Ok(SendRecord {
+                template: TemplateName::parse(&s.template)?,
+                key: s.key.clone().unwrap_or_default(),
+                requested_at: when(&s.at, now).map_err(|m| format!("sends: {m}"))?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if let Some(names) = &case.rules {
+        for n in names {
+            if !rules.rules.iter().any(|r| &r.name == n) {
+                return Err(format!(
+                    "rules: no rule `{n}`; the rules are {}",
+                    rules.rule_names().join(", ")
+                ));
+            }
+        }
+    }
+    let ev = rules.evaluate_only(
+        LoadedLead {
+            lead,
+            events,
+            sends,
+        },
+        now,
+        cfg.default_timezone(),
+        case.rules.as_deref(),
+    );
+    let mut actual: Vec<String> = ev.actions.iter().map(|(_, a)| describe(a)).collect();
+    let mut want: Vec<String> = Vec::new();
+    for e in &case.expect {
+        want.extend(expected(e).map_err(|m| format!("expect: {m}"))?);
+    }
+    actual.sort();
+    want.sort();
+    let mut failure = Vec::new();
+    for e in &ev.errors {
+        failure.push(format!("rule error: {e}"));
+    }
+    if actual != want {
+        failure.push("expected (-) and actual (+) actions differ:".into());
+        let mut a = actual.clone();
+        for w in &want {
+            match a.iter().position(|x| x == w) {
+                Some(i) => {
+                    a.remove(i);
+                    failure.push(format!("    {w}"));
+                }
+                None => failure.push(format!("  - {w}")),
+            }
+        }
+        failure.extend(a.iter().map(|x| format!("  + {x}")));
+    }
+    Ok(failure)
+}
+
+/// Prints a run in the manner of `cargo test`; returns the exit code.
+pub fn report(run: &TestRun, dir: &Path) -> i32 {
+    for e in &run.rule_errors {
+        println!("error: {e}");
+    }
+    println!(
+        "\nrunning {} tests from {}",
+        run.results.len(),
+        dir.display()
+    );
+    for r in &run.results {
+        println!(
+            "test {}: {} ... {}",
+            r.file,
+            r.name,
+            if r.failure.is_empty() { "ok" } else { "FAILED" }
+        );
+    }
+    let failed: Vec<&TestResult> = run
+        .results
+        .iter()
+        .filter(|r| !r.failure.is_empty())
+        .collect();
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        for r in &failed {
+            println!("\n---- {}: {} ----", r.file, r.name);
+            for l in &r.failure {
+                println!("{l}");
+            }
+        }
+    }
+    for m in &run.malformed {
+        println!("error: {m}");
+    }
+    let passed = run.results.len() - failed.len();
+    let verdict = if failed.is_empty() && run.malformed.is_empty() && run.rule_errors.is_empty() {
+        "ok"
+    } else {
+        "FAILED"
+    };
+    println!(
+        "\ntest result: {verdict}. {passed} passed, {} failed",
+        failed.len()
+    );
+    if !run.malformed.is_empty() {
+        2
+    } else if !failed.is_empty() || !run.rule_errors.is_empty() {
+        1
+    } else {
+        0
+    }
+}

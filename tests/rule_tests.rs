@@ -1,0 +1,53 @@
+//! `embudo test`: rule tests pass, a broken expectation fails with a diff, a malformed
+//! file is exit 2.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn the_demo_rule_tests_pass_and_a_broken_expectation_shows_a_diff() {
+    let f = Folder::demo();
+    let out = f.run(&["test"], 0);
+    let o = stdout(&out);
+    assert!(
+        o.contains("test rules/tests/interest.yaml: a new lead gets the welcome ... ok"),
+        "{o}"
+    );
+    assert!(o.contains("test result: ok. 10 passed, 0 failed"), "{o}");
+
+    f.write(
+        "rules/tests/broken.yaml",
+        "- name: wrong on purpose\n  now: 2026-03-02T10:00:00Z\n  lead: { stage: interest }\n  expect:\n    - send: edu-benefits\n    - tag: x\n",
+    );
+    let o = stdout(&f.run(&["test"], 1));
+    assert!(
+        o.contains("test rules/tests/broken.yaml: wrong on purpose ... FAILED"),
+        "{o}"
+    );
+    assert!(
+        o.contains("---- rules/tests/broken.yaml: wrong on purpose ----"),
+        "{o}"
+    );
+    assert!(o.contains("  - send: edu-benefits\n"), "{o}");
+    assert!(o.contains("  - tag: x\n"), "{o}");
+    assert!(o.contains("  + send: edu-welcome\n"), "{o}");
+    assert!(
+        o.contains("test result: FAILED. 10 passed, 1 failed"),
+        "{o}"
+    );
+
+    // Only the named tests.
+    let o = stdout(&f.run(&["test", "new lead"], 0));
+    assert!(o.contains("test result: ok. 1 passed, 0 failed"), "{o}");
+
+    f.write(
+        "rules/tests/bad.yaml",
+        "- name: no clock\n  lead: { stage: interest }\n  expect: []\n",
+    );
+    let o = stdout(&f.run(&["test"], 2));
+    assert!(
+        o.contains("error: rules/tests/bad.yaml:1:3: .[0]: missing field `now`"),
+        "{o}"
+    );
+}
