@@ -135,7 +135,7 @@ fn expected(e: &Expect) -> Result<Vec<String>, String> {
     out.extend(e.move_to.iter().map(|s| format!("move_to: {s}")));
     out.extend(e.tag.iter().map(|t| format!("tag: {t}")));
     out.extend(e.untag.iter().map(|t| format!("untag: {t}")));
-    for m in &e.set {
+    if let Some(m) = &e.set {
         out.extend(m.iter().map(|(k, v)| match v {
             Some(v) => format!("set: {k} = {}", v.value()),
             None => format!("set: {k} = ()"),
