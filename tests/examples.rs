@@ -9,6 +9,8 @@ use support::*;
 fn the_tienda_example_checks_imports_and_ticks_without_errors() {
     let f = Folder::copy_of("examples/tienda");
     assert!(stdout(&f.run(&["check"], 0)).contains("ok"));
+    let o = stdout(&f.run(&["test"], 0));
+    assert!(o.contains("test result: ok. 34 passed, 0 failed"), "{o}");
     let out = f.run(&["import", "leads.csv", "--now", "2026-03-01T08:00:00Z"], 0);
     assert!(
         stdout(&out).contains("50 lead(s) created"),
