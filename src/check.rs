@@ -1,98 +1,27 @@
 //! `embudo check`: the funnel folder's problems, all at once.
 
 use crate::config::{Config, parse_yaml};
-use crate::domain::{EmailAddress, Lead, LeadId, Value};
+use crate::domain::Lead;
 use crate::funnel::FunnelError;
+use crate::leadspec::LeadSpec;
 use crate::rules::{Catalog, RuleSet};
 use crate::templates::{RenderContext, Templates};
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::Path;
-
-/// A sample lead for `check` and previews (`templates/_sample.yaml`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Sample {
-    #[serde(default)]
-    id: Option<i64>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    stage: Option<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    attrs: BTreeMap<String, Scalar>,
-    #[serde(default)]
-    locale: Option<String>,
-    #[serde(default)]
-    timezone: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Scalar {
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-}
 
 /// The sample lead of a funnel folder: `templates/_sample.yaml`, else a made-up one.
 pub fn sample_lead(cfg: &Config) -> Result<Lead, String> {
     let path = cfg.templates_dir().join("_sample.yaml");
     let shown = cfg.display_path(&path);
-    let sample: Sample = match std::fs::read_to_string(&path) {
+    let spec: LeadSpec = match std::fs::read_to_string(&path) {
         Ok(src) => parse_yaml(&src).map_err(|e| format!("{shown}:{e}"))?,
-        Err(_) => Sample {
-            id: None,
-            email: None,
+        Err(_) => LeadSpec {
             name: Some("Ana".into()),
-            stage: None,
-            tags: vec![],
-            attrs: BTreeMap::new(),
-            locale: None,
-            timezone: None,
+            email: Some("ana@example.com".into()),
+            ..Default::default()
         },
     };
-    let now = chrono::Utc::now();
-    Ok(Lead {
-        id: LeadId(sample.id.unwrap_or(1)),
-        email: EmailAddress::parse(sample.email.as_deref().unwrap_or("ana@example.com"))
-            .map_err(|e| format!("{shown}: email: {e}"))?,
-        name: sample.name,
-        stage: match sample.stage {
-            Some(s) => cfg
-                .funnel
-                .stage(&s)
-                .map_err(|e| format!("{shown}: stage: {e}"))?,
-            None => cfg.funnel.initial().clone(),
-        },
-        tags: sample.tags.into_iter().collect(),
-        attrs: sample
-            .attrs
-            .into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Scalar::Bool(b) => Value::Bool(b),
-                    Scalar::Int(i) => Value::Int(i),
-                    Scalar::Float(f) => Value::Float(f),
-                    Scalar::Str(s) => Value::infer(&s),
-                };
-                (k, v)
-            })
-            .collect(),
-        locale: sample.locale,
-        timezone: sample
-            .timezone
-            .map(|t| crate::config::parse_tz(&t).map_err(|e| format!("{shown}: timezone: {e}")))
-            .transpose()?,
-        created_at: now,
-        stage_entered_at: now,
-        unsubscribed_at: None,
-    })
+    spec.to_lead(cfg, chrono::Utc::now())
+        .map_err(|e| format!("{shown}: {e}"))
 }
 
 /// Every problem found in the folder of `config_path`; empty when all is well.

@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod domain;
 pub mod funnel;
 pub mod import;
+pub mod leadspec;
 pub mod logging;
 pub mod rules;
 pub mod ruletest;

@@ -2,13 +2,13 @@
 //! events and sends at times relative to `now`, and the exact set of actions the rules
 //! must ask for. The rules run through the same evaluation as the daemon.
 
-use crate::config::{Config, parse_tz, parse_yaml};
-use crate::domain::time::{parse_duration, parse_instant_or_date};
-use crate::domain::{EmailAddress, Event, Lead, LeadId, SendRecord, TemplateName, Value};
+use crate::config::{Config, parse_yaml};
+use crate::domain::time::parse_instant_or_date;
+use crate::domain::{Event, SendRecord, TemplateName};
+use crate::leadspec::{LeadSpec, Scalar, when};
 use crate::rules::{Action, Catalog, RuleSet};
 use crate::store::LoadedLead;
 use crate::templates::Templates;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,23 +30,6 @@ struct Case {
     expect: Vec<Expect>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LeadSpec {
-    id: Option<i64>,
-    email: Option<String>,
-    name: Option<String>,
-    stage: Option<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    attrs: BTreeMap<String, Scalar>,
-    locale: Option<String>,
-    timezone: Option<String>,
-    created_at: Option<String>,
-    stage_entered_at: Option<String>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventSpec {
@@ -63,26 +46,6 @@ struct SendSpec {
     #[serde(default)]
     key: Option<String>,
     at: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum Scalar {
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-}
-
-impl Scalar {
-    fn value(&self) -> Value {
-        match self {
-            Scalar::Bool(b) => Value::Bool(*b),
-            Scalar::Int(i) => Value::Int(*i),
-            Scalar::Float(f) => Value::Float(*f),
-            Scalar::Str(s) => Value::infer(s),
-        }
-    }
 }
 
 /// One expected action: exactly one of the keys, e.g. `- send: edu-welcome`.
@@ -152,20 +115,6 @@ fn expected(e: &Expect) -> Result<Vec<String>, String> {
         return Err("each `expect` item has exactly one of send, move_to, tag, untag, set".into());
     }
     Ok(out)
-}
-
-/// A time in a test: `-3d` (before `now`), `+2h` (after), or RFC 3339.
-fn when(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let t = s.trim();
-    if let Some(d) = t.strip_prefix('-') {
-        return parse_duration(d).map(|d| now - d);
-    }
-    if let Some(d) = t.strip_prefix('+') {
-        return parse_duration(d).map(|d| now + d);
-    }
-    parse_instant_or_date(t).map_err(|_| {
-        format!("`{s}` is neither a relative time (-3d, -2h, +1d) nor an RFC 3339 time")
-    })
 }
 
 /// The outcome of one test.
@@ -251,49 +200,10 @@ pub fn run(cfg: &Config, filter: Option<&str>) -> TestRun {
 
 fn run_case(cfg: &Config, rules: &RuleSet, case: &Case) -> Result<Vec<String>, String> {
     let now = parse_instant_or_date(&case.now).map_err(|e| format!("now: {e}"))?;
-    let l = &case.lead;
-    let created_at = l
-        .created_at
-        .as_deref()
-        .map(|t| when(t, now))
-        .transpose()
-        .map_err(|e| format!("lead.created_at: {e}"))?
-        .unwrap_or(now);
-    let lead = Lead {
-        id: LeadId(l.id.unwrap_or(1)),
-        email: EmailAddress::parse(l.email.as_deref().unwrap_or("lead@example.com"))
-            .map_err(|e| format!("lead.email: {e}"))?,
-        name: l.name.clone(),
-        stage: match &l.stage {
-            Some(s) => cfg
-                .funnel
-                .stage(s)
-                .map_err(|e| format!("lead.stage: {e}"))?,
-            None => cfg.funnel.initial().clone(),
-        },
-        tags: l.tags.iter().cloned().collect(),
-        attrs: l
-            .attrs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.value()))
-            .collect(),
-        locale: l.locale.clone(),
-        timezone: l
-            .timezone
-            .as_deref()
-            .map(parse_tz)
-            .transpose()
-            .map_err(|e| format!("lead.timezone: {e}"))?,
-        created_at,
-        stage_entered_at: l
-            .stage_entered_at
-            .as_deref()
-            .map(|t| when(t, now))
-            .transpose()
-            .map_err(|e| format!("lead.stage_entered_at: {e}"))?
-            .unwrap_or(created_at),
-        unsubscribed_at: None,
-    };
+    let lead = case
+        .lead
+        .to_lead(cfg, now)
+        .map_err(|e| format!("lead.{e}"))?;
     let events = case
         .events
         .iter()
