@@ -38,6 +38,37 @@ pub fn check(config_path: &Path) -> Result<Vec<String>, FunnelError> {
     let (_, rule_errors) =
         RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog).map_err(FunnelError::Rules)?;
     problems.extend(rule_errors.iter().map(|e| e.to_string()));
+    // Names written literally in rules must exist: a typo is found before a lead meets it.
+    if let Ok(rd) = std::fs::read_dir(cfg.rules_dir()) {
+        let mut files: Vec<_> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+            .collect();
+        files.sort();
+        for f in files {
+            let Ok(src) = std::fs::read_to_string(&f) else {
+                continue;
+            };
+            for (kind, name, line, col) in crate::rules::literal_names(&src) {
+                let known = if kind == "stage" {
+                    cfg.funnel.has(&name)
+                } else {
+                    t.contains(&name)
+                };
+                if !known {
+                    let hint = if kind == "stage" {
+                        format!("the funnel's stages are: {}", cfg.funnel.stage_list())
+                    } else {
+                        format!("add templates/{name}.html")
+                    };
+                    problems.push(format!(
+                        "{}:{line}:{col}: unknown {kind} `{name}`; {hint}",
+                        cfg.display_path(&f)
+                    ));
+                }
+            }
+        }
+    }
     {
         for c in &cfg.campaigns {
             // The audience is Rhai with the rules' read API: it must compile like a rule.

@@ -67,10 +67,12 @@ fn broken_rules_are_reported_with_file_and_position_and_the_others_keep_running(
     assert!(stdout(&out).contains("sent 2"), "{}", stdout(&out));
     assert_eq!(mail_files(&f), 2);
 
-    // `check` reports the same problems without a database and exits 1.
+    // `check` reports the same problems without a database and exits 1, and finds the
+    // unknown stage from its literal name before any lead meets it.
     let out = f.run(&["check"], 1);
     let o = stdout(&out);
     assert!(o.contains("rules/20_syntax.rhai:3:"), "{o}");
+    assert!(o.contains("rules/40_nowhere.rhai:2:13: unknown stage `limbo`; the funnel's stages are: interest, evaluation, customer"), "{o}");
 }
 
 #[test]

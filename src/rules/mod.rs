@@ -127,3 +127,44 @@ impl RuleSet {
 
 #[cfg(test)]
 mod tests;
+
+/// Stage and template names written as string literals in a rule
+/// (`move_to("evaluation")`, `send("edu-welcome")`, `sent("x", …)`, `last_sent("x")`),
+/// with their 1-based line and column, so `check` can name a typo before any lead
+/// meets it. Line comments are skipped.
+pub fn literal_names(src: &str) -> Vec<(&'static str, String, usize, usize)> {
+    const CALLS: [(&str, &str); 4] = [
+        ("move_to", "stage"),
+        ("send", "template"),
+        ("sent", "template"),
+        ("last_sent", "template"),
+    ];
+    let mut out = Vec::new();
+    for (i, line) in src.lines().enumerate() {
+        let code = match line.find("//") {
+            Some(c) if !line[..c].contains('"') => &line[..c],
+            _ => line,
+        };
+        for (call, kind) in CALLS {
+            let pat = format!("{call}(");
+            let mut from = 0;
+            while let Some(p) = code[from..].find(&pat) {
+                let at = from + p;
+                from = at + pat.len();
+                let boundary = at == 0
+                    || !code.as_bytes()[at - 1].is_ascii_alphanumeric()
+                        && code.as_bytes()[at - 1] != b'_';
+                let rest = code[from..].trim_start();
+                if !boundary || !rest.starts_with('"') {
+                    continue;
+                }
+                let Some(end) = rest[1..].find('"') else {
+                    continue;
+                };
+                let col = code.len() - rest.len() + 1;
+                out.push((kind, rest[1..1 + end].to_string(), i + 1, col));
+            }
+        }
+    }
+    out
+}

@@ -647,3 +647,18 @@ fn time_arithmetic_that_overflows_is_a_rule_error_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn literal_names_are_found_with_their_positions() {
+    let src = "// move_to(\"commented\")\nif x { move_to(\"evaluation\"); }\n  send(\"edu-welcome\"); sent( \"a\", k); last_sent(\"b\"); resend(\"no\"); send(name);\n";
+    let found = literal_names(src);
+    assert_eq!(
+        found,
+        [
+            ("stage", "evaluation".to_string(), 2, 16),
+            ("template", "edu-welcome".to_string(), 3, 8),
+            ("template", "a".to_string(), 3, 30),
+            ("template", "b".to_string(), 3, 49),
+        ]
+    );
+}
