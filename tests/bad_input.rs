@@ -144,11 +144,7 @@ eva@example.com,Eva
     f.run(&["import", "more.csv", "--update-stage"], 0);
     rt.block_on(async {
         let store = f.store().await;
-        let id = store
-            .find_lead_id("ana@example.com")
-            .await
-            .unwrap()
-            .unwrap();
+        let id = f.lead_id("ana@example.com").await;
         let h = store.stage_history(id).await.unwrap();
         assert_eq!(
             h.last().map(|h| (h.1.as_str(), h.3.as_str())),

@@ -48,11 +48,7 @@ async fn the_daemon_evaluates_on_its_cron_schedule_with_a_clock_started_at_now()
     assert_eq!(mail.len(), 1, "a scheduled pass welcomed the new lead");
     assert_eq!(mail[0].template(), "edu-welcome");
     let store = f.store().await;
-    let id = store
-        .find_lead_id("ana@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let id = f.lead_id("ana@example.com").await;
     let rows = store.outbox_of(id).await.unwrap();
     let requested = rows[0].3;
     let start: chrono::DateTime<chrono::Utc> = "2026-03-02T10:00:00Z".parse().unwrap();

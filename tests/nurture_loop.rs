@@ -104,11 +104,7 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
         .await
         .unwrap()
         .expect("email normalised");
-    let bob = store
-        .find_lead_id("bob@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let bob = f.lead_id("bob@example.com").await;
     let mut seen = 0;
 
     // Day 0: every new lead gets the phase-I welcome, in its own language.
@@ -305,11 +301,7 @@ async fn a_server_that_is_down_leaves_the_email_for_a_retry_with_the_same_messag
     let out = tick(&f, "2026-03-02T10:00:00Z");
     assert!(out.contains("sent 0, retry 1"), "{out}");
     let store = f.store().await;
-    let ana = store
-        .find_lead_id("ana@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let ana = f.lead_id("ana@example.com").await;
     let rows = store.outbox_of(ana).await.unwrap();
     assert_eq!(rows[0].2, "retry");
     let mid = rows[0]

@@ -357,15 +357,6 @@ impl Store {
         Ok(inserted)
     }
 
-    /// Leads per stage, for summaries.
-    pub async fn stage_counts(&self) -> Result<Vec<(String, i64)>> {
-        Ok(
-            sqlx::query_as("SELECT stage, COUNT(*) FROM leads GROUP BY stage ORDER BY stage")
-                .fetch_all(self.pool())
-                .await?,
-        )
-    }
-
     /// The stage history of a lead: (from, to, at, cause).
     pub async fn stage_history(
         &self,

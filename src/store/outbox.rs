@@ -146,16 +146,6 @@ impl Store {
         )
     }
 
-    /// The earliest time a queued or retrying row becomes due, to sleep until then.
-    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let v: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(COALESCE(CASE WHEN state = 'sending' THEN lease_until END, next_attempt_at)) FROM outbox WHERE state IN ('queued', 'retry', 'sending')",
-        )
-        .fetch_one(self.pool())
-        .await?;
-        Ok(v.map(from_ms))
-    }
-
     /// A lead's outbox rows: (template, key, state, requested_at, sent_at, message_id).
     #[allow(clippy::type_complexity)]
     pub async fn outbox_of(

@@ -102,18 +102,24 @@ impl Folder {
 
     /// A lead of this folder's database, by email, as of now.
     pub async fn lead(&self, email: &str) -> embudo::domain::Lead {
-        let store = self.store().await;
-        let id = store
-            .find_lead_id(email)
+        let id = self.lead_id(email).await;
+        self.store()
             .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("no lead {email}"));
-        store
             .load_lead(id, chrono::Utc::now())
             .await
             .unwrap()
             .unwrap()
             .lead
+    }
+
+    /// The id of a lead of this folder's database, by email or id.
+    pub async fn lead_id(&self, who: &str) -> embudo::domain::LeadId {
+        self.store()
+            .await
+            .find_lead_id(who)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no lead {who}"))
     }
 
     /// The library's view of this folder's database.
