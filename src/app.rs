@@ -78,6 +78,7 @@ impl App {
         let result = evaluate_all(&self.store, &self.funnel, now).await;
         self.store.unlock("tick", &holder).await?;
         let report = result?;
+        report.log_errors();
         tracing::info!(
             at = %now,
             leads = report.leads,

@@ -5,7 +5,7 @@ use crate::app::{App, AppError};
 use crate::clock::Clock;
 use crate::domain::time::parse_instant;
 use crate::domain::{Event, Value, ValueMap};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,10 @@ pub struct Cli {
 
 fn instant(s: &str) -> Result<DateTime<Utc>, String> {
     parse_instant(s)
+}
+
+fn span(s: &str) -> Result<TimeDelta, String> {
+    crate::domain::time::parse_duration(s)
 }
 
 fn prop(s: &str) -> Result<(String, Value), String> {
@@ -96,6 +100,39 @@ pub enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// Dry-run the funnel forward in time on a scratch copy of the data: what would be
+    /// sent, when, to whom, and the funnel at the end. Never touches the real database
+    /// or SMTP.
+    Simulate {
+        /// Start of the simulation (RFC 3339).
+        #[arg(long, value_parser = instant)]
+        from: DateTime<Utc>,
+        /// End of the simulation (RFC 3339).
+        #[arg(long, value_parser = instant)]
+        to: DateTime<Utc>,
+        /// Evaluate every STEP (e.g. 1h, 1d) instead of at the tick's cron times.
+        #[arg(long, value_parser = span)]
+        step: Option<TimeDelta>,
+        /// Start from these leads instead of a copy of the funnel's database.
+        #[arg(long)]
+        leads: Option<PathBuf>,
+        /// Events that happen during the simulation, each at its `at`.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::simulate::Format,
+    },
+}
+
+impl Command {
+    /// The log filter when EMBUDO_LOG is unset: the daemon narrates, commands whose
+    /// output is the point only warn.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Run { .. } | Command::Tick { .. } | Command::Event { .. } => "info",
+            _ => "warn",
+        }
+    }
 }
 
 /// Runs the command; returns the process exit code.
@@ -131,6 +168,28 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 &run,
                 Path::new(&cfg.display_path(&cfg.rules_dir().join("tests"))),
             ))
+        }
+        Command::Simulate {
+            from,
+            to,
+            step,
+            leads,
+            events,
+            format,
+        } => {
+            let opts = crate::simulate::Options {
+                from,
+                to,
+                step,
+                leads,
+                events,
+            };
+            let sim = crate::simulate::simulate(&cli.config, &opts).await?;
+            print!("{}", sim.render(format));
+            if format == crate::simulate::Format::Csv {
+                eprint!("{}", sim.summary_lines());
+            }
+            Ok(0)
         }
         Command::Migrate => {
             let cfg =

@@ -21,6 +21,7 @@ pub mod ruletest;
 pub mod scaffold;
 pub mod schedule;
 pub mod signing;
+pub mod simulate;
 pub mod store;
 pub mod templates;
 pub mod tick;

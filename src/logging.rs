@@ -1,11 +1,12 @@
-//! Tracing to stderr; `EMBUDO_LOG` (or `RUST_LOG`) sets the filter, default `info`.
+//! Tracing to stderr; `EMBUDO_LOG` (or `RUST_LOG`) sets the filter, else the command's
+//! own default (`info` for the daemon, `warn` for commands whose output is the point).
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
+pub fn init(default: &str) {
     let filter = std::env::var("EMBUDO_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
+        .unwrap_or_else(|_| default.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)

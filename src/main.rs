@@ -3,8 +3,8 @@ use embudo::cli::{Cli, run};
 
 #[tokio::main]
 async fn main() {
-    embudo::logging::init();
     let cli = Cli::parse();
+    embudo::logging::init(cli.command.default_log_level());
     let code = match run(cli).await {
         Ok(code) => code,
         Err(e) => {

@@ -31,6 +31,13 @@ impl PassReport {
         }
     }
 
+    /// Adds another pass's errors to this one's (a simulation's total).
+    pub fn merge_errors(&mut self, other: PassReport) {
+        for (k, (e, n, lead)) in other.errors {
+            self.errors.entry(k).or_insert((e, 0, lead)).1 += n;
+        }
+    }
+
     /// Logs each distinct rule error once, with the number of leads it hit.
     pub fn log_errors(&self) {
         for (e, n, sample) in self.errors.values() {
@@ -39,7 +46,8 @@ impl PassReport {
     }
 }
 
-/// Evaluates every lead at `now`.
+/// Evaluates every lead at `now`. Rule errors are counted in the report; the caller
+/// logs them (a simulation of thousands of passes would repeat them thousands of times).
 pub async fn evaluate_all(
     store: &Store,
     funnel: &Arc<Funnel>,
@@ -55,7 +63,6 @@ pub async fn evaluate_all(
         let evals = evaluate_off_thread(funnel, page, now).await;
         report.queued += record(&mut report, evals, store, now).await?;
     }
-    report.log_errors();
     Ok(report)
 }
 
@@ -81,7 +88,6 @@ pub async fn evaluate_lead(
             report.queued += store.apply(&ev.changes, now).await?;
         }
     }
-    report.log_errors();
     Ok(Some(report))
 }
 

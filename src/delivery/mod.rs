@@ -85,7 +85,12 @@ impl Deliverer {
         now: impl Fn() -> DateTime<Utc>,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
-        let gap = std::time::Duration::from_secs_f64(1.0 / funnel.config.limits.rate_per_second);
+        // A dry run is not paced: its clock is simulated, not the wall's.
+        let gap = if self.mailer.is_real() {
+            std::time::Duration::from_secs_f64(1.0 / funnel.config.limits.rate_per_second)
+        } else {
+            std::time::Duration::ZERO
+        };
         let mut next_slot = tokio::time::Instant::now();
         loop {
             let claimed = self.store.claim_due(now(), BATCH, LEASE).await?;
@@ -141,7 +146,7 @@ impl Deliverer {
         let end = |state: OutboxState, why: String| async move {
             tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, state = state.as_str(), "{why}");
             self.store
-                .mark_final(row.id, state, &why)
+                .mark_final(row.id, state, &why, now)
                 .await
                 .map(|_| Some(state))
         };
@@ -285,6 +290,7 @@ impl Deliverer {
                             row.id,
                             OutboxState::Failed,
                             &format!("gave up retrying: {why}"),
+                            now,
                         )
                         .await?;
                     report.failed += 1;
@@ -302,7 +308,7 @@ impl Deliverer {
             Outcome::Failed(why) => {
                 tracing::error!(outbox = row.id, "not sent: {why}");
                 self.store
-                    .mark_final(row.id, OutboxState::Failed, &why)
+                    .mark_final(row.id, OutboxState::Failed, &why, now)
                     .await?;
                 report.failed += 1;
             }

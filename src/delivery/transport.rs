@@ -22,6 +22,9 @@ pub enum SendError {
 pub enum Mailer {
     File(AsyncFileTransport<Tokio1Executor>),
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// Builds every message and hands it to nobody: `simulate`'s way out, so a dry run
+    /// exercises the same rendering and checks as a real one.
+    Dry,
 }
 
 impl Mailer {
@@ -70,8 +73,14 @@ impl Mailer {
         }
     }
 
+    /// Whether sends leave the machine in real time (and so are paced by the rate).
+    pub fn is_real(&self) -> bool {
+        !matches!(self, Mailer::Dry)
+    }
+
     pub async fn send(&self, msg: Message) -> Result<(), SendError> {
         match self {
+            Mailer::Dry => Ok(()),
             Mailer::File(t) => t
                 .send(msg)
                 .await

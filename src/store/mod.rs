@@ -6,9 +6,11 @@
 
 mod leads;
 mod outbox;
+mod timeline;
 
 pub use leads::{LeadChanges, LeadUpsert, LoadedLead, NewSend, UpsertResult};
 pub use outbox::{Claimed, OutboxState};
+pub use timeline::{MoveRow, SendRow};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{
@@ -66,8 +68,13 @@ pub fn from_ms(v: i64) -> DateTime<Utc> {
 }
 
 /// The migrations, in order; the version of each is its position + 1.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../migrations/0001_init.sql")),
+    (
+        "0002_outbox_ended",
+        include_str!("../../migrations/0002_outbox_ended.sql"),
+    ),
+];
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]

@@ -107,7 +107,8 @@ impl Store {
     }
 
     pub async fn mark_sent(&self, id: i64, sent_at: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE outbox SET state = 'sent', sent_at = ?, lease_until = NULL, last_error = NULL WHERE id = ?")
+        sqlx::query("UPDATE outbox SET state = 'sent', sent_at = ?, ended_at = ?, lease_until = NULL, last_error = NULL WHERE id = ?")
+            .bind(ms(sent_at))
             .bind(ms(sent_at))
             .bind(id)
             .execute(self.pool())
@@ -127,10 +128,17 @@ impl Store {
     }
 
     /// Ends a row without sending it (failed, stale, expired), with the reason.
-    pub async fn mark_final(&self, id: i64, state: OutboxState, reason: &str) -> Result<()> {
-        sqlx::query("UPDATE outbox SET state = ?, lease_until = NULL, last_error = ? WHERE id = ?")
+    pub async fn mark_final(
+        &self,
+        id: i64,
+        state: OutboxState,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE outbox SET state = ?, lease_until = NULL, last_error = ?, ended_at = ? WHERE id = ?")
             .bind(state.as_str())
             .bind(reason)
+            .bind(ms(at))
             .bind(id)
             .execute(self.pool())
             .await?;

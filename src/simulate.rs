@@ -1,0 +1,549 @@
+//! `embudo simulate`: the funnel run forward in time on a scratch copy of the data.
+//!
+//! The simulation is the daemon with a fake clock and a dry mailer: the same
+//! `evaluate_all`, `evaluate_lead` and `Deliverer` run against a throw-away SQLite
+//! file, so what it predicts is what the daemon would do, not what a copy of it would.
+//! Events from the events CSV are stored up front; read helpers never see rows later
+//! than `now`, and each event makes its lead's rules run at the event's time, as
+//! `embudo event` does.
+
+use crate::app::AppError;
+use crate::config::Config;
+use crate::delivery::{Deliverer, Mailer};
+use crate::domain::LeadId;
+use crate::funnel::Funnel;
+use crate::import::{BadRow, import_file};
+use crate::schedule;
+use crate::signing::Signer;
+use crate::store::{MoveRow, SendRow, Store};
+use crate::tick::{PassReport, evaluate_all, evaluate_lead};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// More instants than this is almost certainly a mistake (a 1-second cron over a year).
+const MAX_INSTANTS: usize = 2_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Evaluate every `step` from `from`; `None`: at the tick's cron times.
+    pub step: Option<TimeDelta>,
+    /// Leads to start from; `None`: a copy of the funnel's database.
+    pub leads: Option<PathBuf>,
+    pub events: Option<PathBuf>,
+}
+
+/// The result: a timeline and the funnel at the end. Serialised as the JSON output.
+#[derive(Debug, Clone, Serialize)]
+pub struct Simulation {
+    pub from: String,
+    pub to: String,
+    pub timezone: String,
+    pub passes: usize,
+    pub event_reactions: usize,
+    pub leads: usize,
+    pub timeline: Vec<Entry>,
+    pub funnel: Vec<StageSummary>,
+    pub emails: Vec<TemplateSummary>,
+    /// Each distinct rule error and how many lead evaluations it skipped.
+    pub rule_errors: Vec<(String, usize)>,
+    /// Rows of the input CSVs that were skipped: "file:line: why".
+    pub bad_rows: Vec<String>,
+}
+
+/// One line of the timeline: an email's fate or a stage move.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    /// RFC 3339, UTC: for an email, when it ended (sent, stale…) or was requested if
+    /// still pending at the end; for a move, when it happened.
+    pub at: String,
+    pub lead: i64,
+    pub email: String,
+    /// `move` or `send`.
+    pub action: &'static str,
+    /// The template, or `from → to`.
+    pub what: String,
+    /// The dedupe key of a send (empty for a plain `send(template)`).
+    pub key: String,
+    /// A send's state at the end (sent, stale, expired, failed, queued, retry, held);
+    /// `moved` for a move.
+    pub state: String,
+    /// The rule or campaign.
+    pub by: String,
+    /// Why, when the state needs a reason.
+    pub detail: String,
+    #[serde(skip)]
+    local: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageSummary {
+    pub stage: String,
+    /// Leads in the stage at the end.
+    pub leads: usize,
+    /// Leads that were in the stage at some point of the simulation.
+    pub reached: usize,
+    /// Of those, how many also reached the next stage of the funnel.
+    pub to_next: Option<usize>,
+    /// `to_next / reached`, rounded to 0.1 %.
+    pub conversion_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateSummary {
+    pub template: String,
+    /// Rows per end state, e.g. {"sent": 40, "stale": 2}.
+    pub states: BTreeMap<String, usize>,
+}
+
+/// Runs the simulation described by `opts` for the funnel at `config_path`.
+pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, AppError> {
+    if opts.to <= opts.from {
+        return Err(AppError::Usage(format!(
+            "--to ({}) must be after --from ({})",
+            rfc(opts.to),
+            rfc(opts.from)
+        )));
+    }
+    if let Some(step) = opts.step
+        && step <= TimeDelta::zero()
+    {
+        return Err(AppError::Usage("--step must be positive".into()));
+    }
+    let mut config = Config::load(config_path).map_err(|e| AppError::Funnel(e.into()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("embudo-simulate-")
+        .tempdir()
+        .map_err(|e| AppError::Usage(format!("cannot create a scratch folder: {e}")))?;
+    let scratch_db = scratch.path().join("simulate.db");
+    let real_db = std::mem::replace(
+        &mut config.database,
+        format!("sqlite://{}", scratch_db.display()),
+    );
+    let funnel = Arc::new(Funnel::from_config(config)?);
+    funnel.log_rule_errors();
+
+    if opts.leads.is_none() {
+        copy_real_database(&real_db, &scratch_db).await?;
+    }
+    let store = Store::open_and_migrate(&funnel.config.database).await?;
+    let mut bad_rows = Vec::new();
+    for file in opts.leads.iter().chain(opts.events.iter()) {
+        let r = import_file(&store, &funnel.config, file, false, opts.from).await?;
+        bad_rows.extend(
+            r.bad
+                .iter()
+                .map(|b: &BadRow| format!("{}:{}: {}", file.display(), b.line, b.message)),
+        );
+    }
+    let deliverer = Deliverer::new(
+        store.clone(),
+        Mailer::Dry,
+        Signer::new(b"simulate: links are never followed"),
+    );
+
+    let plan = plan(&funnel, &store, opts).await?;
+    let bar = progress(plan.len() as u64);
+    let mut errors = PassReport::default();
+    let (mut passes, mut reactions) = (0, 0);
+    for (at, step) in &plan {
+        if step.tick {
+            passes += 1;
+            errors.merge_errors(evaluate_all(&store, &funnel, *at).await?);
+        } else {
+            for lead in &step.leads {
+                reactions += 1;
+                if let Some(r) = evaluate_lead(&store, &funnel, *lead, *at).await? {
+                    errors.merge_errors(r);
+                }
+            }
+        }
+        deliverer.deliver_due(&funnel, || *at).await?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let tz = funnel.config.schedule.timezone.0;
+    let sends = store.sends_since(opts.from).await?;
+    let moves = store.moves_since(opts.from).await?;
+    let stages = store.stages().await?;
+    store.close().await;
+    let mut timeline: Vec<Entry> = moves
+        .iter()
+        .map(|m| move_entry(m, tz))
+        .chain(sends.iter().map(|s| send_entry(s, tz)))
+        .collect();
+    timeline.sort_by(|a, b| {
+        (&a.at, a.lead, a.action, &a.what, &a.key).cmp(&(&b.at, b.lead, b.action, &b.what, &b.key))
+    });
+    Ok(Simulation {
+        from: rfc(opts.from),
+        to: rfc(opts.to),
+        timezone: tz.to_string(),
+        passes,
+        event_reactions: reactions,
+        leads: stages.len(),
+        funnel: summarise_funnel(&funnel.config.funnel.stages, &stages, &moves),
+        emails: summarise_emails(&sends),
+        timeline,
+        rule_errors: errors
+            .errors
+            .values()
+            .map(|(e, n, _)| (e.to_string(), *n))
+            .collect(),
+        bad_rows,
+    })
+}
+
+/// What happens at one instant: a tick (every lead) or event reactions (some leads).
+#[derive(Debug, Default)]
+struct Step {
+    tick: bool,
+    leads: Vec<LeadId>,
+}
+
+/// Every instant of the simulation, in order: `from`, the ticks, the events.
+async fn plan(
+    funnel: &Funnel,
+    store: &Store,
+    opts: &Options,
+) -> Result<BTreeMap<DateTime<Utc>, Step>, AppError> {
+    let mut plan: BTreeMap<DateTime<Utc>, Step> = BTreeMap::new();
+    let mut ticks = vec![opts.from];
+    match opts.step {
+        Some(step) => {
+            let mut t = opts.from + step;
+            while t <= opts.to && ticks.len() <= MAX_INSTANTS {
+                ticks.push(t);
+                t += step;
+            }
+        }
+        None => {
+            let s = &funnel.config.schedule;
+            ticks.extend(schedule::between(
+                &s.tick,
+                s.timezone.0,
+                opts.from,
+                opts.to,
+                MAX_INSTANTS + 1,
+            ));
+        }
+    }
+    if ticks.len() > MAX_INSTANTS {
+        return Err(AppError::Usage(format!(
+            "more than {MAX_INSTANTS} evaluation passes between --from and --to; pass a coarser --step (e.g. --step 1h)"
+        )));
+    }
+    for t in ticks {
+        plan.entry(t).or_default().tick = true;
+    }
+    for (at, lead) in store.event_times(opts.from, opts.to).await? {
+        let step = plan.entry(at).or_default();
+        if !step.tick {
+            step.leads.push(lead);
+        }
+    }
+    Ok(plan)
+}
+
+/// Copies the funnel's own database, read-only, as the scratch starting point.
+async fn copy_real_database(url: &str, scratch: &Path) -> Result<(), AppError> {
+    let file = url
+        .strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p))
+        .filter(|p| !p.contains(":memory:"))
+        .map(PathBuf::from);
+    let Some(file) = file.filter(|f| f.exists()) else {
+        return Err(AppError::Usage(format!(
+            "no leads to simulate: {url} does not exist; pass --leads CSV (and --events CSV), or import leads first"
+        )));
+    };
+    let real = Store::open(&format!("sqlite://{}?mode=ro", file.display())).await?;
+    real.copy_into(scratch).await?;
+    real.close().await;
+    Ok(())
+}
+
+fn progress(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} simulating [{bar:30}] {pos}/{len} instants ({eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn rfc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn local(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn move_entry(m: &MoveRow, tz: chrono_tz::Tz) -> Entry {
+    Entry {
+        at: rfc(m.at),
+        lead: m.lead.0,
+        email: m.email.clone(),
+        action: "move",
+        what: format!("{} → {}", m.from, m.to),
+        key: String::new(),
+        state: "moved".into(),
+        by: m.cause.clone(),
+        detail: String::new(),
+        local: local(m.at, tz),
+    }
+}
+
+fn send_entry(s: &SendRow, tz: chrono_tz::Tz) -> Entry {
+    let at = s.ended_at.unwrap_or(s.requested_at);
+    Entry {
+        at: rfc(at),
+        lead: s.lead.0,
+        email: s.email.clone(),
+        action: "send",
+        what: s.template.clone(),
+        key: s.key.clone(),
+        state: s.state.clone(),
+        by: s.by.clone(),
+        detail: if s.state == "sent" {
+            String::new()
+        } else {
+            s.detail.clone()
+        },
+        local: local(at, tz),
+    }
+}
+
+/// Leads per stage at the end, and stage-to-stage conversion over the simulation: a
+/// lead reached a stage if it was in it at the start or moved into it.
+fn summarise_funnel(
+    order: &[crate::domain::StageId],
+    now: &[(LeadId, String)],
+    moves: &[MoveRow],
+) -> Vec<StageSummary> {
+    let mut visited: BTreeMap<LeadId, BTreeSet<&str>> = BTreeMap::new();
+    let mut first_from: BTreeMap<LeadId, &str> = BTreeMap::new();
+    for m in moves {
+        first_from.entry(m.lead).or_insert(&m.from);
+        visited.entry(m.lead).or_default().insert(&m.to);
+    }
+    for (lead, stage) in now {
+        let start = first_from.get(lead).copied().unwrap_or(stage);
+        visited.entry(*lead).or_default().insert(start);
+    }
+    let reached = |s: &str| visited.values().filter(|v| v.contains(s)).count();
+    order
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let r = reached(s.as_str());
+            let to_next = order.get(i + 1).map(|next| {
+                visited
+                    .values()
+                    .filter(|v| v.contains(s.as_str()) && v.contains(next.as_str()))
+                    .count()
+            });
+            StageSummary {
+                stage: s.to_string(),
+                leads: now.iter().filter(|(_, st)| st == s.as_str()).count(),
+                reached: r,
+                to_next,
+                conversion_pct: to_next
+                    .filter(|_| r > 0)
+                    .map(|n| (n as f64 * 1000.0 / r as f64).round() / 10.0),
+            }
+        })
+        .collect()
+}
+
+fn summarise_emails(sends: &[SendRow]) -> Vec<TemplateSummary> {
+    let mut by: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
+    for s in sends {
+        *by.entry(&s.template)
+            .or_default()
+            .entry(s.state.clone())
+            .or_default() += 1;
+    }
+    by.into_iter()
+        .map(|(t, states)| TemplateSummary {
+            template: t.to_string(),
+            states,
+        })
+        .collect()
+}
+
+/// The output formats of `simulate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+impl Simulation {
+    /// The whole output in `format`. CSV carries the timeline only (one table a file);
+    /// its funnel summary is what `summary_lines` gives, for stderr.
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Json => serde_json::to_string_pretty(self).expect("plain data") + "\n",
+            Format::Csv => self.csv(),
+            Format::Table => self.table(),
+        }
+    }
+
+    fn csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([
+            "at", "lead", "email", "action", "what", "key", "state", "by", "detail",
+        ])
+        .expect("in memory");
+        for e in &self.timeline {
+            w.write_record([
+                e.at.as_str(),
+                &e.lead.to_string(),
+                &e.email,
+                e.action,
+                &e.what,
+                &e.key,
+                &e.state,
+                &e.by,
+                &e.detail,
+            ])
+            .expect("in memory");
+        }
+        String::from_utf8(w.into_inner().expect("in memory")).expect("utf-8 in, utf-8 out")
+    }
+
+    fn table(&self) -> String {
+        let header = [
+            format!("time ({})", self.timezone),
+            "lead".into(),
+            "action".into(),
+            "what".into(),
+            "state".into(),
+            "by".into(),
+        ];
+        let rows: Vec<[String; 6]> = self
+            .timeline
+            .iter()
+            .map(|e| {
+                let what = if e.key.is_empty() {
+                    e.what.clone()
+                } else {
+                    format!("{} [{}]", e.what, e.key)
+                };
+                let state = if e.detail.is_empty() {
+                    e.state.clone()
+                } else {
+                    format!("{} ({})", e.state, e.detail)
+                };
+                [
+                    e.local.clone(),
+                    e.email.clone(),
+                    e.action.into(),
+                    what,
+                    state,
+                    e.by.clone(),
+                ]
+            })
+            .collect();
+        let mut out = format!(
+            "simulated {} → {}: {} lead(s), {} evaluation pass(es), {} event reaction(s)\n\n",
+            self.from, self.to, self.leads, self.passes, self.event_reactions
+        );
+        if rows.is_empty() {
+            out.push_str("nothing was sent and no lead moved\n");
+        } else {
+            out.push_str(&columns(&header, &rows));
+        }
+        out.push('\n');
+        out.push_str(&self.summary_lines());
+        out
+    }
+
+    /// The funnel at the end, the emails per template, and what went wrong.
+    pub fn summary_lines(&self) -> String {
+        let mut out = format!("funnel at {}:\n", self.to);
+        let header: [String; 4] = [
+            "stage".into(),
+            "leads".into(),
+            "reached".into(),
+            "to next stage".into(),
+        ];
+        let rows: Vec<[String; 4]> = self
+            .funnel
+            .iter()
+            .map(|s| {
+                [
+                    s.stage.clone(),
+                    s.leads.to_string(),
+                    s.reached.to_string(),
+                    match (s.to_next, s.conversion_pct) {
+                        (Some(n), Some(p)) => format!("{n} ({p:.1}%)"),
+                        (Some(n), None) => n.to_string(),
+                        _ => "-".into(),
+                    },
+                ]
+            })
+            .collect();
+        out.push_str(&indent(&columns(&header, &rows)));
+        if !self.emails.is_empty() {
+            out.push_str("emails:\n");
+            let header: [String; 2] = ["template".into(), "rows by state".into()];
+            let rows: Vec<[String; 2]> = self
+                .emails
+                .iter()
+                .map(|t| {
+                    let states: Vec<String> =
+                        t.states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+                    [t.template.clone(), states.join(", ")]
+                })
+                .collect();
+            out.push_str(&indent(&columns(&header, &rows)));
+        }
+        for (e, n) in &self.rule_errors {
+            out.push_str(&format!("rule error ({n} evaluation(s) skipped): {e}\n"));
+        }
+        for b in &self.bad_rows {
+            out.push_str(&format!("skipped row: {b}\n"));
+        }
+        out
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// Left-aligned columns padded to the widest cell (counted in characters).
+fn columns<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+    let mut width = [0usize; N];
+    for r in std::iter::once(header).chain(rows.iter()) {
+        for (w, c) in width.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(header).chain(rows.iter()) {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(width.iter()).enumerate() {
+            line.push_str(c);
+            if i + 1 < N {
+                line.push_str(&" ".repeat(w - c.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
