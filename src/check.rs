@@ -1,6 +1,7 @@
-//! `embudo check`: the funnel folder's problems, all at once.
+//! `embudo check`: the funnel folder's problems, all at once, each with its place.
 
-use crate::config::{Config, parse_yaml};
+use crate::config::{Config, ConfigError, parse_yaml};
+use crate::diagnostic::Diagnostic;
 use crate::domain::Lead;
 use crate::funnel::FunnelError;
 use crate::leadspec::LeadSpec;
@@ -10,10 +11,16 @@ use std::path::Path;
 
 /// The sample lead of a funnel folder: `templates/_sample.yaml`, else a made-up one.
 pub fn sample_lead(cfg: &Config) -> Result<Lead, String> {
+    sample(cfg).map_err(|d| d.to_string())
+}
+
+fn sample(cfg: &Config) -> Result<Lead, Diagnostic> {
     let path = cfg.templates_dir().join("_sample.yaml");
     let shown = cfg.display_path(&path);
     let spec: LeadSpec = match std::fs::read_to_string(&path) {
-        Ok(src) => parse_yaml(&src).map_err(|e| format!("{shown}:{e}"))?,
+        Ok(src) => {
+            parse_yaml(&src).map_err(|e| Diagnostic::new(&shown, e.line, e.col, e.message))?
+        }
         Err(_) => LeadSpec {
             name: Some("Ana".into()),
             email: Some("ana@example.com".into()),
@@ -21,126 +28,199 @@ pub fn sample_lead(cfg: &Config) -> Result<Lead, String> {
         },
     };
     spec.to_lead(cfg, chrono::Utc::now())
-        .map_err(|e| format!("{shown}: {e}"))
+        .map_err(|e| Diagnostic::whole(&shown, e))
+}
+
+/// A configuration error as a diagnostic: `check` shows it like every other problem.
+pub fn config_diagnostic(e: &ConfigError) -> Diagnostic {
+    match e {
+        ConfigError::Invalid {
+            path,
+            line,
+            col,
+            message,
+            hint,
+        } => {
+            let mut d = Diagnostic::new(path.display().to_string(), *line, *col, message);
+            if let Ok(src) = std::fs::read_to_string(path) {
+                d = d.with_source(src);
+            }
+            match hint {
+                Some(h) => d.with_hint(h),
+                None => d,
+            }
+        }
+        ConfigError::Read { path, .. } => {
+            Diagnostic::whole(path.display().to_string(), e.to_string())
+        }
+    }
 }
 
 /// Every problem found in the folder of `config_path`; empty when all is well.
 /// A configuration error is returned alone, as `Err`: nothing else can be checked.
-pub fn check(config_path: &Path) -> Result<Vec<String>, FunnelError> {
+pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
     let cfg = Config::load(config_path)?;
-    let mut problems = Vec::new();
+    let mut problems: Vec<Diagnostic> = Vec::new();
     let (t, template_errors) = Templates::load_partial(&cfg.templates_dir(), &cfg.root);
-    problems.extend(template_errors.iter().map(|e| e.to_string()));
-    let catalog = Catalog {
+    problems.extend(template_errors.iter().map(Diagnostic::from));
+    let catalog = || Catalog {
         stages: cfg.funnel.stages.clone(),
         templates: t.ids(),
     };
     let (_, rule_errors) =
-        RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog).map_err(FunnelError::Rules)?;
-    problems.extend(rule_errors.iter().map(|e| e.to_string()));
-    // Names written literally in rules must exist: a typo is found before a lead meets it.
-    if let Ok(rd) = std::fs::read_dir(cfg.rules_dir()) {
-        let mut files: Vec<_> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
-            .collect();
-        files.sort();
-        for f in files {
-            let Ok(src) = std::fs::read_to_string(&f) else {
-                continue;
-            };
-            for (kind, name, line, col) in crate::rules::literal_names(&src) {
-                let known = if kind == "stage" {
-                    cfg.funnel.has(&name)
-                } else {
-                    t.contains(&name)
-                };
-                if !known {
-                    let hint = if kind == "stage" {
-                        format!("the funnel's stages are: {}", cfg.funnel.stage_list())
-                    } else {
-                        format!("add templates/{name}.html")
-                    };
-                    problems.push(format!(
-                        "{}:{line}:{col}: unknown {kind} `{name}`; {hint}",
-                        cfg.display_path(&f)
-                    ));
+        RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog()).map_err(FunnelError::Rules)?;
+    problems.extend(rule_errors.iter().map(Diagnostic::from));
+    problems.extend(literal_names(&cfg, &t));
+    for c in &cfg.campaigns {
+        // The audience is Rhai with the rules' read API: it must compile like a rule.
+        match (&c.audience, &c.audience_file) {
+            (Some(src), _) => {
+                let label = format!(
+                    "{} (campaign `{}` audience)",
+                    cfg.display_path(&cfg.path),
+                    c.id
+                );
+                let (_, errs) = RuleSet::compile(vec![(label, src.clone())], catalog());
+                problems.extend(
+                    errs.iter()
+                        .map(|e| Diagnostic::from(e).with_source(src.clone())),
+                );
+            }
+            (None, Some(file)) => {
+                let path = cfg.root.join(file);
+                match std::fs::read_to_string(&path) {
+                    Ok(src) => {
+                        let (_, errs) =
+                            RuleSet::compile(vec![(cfg.display_path(&path), src)], catalog());
+                        problems.extend(errs.iter().map(Diagnostic::from));
+                    }
+                    Err(e) => {
+                        let (l, col) = cfg.position_of("audience_file", "");
+                        problems.push(Diagnostic::new(
+                            cfg.display_path(&cfg.path),
+                            l,
+                            col,
+                            format!("campaign `{}`: audience_file {}: {e}", c.id, file.display()),
+                        ));
+                    }
                 }
+            }
+            (None, None) => {}
+        }
+        if !t.contains(c.template.as_str()) {
+            let (l, col) = cfg.position_of("template", c.template.as_str());
+            problems.push(
+                Diagnostic::new(
+                    cfg.display_path(&cfg.path),
+                    l,
+                    col,
+                    format!(
+                        "campaign `{}` names template `{}`, which templates/ does not have",
+                        c.id, c.template
+                    ),
+                )
+                .with_hint(format!("add templates/{}.html", c.template)),
+            );
+        }
+    }
+    match sample(&cfg) {
+        Err(d) => problems.push(d),
+        Ok(lead) => problems.extend(render_all(&cfg, &t, &lead)),
+    }
+    let mut seen = std::collections::HashSet::new();
+    problems.retain(|p| seen.insert(p.to_string()));
+    for p in &mut problems {
+        if p.source.is_none()
+            && p.line > 0
+            && let Ok(src) = std::fs::read_to_string(cfg.root.join(&p.file))
+        {
+            p.source = Some(src);
+        }
+        point_at_the_name(p);
+    }
+    Ok(problems)
+}
+
+/// Stage and template names written literally in rules must exist: a typo is found
+/// before a lead meets it.
+fn literal_names(cfg: &Config, t: &Templates) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(cfg.rules_dir()) else {
+        return out;
+    };
+    let mut files: Vec<_> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+        .collect();
+    files.sort();
+    for f in files {
+        let Ok(src) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for (kind, name, line, col) in crate::rules::literal_names(&src) {
+            let known = if kind == "stage" {
+                cfg.funnel.has(&name)
+            } else {
+                t.contains(&name)
+            };
+            if !known {
+                let hint = if kind == "stage" {
+                    format!("the funnel's stages are: {}", cfg.funnel.stage_list())
+                } else {
+                    format!("add templates/{name}.html")
+                };
+                out.push(
+                    Diagnostic::new(
+                        cfg.display_path(&f),
+                        line,
+                        col,
+                        format!("unknown {kind} `{name}`"),
+                    )
+                    .with_len(name.chars().count() + 2)
+                    .with_hint(hint),
+                );
             }
         }
     }
-    {
-        for c in &cfg.campaigns {
-            // The audience is Rhai with the rules' read API: it must compile like a rule.
-            let audience = match (&c.audience, &c.audience_file) {
-                (Some(src), _) => Some((
-                    format!(
-                        "{} (campaign `{}` audience)",
-                        cfg.display_path(&cfg.path),
-                        c.id
-                    ),
-                    src.clone(),
-                )),
-                (None, Some(file)) => {
-                    let path = cfg.root.join(file);
-                    match std::fs::read_to_string(&path) {
-                        Ok(src) => Some((cfg.display_path(&path), src)),
-                        Err(e) => {
-                            problems.push(format!(
-                                "{}: campaign `{}`: audience_file {}: {e}",
-                                cfg.display_path(&cfg.path),
-                                c.id,
-                                file.display()
-                            ));
-                            None
-                        }
-                    }
-                }
-                (None, None) => None,
-            };
-            if let Some(source) = audience {
-                let catalog = Catalog {
-                    stages: cfg.funnel.stages.clone(),
-                    templates: t.ids(),
-                };
-                let (_, errs) = RuleSet::compile(vec![source], catalog);
-                problems.extend(errs.iter().map(|e| e.to_string()));
-            }
-            if !t.contains(c.template.as_str()) {
-                problems.push(format!(
-                    "{}: campaign `{}` names template `{}`, which templates/ does not have",
-                    cfg.display_path(&cfg.path),
-                    c.id,
-                    c.template
+    out
+}
+
+/// Every template in every locale, rendered against the sample lead.
+fn render_all(cfg: &Config, t: &Templates, lead: &Lead) -> Vec<Diagnostic> {
+    let ctx = RenderContext {
+        unsubscribe_url: format!("{}/unsubscribe/SAMPLE", cfg.http.public_url),
+        now: chrono::Utc::now(),
+        campaign: None,
+    };
+    let mut out = Vec::new();
+    for id in t.ids() {
+        for locale in t.locales(&id) {
+            let mut l = lead.clone();
+            l.locale = (!locale.is_empty()).then_some(locale);
+            if let Err(e) = t.render(&id, &l, &ctx) {
+                out.push(Diagnostic::from(&e).with_hint(
+                    "rendered against the sample lead (templates/_sample.yaml); every variable must be defined, or tested with `is defined`",
                 ));
             }
         }
-        match sample_lead(&cfg) {
-            Err(e) => problems.push(e),
-            Ok(lead) => {
-                let ctx = RenderContext {
-                    unsubscribe_url: format!("{}/unsubscribe/SAMPLE", cfg.http.public_url),
-                    now: chrono::Utc::now(),
-                    campaign: None,
-                };
-                for id in t.ids() {
-                    for locale in t.locales(&id) {
-                        let mut l = lead.clone();
-                        l.locale = if locale.is_empty() {
-                            None
-                        } else {
-                            Some(locale)
-                        };
-                        if let Err(e) = t.render(&id, &l, &ctx) {
-                            let msg = format!("{e} (rendered against the sample lead)");
-                            if !problems.contains(&msg) {
-                                problems.push(msg);
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
-    Ok(problems)
+    out
+}
+
+/// A template error knows its line, not its column: when the message names something
+/// in backticks (`lead.nmae` is undefined) that the line contains, point at it.
+fn point_at_the_name(d: &mut Diagnostic) {
+    if d.col > 0 || d.line == 0 {
+        return;
+    }
+    let Some(line) = d.source.as_deref().and_then(|s| s.lines().nth(d.line - 1)) else {
+        return;
+    };
+    let name = d.message.split('`').nth(1).filter(|n| !n.is_empty());
+    if let Some(name) = name
+        && let Some(at) = line.find(name)
+    {
+        d.col = line[..at].chars().count() + 1;
+        d.len = name.chars().count();
+    }
 }

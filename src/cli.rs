@@ -148,13 +148,21 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             Ok(0)
         }
         Command::Check => {
-            let problems = crate::check::check(&cli.config).map_err(AppError::Funnel)?;
+            let problems = match crate::check::check(&cli.config) {
+                Ok(p) => p,
+                Err(crate::funnel::FunnelError::Config(e)) => {
+                    // Nothing else can be checked without a config: show it, exit 2.
+                    eprint!("{}", crate::check::config_diagnostic(&e).render());
+                    return Ok(2);
+                }
+                Err(e) => return Err(AppError::Funnel(e)),
+            };
             if problems.is_empty() {
                 println!("{}: ok", cli.config.display());
                 Ok(0)
             } else {
                 for p in &problems {
-                    println!("error: {p}");
+                    println!("{}", p.render());
                 }
                 println!("{} problem(s) found", problems.len());
                 Ok(1)

@@ -755,6 +755,14 @@ impl Config {
     }
 
     /// The path relative to the config's folder, for messages.
+    /// Where `key: …value…` is written in the config file (best effort, for problems
+    /// found after parsing); (1, 1) when not found.
+    pub fn position_of(&self, key: &str, value: &str) -> (usize, usize) {
+        std::fs::read_to_string(&self.path)
+            .map(|src| locate_nth(&src, key, value, 0))
+            .unwrap_or((1, 1))
+    }
+
     pub fn display_path(&self, p: &Path) -> String {
         p.strip_prefix(&self.root)
             .unwrap_or(p)

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
+pub mod diagnostic;
 pub mod domain;
 pub mod funnel;
 pub mod import;

@@ -72,7 +72,13 @@ fn broken_rules_are_reported_with_file_and_position_and_the_others_keep_running(
     let out = f.run(&["check"], 1);
     let o = stdout(&out);
     assert!(o.contains("rules/20_syntax.rhai:3:"), "{o}");
-    assert!(o.contains("rules/40_nowhere.rhai:2:13: unknown stage `limbo`; the funnel's stages are: interest, evaluation, customer"), "{o}");
+    // In the manner of rustc: the message, the place, the line and a caret under the name.
+    assert!(
+        o.contains(
+            "error: unknown stage `limbo`\n --> rules/40_nowhere.rhai:2:13\n  |\n2 |     move_to(\"limbo\");\n  |             ^^^^^^^\n  = help: the funnel's stages are: interest, evaluation, customer\n"
+        ),
+        "{o}"
+    );
 }
 
 #[test]
@@ -193,7 +199,11 @@ fn config_errors_name_the_file_line_and_a_fix_and_exit_2() {
         "funnel:\n  stages: [interest]\nsmpt:\n  url: file://x\n",
     );
     let e = stderr(&f.run(&["check"], 2));
-    assert!(e.contains("embudo.yaml:3:1: unknown field `smpt`"), "{e}");
+    assert!(
+        e.contains("error: unknown field `smpt`")
+            && e.contains(" --> embudo.yaml:3:1\n  |\n3 | smpt:\n  | ^\n"),
+        "{e}"
+    );
 
     f.write("embudo.yaml", "funnel: [oops\n");
     let e = stderr(&f.run(&["tick"], 2));
@@ -263,9 +273,11 @@ fn check_renders_every_template_against_the_sample_lead() {
         ),
     ]);
     let o = stdout(&f.run(&["check"], 1));
-    assert!(o.contains("templates/welcome.en.html:6:"), "{o}");
-    assert!(o.contains("undefined"), "{o}");
-    assert!(o.contains("templates/broken.html:4:"), "{o}");
+    assert!(
+        o.contains("error: undefined value: `lead.attrs.company` is undefined\n --> templates/welcome.en.html:6:7\n  |\n6 | <p>{{ lead.attrs.company }}</p>\n  |       ^^^^^^^^^^^^^^^^^^\n"),
+        "{o}"
+    );
+    assert!(o.contains(" --> templates/broken.html:4\n"), "{o}");
 }
 
 #[test]
@@ -380,7 +392,9 @@ fn links_and_campaigns_are_checked_before_anything_runs() {
     ]);
     let e = stderr(&f.run(&["check"], 2));
     assert!(
-        e.contains("embudo.yaml:1:9: http.public_url `not a url` is not an http(s) URL"),
+        e.contains(
+            "error: http.public_url `not a url` is not an http(s) URL\n --> embudo.yaml:1:9"
+        ),
         "{e}"
     );
 
