@@ -2,7 +2,7 @@
 //! database starts with, and the one place the pieces are wired together.
 
 use crate::delivery::{Deliverer, DeliveryReport, Mailer};
-use crate::funnel::{Funnel, FunnelError};
+use crate::funnel::{Funnel, FunnelCell, FunnelError};
 use crate::signing::Signer;
 use crate::store::{Store, StoreError};
 use crate::tick::{PassReport, evaluate_all};
@@ -41,7 +41,8 @@ impl AppError {
 /// The loaded funnel, the database and the way out.
 #[derive(Clone)]
 pub struct App {
-    pub funnel: Arc<Funnel>,
+    /// Swapped whole by the daemon's hot reload; read it through `funnel()`.
+    pub cell: FunnelCell,
     pub store: Store,
     pub deliverer: Deliverer,
 }
@@ -56,9 +57,14 @@ impl App {
         let signer = Signer::from_config(&funnel.config, &store).await?;
         Ok(App {
             deliverer: Deliverer::new(store.clone(), mailer, signer),
-            funnel,
+            cell: FunnelCell::new(funnel),
             store,
         })
+    }
+
+    /// The funnel as of now: one snapshot per unit of work.
+    pub fn funnel(&self) -> Arc<Funnel> {
+        self.cell.current()
     }
 
     /// One evaluation pass at `now`, unless another process is in one (then `None`:
@@ -75,7 +81,7 @@ impl App {
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        let result = evaluate_all(&self.store, &self.funnel, now).await;
+        let result = evaluate_all(&self.store, &self.funnel(), now).await;
         self.store.unlock("tick", &holder).await?;
         let report = result?;
         report.log_errors();
@@ -94,6 +100,6 @@ impl App {
 
     /// Delivers what is due at `now` with the fixed clock `now` (for `tick --now`).
     pub async fn deliver_at(&self, now: DateTime<Utc>) -> Result<DeliveryReport, AppError> {
-        Ok(self.deliverer.deliver_due(&self.funnel, || now).await?)
+        Ok(self.deliverer.deliver_due(&self.funnel(), || now).await?)
     }
 }

@@ -254,7 +254,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             let now = now.unwrap_or_else(Utc::now);
             let r = crate::import::import_file(
                 &app.store,
-                &app.funnel.config,
+                &app.funnel().config,
                 &file,
                 update_stage,
                 now,
@@ -307,7 +307,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                     at,
                 )
                 .await?;
-            let r = crate::tick::evaluate_lead(&app.store, &app.funnel, id, at)
+            let r = crate::tick::evaluate_lead(&app.store, &app.funnel(), id, at)
                 .await?
                 .unwrap_or_default();
             println!(

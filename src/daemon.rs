@@ -3,7 +3,7 @@
 
 use crate::app::{App, AppError};
 use crate::clock::Clock;
-use crate::schedule;
+use crate::{reload, schedule};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -13,16 +13,20 @@ use tokio_util::sync::CancellationToken;
 /// within a second of being queued by another process.
 const POLL: Duration = Duration::from_millis(500);
 
+/// How often the funnel folder is looked at for changes.
+const WATCH: Duration = Duration::from_millis(500);
+
 pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<(), AppError> {
-    let cfg = &app.funnel.config;
+    let funnel = app.funnel();
+    let cfg = &funnel.config;
     tracing::info!(
         config = %cfg.path.display(),
         database = %cfg.database,
         smtp = %cfg.smtp.url,
         tick = %cfg.schedule.tick.source,
         timezone = %cfg.schedule.timezone.0,
-        rules = app.funnel.rules.rules.len(),
-        templates = app.funnel.templates.ids().len(),
+        rules = funnel.rules.rules.len(),
+        templates = funnel.templates.ids().len(),
         now = %clock.now(),
         "embudo running"
     );
@@ -36,10 +40,12 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
             // One pass at start-up, so a fresh daemon does not wait for the first firing.
             run_pass(&app, &clock).await;
             wake.notify_one();
-            let cron = app.funnel.config.schedule.tick.clone();
-            let tz = app.funnel.config.schedule.timezone.0;
             let mut last = clock.now();
             loop {
+                // Read each time: a reload may change the schedule.
+                let funnel = app.funnel();
+                let cron = funnel.config.schedule.tick.clone();
+                let tz = funnel.config.schedule.timezone.0;
                 let Some(next) = schedule::next_after(&cron, tz, last) else {
                     tracing::warn!(
                         "the tick schedule never fires again; evaluation stops, sending goes on"
@@ -74,7 +80,11 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
         tokio::spawn(async move {
             let mut backoff = POLL;
             loop {
-                match app.deliverer.deliver_due(&app.funnel, || clock.now()).await {
+                match app
+                    .deliverer
+                    .deliver_due(&app.funnel(), || clock.now())
+                    .await
+                {
                     Ok(r) => {
                         backoff = POLL;
                         if r.touched() > 0 {
@@ -105,10 +115,70 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
         })
     };
 
-    let _ = tokio::join!(ticker, sender);
+    let watcher = tokio::spawn(watch(app.clone(), shutdown.clone()));
+
+    let _ = tokio::join!(ticker, sender, watcher);
     tracing::info!("embudo stopped");
     app.store.close().await;
     Ok(())
+}
+
+/// Polls the funnel folder and swaps in each valid change; an invalid one is logged
+/// with its positions and the running version stays.
+async fn watch(app: App, shutdown: CancellationToken) {
+    let fp = |app: &App| {
+        let cfg = app.funnel().config.clone();
+        async move {
+            tokio::task::spawn_blocking(move || reload::fingerprint(&cfg))
+                .await
+                .unwrap_or_default()
+        }
+    };
+    let mut seen = fp(&app).await;
+    let mut settled = seen;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let now = fp(&app).await;
+        // Act once the files stood still for a poll: not on a half-saved file.
+        let changed = now == seen && now != settled;
+        seen = now;
+        if !changed {
+            continue;
+        }
+        settled = now;
+        let old = app.funnel();
+        match reload::prepare(&old.config.path, &app.store).await {
+            Ok(new) => {
+                let restart = reload::restart_required(&old.config, &new.config);
+                if !restart.is_empty() {
+                    tracing::warn!(
+                        settings = %restart.join(", "),
+                        "restart required: the running daemon keeps the old {}",
+                        restart.join(", ")
+                    );
+                }
+                tracing::info!(
+                    rules = new.rules.rules.len(),
+                    templates = new.templates.ids().len(),
+                    campaigns = new.config.campaigns.len(),
+                    "reloaded the funnel"
+                );
+                app.cell.swap(Arc::new(new));
+            }
+            Err(problems) => {
+                for p in &problems {
+                    tracing::error!("reload rejected: {p}");
+                }
+                tracing::error!(
+                    problems = problems.len(),
+                    "the change was not applied; the last good version keeps running"
+                );
+            }
+        }
+    }
 }
 
 async fn run_pass(app: &App, clock: &Clock) {

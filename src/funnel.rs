@@ -7,6 +7,7 @@ use crate::config::{Config, ConfigError};
 use crate::rules::{Catalog, RuleError, RuleSet};
 use crate::templates::{TemplateError, Templates};
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FunnelError {
@@ -54,5 +55,25 @@ impl Funnel {
         for e in &self.rule_errors {
             tracing::error!(file = %e.file, line = e.line, col = e.col, "rule left out: {e}");
         }
+    }
+}
+
+/// The funnel the daemon runs, swapped whole by a hot reload. Readers take a snapshot
+/// (`current`) for a unit of work, a pass or a delivery round, so no lead is ever
+/// evaluated against half of a change.
+#[derive(Clone)]
+pub struct FunnelCell(Arc<RwLock<Arc<Funnel>>>);
+
+impl FunnelCell {
+    pub fn new(funnel: Arc<Funnel>) -> FunnelCell {
+        FunnelCell(Arc::new(RwLock::new(funnel)))
+    }
+
+    pub fn current(&self) -> Arc<Funnel> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn swap(&self, funnel: Arc<Funnel>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = funnel;
     }
 }

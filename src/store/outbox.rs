@@ -191,3 +191,23 @@ impl Store {
             .await?)
     }
 }
+
+impl Store {
+    /// Templates of rows still to be sent: a reload may not remove them.
+    pub async fn pending_templates(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT template, COUNT(*) FROM outbox WHERE state IN ('queued', 'sending', 'retry', 'held') GROUP BY template ORDER BY template",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Stages that leads are in, with how many: a reload may not remove them.
+    pub async fn stages_in_use(&self) -> Result<Vec<(String, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT stage, COUNT(*) FROM leads GROUP BY stage ORDER BY stage")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+}

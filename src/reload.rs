@@ -1,0 +1,109 @@
+//! Hot reload: `embudo run` notices a change to embudo.yaml, rules/ or templates/ and
+//! swaps the whole funnel, or rejects the change and keeps the last good version.
+//!
+//! Changes are found by polling a fingerprint (paths, sizes, modification times)
+//! rather than by file-system notifications: polling works the same on every file
+//! system (network mounts, containers, editors that replace files), and a change is
+//! taken only once the files have stood still for one poll, so a half-saved file is
+//! not mistaken for a broken one.
+
+use crate::config::Config;
+use crate::funnel::Funnel;
+use crate::store::Store;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+
+/// A digest of everything a reload would read.
+pub fn fingerprint(cfg: &Config) -> u64 {
+    let mut h = DefaultHasher::new();
+    stamp(&cfg.path, &mut h);
+    for dir in [cfg.rules_dir(), cfg.templates_dir()] {
+        walk(&dir, &mut h);
+    }
+    h.finish()
+}
+
+fn stamp(p: &Path, h: &mut DefaultHasher) {
+    p.hash(h);
+    if let Ok(m) = std::fs::metadata(p) {
+        m.len().hash(h);
+        m.modified().ok().hash(h);
+    }
+}
+
+fn walk(dir: &Path, h: &mut DefaultHasher) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        dir.hash(h);
+        return;
+    };
+    let mut entries: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, h);
+        } else {
+            stamp(&p, h);
+        }
+    }
+}
+
+/// Loads the folder again and decides whether it may replace the running funnel: it
+/// must check clean (config, rules, names in rules, campaigns, templates against the
+/// sample lead) and keep every stage that leads are in and every template that an
+/// unsent email needs. Each problem is one line with its position.
+pub async fn prepare(config_path: &Path, store: &Store) -> Result<Funnel, Vec<String>> {
+    let problems = crate::check::check(config_path).map_err(|e| vec![e.to_string()])?;
+    if !problems.is_empty() {
+        return Err(problems.iter().map(|p| p.to_string()).collect());
+    }
+    let funnel = Funnel::load(config_path).map_err(|e| vec![e.to_string()])?;
+    if !funnel.rule_errors.is_empty() {
+        return Err(funnel.rule_errors.iter().map(|e| e.to_string()).collect());
+    }
+    let shown = funnel.config.display_path(&funnel.config.path);
+    let mut problems = Vec::new();
+    let stages = store
+        .stages_in_use()
+        .await
+        .map_err(|e| vec![e.to_string()])?;
+    for (stage, n) in stages {
+        if !funnel.config.funnel.has(&stage) {
+            let (l, c) = funnel.config.position_of("stages", "");
+            problems.push(format!(
+                "{shown}:{l}:{c}: stage `{stage}` is removed but {n} lead(s) are in it; keep it, or move them first"
+            ));
+        }
+    }
+    let pending = store
+        .pending_templates()
+        .await
+        .map_err(|e| vec![e.to_string()])?;
+    for (template, n) in pending {
+        if !funnel.templates.contains(&template) {
+            problems.push(format!(
+                "templates/{template}.html is removed but {n} unsent email(s) need it; keep it until they are sent, or cancel them"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(funnel)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Settings a running daemon cannot change: it keeps the old ones and says so.
+pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.database != new.database {
+        out.push("database");
+    }
+    if old.smtp.url != new.smtp.url {
+        out.push("smtp.url");
+    }
+    if old.http.listen != new.http.listen {
+        out.push("http.listen");
+    }
+    out
+}

@@ -1,0 +1,198 @@
+//! The running daemon reacts: a change to the funnel folder is swapped in (or rejected,
+//! the last good version running on), and an event's email leaves within a second.
+
+mod support;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// A daemon whose log is written to `daemon.log` in the folder.
+struct Daemon {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(f: &Folder, args: &[&str]) -> Daemon {
+        let log = f.path().join("daemon.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = f
+            .embudo()
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `what` `n` times; panics with the log if it does not.
+    fn wait_log(&self, what: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(what).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "no {n}× `{what}` in the daemon's log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        assert_eq!(self.child.wait().unwrap().code(), Some(0), "{}", self.log());
+    }
+}
+
+fn templates_sent(smtp: &SmtpServer, to: &str) -> Vec<String> {
+    let mut t: Vec<String> = smtp
+        .messages()
+        .iter()
+        .filter(|m| m.to.contains(to))
+        .map(|m| m.template().to_string())
+        .collect();
+    t.sort();
+    t
+}
+
+fn wait_sent(smtp: &SmtpServer, to: &str, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = templates_sent(smtp, to);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{to}: got {got:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const TEMPLATE_A: &str = "---\nsubject: \"A for {{ lead.name }}\"\n---\n<p>A</p>\n";
+const TEMPLATE_B: &str = "---\nsubject: \"B for {{ lead.name }}\"\n---\n<p>B</p>\n";
+
+#[test]
+fn a_valid_rule_change_is_swapped_in_and_a_broken_one_is_rejected_while_the_last_good_runs() {
+    let smtp = SmtpServer::start();
+    let f = Folder::with_files(&[
+        (
+            "embudo.yaml",
+            &format!(
+                "funnel: {{ stages: [interest] }}\nschedule: {{ tick: \"* * * * * *\" }}\nsmtp: {{ url: \"{}\", from: \"Shop <shop@example.com>\" }}\n",
+                smtp.url()
+            ),
+        ),
+        ("templates/a.html", TEMPLATE_A),
+        ("templates/b.html", TEMPLATE_B),
+        ("rules/10_drip.rhai", "send(\"a\");\n"),
+        ("ana.csv", "email,name\nana@example.com,Ana\n"),
+        ("bob.csv", "email,name\nbob@example.com,Bob\n"),
+    ]);
+    f.run(&["import", "ana.csv"], 0);
+    let daemon = Daemon::start(&f, &[]);
+    wait_sent(&smtp, "ana@", &["a"]);
+
+    // A valid change: the next pass runs the new rule.
+    f.write("rules/10_drip.rhai", "send(\"a\");\nsend(\"b\");\n");
+    daemon.wait_log("reloaded the funnel", 1, Duration::from_secs(10));
+    wait_sent(&smtp, "ana@", &["a", "b"]);
+
+    // A broken change: rejected with its position, the last good version keeps running.
+    f.write(
+        "rules/10_drip.rhai",
+        "send(\"a\");\nsend(\"b\");\nsend(\"c\"\n",
+    );
+    daemon.wait_log(
+        "reload rejected: rules/10_drip.rhai:",
+        1,
+        Duration::from_secs(10),
+    );
+    daemon.wait_log(
+        "the last good version keeps running",
+        1,
+        Duration::from_secs(5),
+    );
+    f.run(&["import", "bob.csv"], 0);
+    wait_sent(&smtp, "bob@", &["a", "b"]);
+
+    // A rule naming a template that does not exist is rejected the same way, by name.
+    f.write("rules/10_drip.rhai", "send(\"a\");\nsend(\"typo\");\n");
+    daemon.wait_log("unknown template `typo`", 1, Duration::from_secs(10));
+    // So is removing a stage that leads are in.
+    f.write(
+        "embudo.yaml",
+        &std::fs::read_to_string(f.path().join("embudo.yaml"))
+            .unwrap()
+            .replace("[interest]", "[evaluation]"),
+    );
+    f.write("rules/10_drip.rhai", "send(\"a\");\nsend(\"b\");\n");
+    daemon.wait_log(
+        "stage `interest` is removed but 2 lead(s) are in it",
+        1,
+        Duration::from_secs(10),
+    );
+    assert_eq!(daemon.log().matches("reloaded the funnel").count(), 1);
+    daemon.stop();
+}
+
+/// `embudo event` runs the lead's rules in its own process and queues the email; the
+/// daemon, whose next tick is months away, sends it within a second.
+#[test]
+fn an_event_email_leaves_within_a_second_with_the_tick_far_away() {
+    let smtp = SmtpServer::start();
+    let f = Folder::demo();
+    f.set_smtp_url(&smtp.url());
+    // Once a year, on 1 January at midnight: no scheduled pass during the test.
+    f.write(
+        "embudo.yaml",
+        &std::fs::read_to_string(f.path().join("embudo.yaml"))
+            .unwrap()
+            .replace("0 */5 * * * *", "0 0 0 1 1 *"),
+    );
+    f.write("one.csv", "email,name\nana@example.com,Ana\n");
+    f.run(&["import", "one.csv"], 0);
+    let daemon = Daemon::start(&f, &[]);
+    // The start-up pass welcomes her.
+    wait_sent(&smtp, "ana@", &["edu-welcome"]);
+
+    f.run(&["event", "ana@example.com", "quote_requested"], 0);
+    wait_sent(&smtp, "ana@", &["edu-welcome", "eval-comparison"]);
+    daemon.stop();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = f.store().await;
+        let id = f.lead_id("ana@example.com").await;
+        let row = store
+            .outbox_of(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.0 == "eval-comparison")
+            .unwrap();
+        let (requested, sent) = (row.3, row.4.unwrap());
+        let lag = sent - requested;
+        println!("event to sent: {} ms", lag.num_milliseconds());
+        assert!(
+            lag < chrono::TimeDelta::seconds(1),
+            "queued at {requested}, sent at {sent}: {} ms",
+            lag.num_milliseconds()
+        );
+    });
+    assert_eq!(
+        smtp.messages().len(),
+        2,
+        "no scheduled pass ran: only the start-up pass and the event"
+    );
+}
