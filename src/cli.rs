@@ -100,6 +100,27 @@ pub enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// Render a template for a lead (or the sample lead): subject, text and HTML, an
+    /// .eml file, or a test send to an address.
+    Preview {
+        /// The template id (the file name without .html).
+        template: String,
+        /// The lead, by email or id.
+        #[arg(long, required_unless_present = "sample", conflicts_with = "sample")]
+        lead: Option<String>,
+        /// Use templates/_sample.yaml (no database needed).
+        #[arg(long)]
+        sample: bool,
+        /// Write the whole MIME message to FILE instead of showing it.
+        #[arg(long)]
+        eml: Option<PathBuf>,
+        /// Send it to ADDR through the configured transport (a test send: no outbox row).
+        #[arg(long)]
+        to: Option<String>,
+        /// The clock the template sees (RFC 3339); default: now.
+        #[arg(long, value_parser = instant)]
+        now: Option<DateTime<Utc>>,
+    },
     /// Dry-run the funnel forward in time on a scratch copy of the data: what would be
     /// sent, when, to whom, and the funnel at the end. Never touches the real database
     /// or SMTP.
@@ -176,6 +197,39 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 &run,
                 Path::new(&cfg.display_path(&cfg.rules_dir().join("tests"))),
             ))
+        }
+        Command::Preview {
+            template,
+            lead,
+            sample: _,
+            eml,
+            to,
+            now,
+        } => {
+            let to = to
+                .map(|t| crate::domain::EmailAddress::parse(&t))
+                .transpose()
+                .map_err(|e| AppError::Usage(format!("--to: {e}")))?;
+            let who = match lead {
+                Some(l) => crate::preview::Who::Lead(l),
+                None => crate::preview::Who::Sample,
+            };
+            let now = now.unwrap_or_else(Utc::now);
+            let p = crate::preview::preview(&cli.config, &template, who, now).await?;
+            if let Some(file) = &eml {
+                std::fs::write(file, p.eml()).map_err(|e| {
+                    AppError::Usage(format!("cannot write {}: {e}", file.display()))
+                })?;
+                println!("wrote {}", file.display());
+            }
+            if let Some(to) = &to {
+                p.send_to(to, now).await?;
+                println!("sent `{template}` to {to} (a test send: no outbox row)");
+            }
+            if eml.is_none() && to.is_none() {
+                print!("{}", p.show());
+            }
+            Ok(0)
         }
         Command::Simulate {
             from,

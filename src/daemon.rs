@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The sender looks for due rows at least this often, so an event's email leaves
 /// within a second of being queued by another process.
-const POLL: Duration = Duration::from_millis(500);
+const POLL: Duration = Duration::from_millis(250);
 
 /// How often the funnel folder is looked at for changes.
 const WATCH: Duration = Duration::from_millis(500);

@@ -198,20 +198,21 @@ impl Deliverer {
             return Ok(Outcome::Failed("the lead no longer exists".into()));
         };
         let lead = loaded.lead;
-        let unsubscribe_url = self.signer.unsubscribe_url(&cfg.http.public_url, lead.id.0);
-        let ctx = RenderContext {
-            unsubscribe_url: unsubscribe_url.clone(),
+        let draft = match Draft::render(
+            funnel,
+            &self.signer,
+            &lead,
+            &row.template,
+            row.campaign.clone(),
             now,
-            campaign: row.campaign.clone(),
-        };
-        let rendered = match funnel.templates.render(&row.template, &lead, &ctx) {
-            Ok(r) => r,
+        ) {
+            Ok(d) => d,
             Err(e) => {
                 let why = format!("rendering: {e}; fix the template and the row is retried");
                 return Ok(Outcome::Retry { why, ours: true });
             }
         };
-        if lead.unsubscribed_at.is_some() && !rendered.transactional {
+        if lead.unsubscribed_at.is_some() && !draft.rendered.transactional {
             return Ok(Outcome::Failed("the lead unsubscribed".into()));
         }
         let mid = match &row.message_id {
@@ -222,14 +223,7 @@ impl Deliverer {
                     .await?
             }
         };
-        let headers = message::Headers {
-            from: &cfg.smtp.from,
-            message_id: &mid,
-            unsubscribe_url: &unsubscribe_url,
-            unsubscribe_mailto: cfg.http.unsubscribe_mailto.as_deref(),
-            template: &row.template,
-        };
-        let msg = match message::build(&lead, &rendered, &headers, now) {
+        let msg = match draft.message(funnel, &lead, &mid, now) {
             Ok(m) => m,
             Err(e) => return Ok(Outcome::Failed(e)),
         };
@@ -315,6 +309,61 @@ impl Deliverer {
         }
         Ok(())
     }
+}
+
+/// An email rendered for one lead, before it has a Message-ID: what the sender sends
+/// and what `preview` shows, built by the same code.
+pub struct Draft {
+    pub template: String,
+    pub rendered: crate::templates::Rendered,
+    pub unsubscribe_url: String,
+}
+
+impl Draft {
+    pub fn render(
+        funnel: &Funnel,
+        signer: &Signer,
+        lead: &crate::domain::Lead,
+        template: &str,
+        campaign: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Draft, crate::templates::TemplateError> {
+        let unsubscribe_url = signer.unsubscribe_url(&funnel.config.http.public_url, lead.id.0);
+        let ctx = RenderContext {
+            unsubscribe_url: unsubscribe_url.clone(),
+            now,
+            campaign,
+        };
+        Ok(Draft {
+            template: template.to_string(),
+            rendered: funnel.templates.render(template, lead, &ctx)?,
+            unsubscribe_url,
+        })
+    }
+
+    /// The MIME message with every header a marketing email must carry.
+    pub fn message(
+        &self,
+        funnel: &Funnel,
+        lead: &crate::domain::Lead,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<lettre::Message, String> {
+        let cfg = &funnel.config;
+        let headers = message::Headers {
+            from: &cfg.smtp.from,
+            message_id,
+            unsubscribe_url: &self.unsubscribe_url,
+            unsubscribe_mailto: cfg.http.unsubscribe_mailto.as_deref(),
+            template: &self.template,
+        };
+        message::build(lead, &self.rendered, &headers, now)
+    }
+}
+
+/// A Message-ID for an email that has no outbox row (a preview or test send).
+pub fn loose_message_id(funnel: &Funnel) -> String {
+    message::new_message_id(0, &funnel.config.smtp.from)
 }
 
 /// Exponential backoff with jitter: 30 s, 1 min, 2 min … capped at 1 h, ±20 %.

@@ -283,7 +283,7 @@ pub struct Mail {
 }
 
 impl Mail {
-    fn parse(raw: &[u8]) -> Mail {
+    pub fn parse(raw: &[u8]) -> Mail {
         let m = mailparse::parse_mail(raw).unwrap();
         let h = |name: &str| {
             m.headers
