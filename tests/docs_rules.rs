@@ -287,6 +287,36 @@ fn output_of(o: &std::process::Output) -> String {
 }
 
 /// The lines of a ```text block that must appear in the output.
+/// `embudo check` shows each problem in the manner of rustc (message, ` --> place`,
+/// the line with a caret, `= help:`); the reference writes each as one line,
+/// `error: place: message; help`, which is what this folds the output into.
+fn one_line_errors(out: &str) -> String {
+    let mut folded = String::new();
+    let mut lines = out.lines().peekable();
+    while let Some(l) = lines.next() {
+        let Some(message) = l.strip_prefix("error: ") else {
+            continue;
+        };
+        let mut place = String::new();
+        let mut help = String::new();
+        while let Some(next) = lines.peek() {
+            if next.starts_with("error: ") || next.trim().is_empty() && place.is_empty() {
+                break;
+            }
+            let next = lines.next().unwrap().trim();
+            if let Some(p) = next.strip_prefix("--> ") {
+                place = p.to_string();
+            } else if let Some(h) = next.strip_prefix("= help: ") {
+                help = format!("; {h}");
+            } else if next.is_empty() {
+                break;
+            }
+        }
+        folded.push_str(&format!("error: {place}: {message}{help}\n"));
+    }
+    folded
+}
+
 fn wanted_lines(b: &Block) -> Vec<&str> {
     b.body
         .lines()
@@ -423,7 +453,7 @@ fn every_example_in_the_rule_reference_passes_its_tests() {
             } => {
                 let f = folder(&config, &templates, rules);
                 let o = f.embudo().arg("check").output().unwrap();
-                let out = stdout(&o);
+                let out = one_line_errors(&stdout(&o));
                 let mut problems = Vec::new();
                 if o.status.code() != Some(1) {
                     problems.push(format!(

@@ -161,6 +161,12 @@ impl Ctx {
         Ok(())
     }
 
+    fn sent_with_key(&self, template: &str, key: &str) -> bool {
+        self.sends
+            .iter()
+            .any(|s| s.template.as_str() == template && s.key == key && s.requested_at <= self.now)
+    }
+
     fn move_to(&mut self, stage: &str) -> RResult<()> {
         self.acting("move_to")?;
         let Some(to) = self
@@ -501,14 +507,12 @@ pub fn register(engine: &mut Engine) {
     volatile!(
         engine,
         "sent",
-        |t: ImmutableString, key: ImmutableString| with_ctx(|c| {
-            Ok(c.sends.iter().any(|s| {
-                s.template.as_str() == t.as_str()
-                    && s.key == key.as_str()
-                    && s.requested_at <= c.now
-            }))
-        })
+        |t: ImmutableString, key: ImmutableString| with_ctx(|c| Ok(c.sent_with_key(&t, &key)))
     );
+    // `send` takes an integer key (a year), so `sent` does too.
+    volatile!(engine, "sent", |t: ImmutableString, key: i64| with_ctx(
+        |c| Ok(c.sent_with_key(&t, &key.to_string()))
+    ));
     volatile!(engine, "last_sent", |t: ImmutableString| with_ctx(|c| {
         Ok(c.sends
             .iter()

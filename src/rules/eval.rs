@@ -64,7 +64,7 @@ impl RuleSet {
             .collect();
         let mut errors: Vec<RuleError> = Vec::new();
         for pass in 1..=MAX_PASSES {
-            let stage_at_start = stage();
+            let moves_at_start = moves();
             for rule in &selected {
                 let snap = snapshot(&rule.name);
                 let mut scope = sandbox::run_scope(now);
@@ -83,7 +83,10 @@ impl RuleSet {
                     }
                 }
             }
-            if stage() == stage_at_start {
+            // Any move re-runs the rules, even one undone later in the same pass: a
+            // lead moved forward and back on every tick is a bug to report, not a
+            // quiet reset of its `stage_entered_at`.
+            if moves() == moves_at_start {
                 break;
             }
             if pass == MAX_PASSES {
@@ -123,8 +126,8 @@ impl RuleSet {
     }
 }
 
-fn stage() -> String {
-    with_ctx(|c| Ok(c.lead.stage.to_string())).unwrap_or_default()
+fn moves() -> usize {
+    with_ctx(|c| Ok(c.moves.len())).unwrap_or_default()
 }
 
 fn snapshot(rule: &str) -> Snapshot {

@@ -357,7 +357,10 @@ fn move_to_reruns_the_rules_so_the_new_stage_gets_its_email() {
 fn a_later_rule_sees_and_may_change_an_earlier_move() {
     let ev = eval(
         &[
-            ("a", "move_to(\"evaluation\");"),
+            (
+                "a",
+                "if lead.stage == \"interest\" { move_to(\"evaluation\"); }",
+            ),
             (
                 "b",
                 "if lead.stage == \"evaluation\" { move_to(\"customer\"); }",
@@ -366,7 +369,32 @@ fn a_later_rule_sees_and_may_change_an_earlier_move() {
         lead(),
     );
     assert_eq!(ev.changes.after.stage.as_str(), "customer");
+    assert_eq!(ev.changes.moves.len(), 2);
     assert!(ev.errors.is_empty(), "{:?}", ev.errors);
+}
+
+#[test]
+fn moving_forward_and_back_in_one_pass_is_reported_not_repeated_silently() {
+    let ev = eval(
+        &[
+            (
+                "a",
+                "if lead.stage == \"interest\" { move_to(\"evaluation\"); }",
+            ),
+            (
+                "b",
+                "if lead.stage == \"evaluation\" { move_to(\"interest\"); }",
+            ),
+        ],
+        lead(),
+    );
+    assert_eq!(ev.changes.after.stage.as_str(), "interest");
+    assert_eq!(ev.errors.len(), 1, "{:?}", ev.errors);
+    assert!(
+        ev.errors[0]
+            .message
+            .contains("still changing after 3 passes")
+    );
 }
 
 #[test]
