@@ -1,7 +1,7 @@
 //! Building the application from a config path: what every command that touches the
 //! database starts with, and the one place the pieces are wired together.
 
-use crate::delivery::{Deliverer, DeliveryReport, Mailer};
+use crate::delivery::{Deliverer, DeliveryReport, Lease, Mailer, SenderLease};
 use crate::funnel::{Funnel, FunnelCell, FunnelError};
 use crate::signing::Signer;
 use crate::store::{Store, StoreError};
@@ -98,8 +98,16 @@ impl App {
         Ok(Some(report))
     }
 
-    /// Delivers what is due at `now` with the fixed clock `now` (for `tick --now`).
-    pub async fn deliver_at(&self, now: DateTime<Utc>) -> Result<DeliveryReport, AppError> {
-        Ok(self.deliverer.deliver_due(&self.funnel(), || now).await?)
+    /// Delivers what is due at `now` with the fixed clock `now` (for `tick --now`);
+    /// `None` when a running daemon holds the sender lease (it delivers instead).
+    pub async fn deliver_at(&self, now: DateTime<Utc>) -> Result<Option<DeliveryReport>, AppError> {
+        let lease = SenderLease::new();
+        if let Lease::Busy { holder } = lease.acquire(&self.store).await? {
+            tracing::info!(%holder, "another sender (a running daemon) delivers; this tick only evaluated");
+            return Ok(None);
+        }
+        let report = self.deliverer.deliver_due(&self.funnel(), || now).await;
+        lease.release(&self.store).await?;
+        Ok(Some(report?))
     }
 }

@@ -276,19 +276,30 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 return Ok(0);
             };
             let d = app.deliver_at(now).await?;
+            let delivered = match &d {
+                None => "delivery left to the running daemon".to_string(),
+                Some(d) if d.paused => "sending is paused (embudo resume)".to_string(),
+                Some(d) => format!(
+                    "sent {}, held {}, retry {}, failed {}, stale {}, expired {}, suppressed {}, bounced {}",
+                    d.sent,
+                    d.held,
+                    d.retried,
+                    d.failed,
+                    d.stale,
+                    d.expired,
+                    d.suppressed,
+                    d.bounced
+                ),
+            };
             println!(
-                "tick at {}: {} leads evaluated, {} changed, {} stage move(s), {} email(s) queued; sent {}, retry {}, failed {}, stale {}, expired {}",
+                "tick at {}: {} leads evaluated, {} changed, {} stage move(s), {} email(s) queued; {delivered}",
                 now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 pass.leads,
                 pass.changed,
                 pass.moves,
                 pass.queued,
-                d.sent,
-                d.retried,
-                d.failed,
-                d.stale,
-                d.expired
             );
+            let d = d.unwrap_or_default();
             for (e, n, lead) in pass.errors.values() {
                 eprintln!("rule error: {e} ({n} lead(s), e.g. lead {lead})");
             }

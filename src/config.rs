@@ -315,6 +315,9 @@ pub struct Limits {
     pub expire_after: Span,
     #[serde(default = "default_retry")]
     pub retry_for: Span,
+    /// The first retry's delay; each next one doubles, up to an hour.
+    #[serde(default = "default_retry_after")]
+    pub retry_after: Span,
 }
 
 impl Default for Limits {
@@ -326,6 +329,7 @@ impl Default for Limits {
             quiet_hours: None,
             expire_after: default_expire(),
             retry_for: default_retry(),
+            retry_after: default_retry_after(),
         }
     }
 }
@@ -338,6 +342,9 @@ fn default_expire() -> Span {
 }
 fn default_retry() -> Span {
     Span(TimeDelta::days(3))
+}
+fn default_retry_after() -> Span {
+    Span(TimeDelta::seconds(30))
 }
 
 #[derive(Debug, Clone, Deserialize)]

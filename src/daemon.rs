@@ -3,6 +3,7 @@
 
 use crate::app::{App, AppError};
 use crate::clock::Clock;
+use crate::delivery::{Lease, SenderLease};
 use crate::{reload, schedule};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,25 +79,21 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
         let shutdown = shutdown.clone();
         let wake = wake_sender.clone();
         tokio::spawn(async move {
+            let lease = SenderLease::new();
             let mut backoff = POLL;
+            let mut waiting_for: Option<String> = None;
             loop {
-                match app
-                    .deliverer
-                    .deliver_due(&app.funnel(), || clock.now())
-                    .await
-                {
-                    Ok(r) => {
-                        backoff = POLL;
-                        if r.touched() > 0 {
-                            tracing::info!(
-                                sent = r.sent,
-                                retried = r.retried,
-                                failed = r.failed,
-                                stale = r.stale,
-                                expired = r.expired,
-                                "delivery round"
-                            );
+                match lease.acquire(&app.store).await {
+                    Ok(Lease::Busy { holder }) => {
+                        if waiting_for.as_ref() != Some(&holder) {
+                            tracing::warn!(%holder, "another sender delivers from this database; this daemon evaluates and waits to take over");
+                            waiting_for = Some(holder);
                         }
+                        backoff = Duration::from_secs(2);
+                    }
+                    Ok(_) => {
+                        waiting_for = None;
+                        backoff = deliver_round(&app, &clock, backoff).await;
                     }
                     Err(e) => {
                         backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -109,7 +106,10 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = wake.notified() => {}
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => {
+                        let _ = lease.release(&app.store).await;
+                        return;
+                    }
                 }
             }
         })
@@ -177,6 +177,40 @@ async fn watch(app: App, shutdown: CancellationToken) {
                     "the change was not applied; the last good version keeps running"
                 );
             }
+        }
+    }
+}
+
+/// One delivery round; returns how long to wait before the next.
+async fn deliver_round(app: &App, clock: &Clock, backoff: Duration) -> Duration {
+    match app
+        .deliverer
+        .deliver_due(&app.funnel(), || clock.now())
+        .await
+    {
+        Ok(r) => {
+            if r.touched() > 0 {
+                tracing::info!(
+                    sent = r.sent,
+                    held = r.held,
+                    retried = r.retried,
+                    failed = r.failed,
+                    stale = r.stale,
+                    expired = r.expired,
+                    suppressed = r.suppressed,
+                    bounced = r.bounced,
+                    "delivery round"
+                );
+            }
+            POLL
+        }
+        Err(e) => {
+            let backoff = (backoff * 2).min(Duration::from_secs(30));
+            tracing::error!(
+                retry_in_ms = backoff.as_millis() as u64,
+                "delivery paused, nothing is lost: {e}"
+            );
+            backoff
         }
     }
 }

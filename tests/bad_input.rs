@@ -347,7 +347,11 @@ fn a_template_that_fails_to_render_holds_its_email_until_fixed() {
     ]);
     f.run(&["import", "leads.csv"], 0);
     let out = f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 0);
-    assert!(stdout(&out).contains("sent 0, retry 1"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("sent 0, held 0, retry 1"),
+        "{}",
+        stdout(&out)
+    );
     assert!(
         stderr(&out).contains("templates/welcome.html:4: undefined value"),
         "{}",
@@ -378,7 +382,7 @@ fn a_receipt_is_sent_even_after_the_lead_moved_on() {
     f.run(&["event", "ana@example.com", "purchase"], 0);
     let out = f.run(&["tick"], 0);
     assert!(
-        stdout(&out).contains("sent 1, retry 0, failed 0, stale 1"),
+        stdout(&out).contains("sent 1, held 0, retry 0, failed 0, stale 1"),
         "the receipt goes, the marketing email is stale: {}",
         stdout(&out)
     );

@@ -66,7 +66,11 @@ fn required_tls_never_falls_back_to_plaintext() {
     f.write("one.csv", "email,name\nana@example.com,Ana\n");
     f.run(&["import", "one.csv"], 0);
     let out = f.run(&["tick"], 0);
-    assert!(stdout(&out).contains("sent 0, retry 1"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("sent 0, held 0, retry 1"),
+        "{}",
+        stdout(&out)
+    );
     assert!(
         stderr(&out).to_lowercase().contains("tls"),
         "{}",

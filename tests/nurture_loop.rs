@@ -8,9 +8,11 @@ use embudo::signing::Signer;
 use std::time::Duration;
 use support::*;
 
+// Both leads are awake at the ticks below (the example's quiet hours are 21:00–08:00
+// in each lead's zone; tests/policy.rs shows the holds).
 const LEADS: &str = "email,name,stage,tags,locale,timezone,created_at,attr.segment
   Ana@Example.com ,Ana López,,school,es,Europe/Madrid,,familia
-bob@example.com,Bob Carter,,office,en,America/New_York,,office
+bob@example.com,Bob Carter,,office,en,Europe/London,,office
 ";
 
 fn tick(f: &Folder, at: &str) -> String {
@@ -216,8 +218,13 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
         "transactional email has no List-Unsubscribe"
     );
 
-    // Two days after the comparison, Ana gets the price list.
-    tick(&f, "2026-03-07T11:05:00Z");
+    // Two days after the comparison, Ana's price list is due, but she has had 3
+    // emails in 7 days (the example's per-lead cap): it waits until her welcome of
+    // 2 March leaves the window, and then goes.
+    let out = tick(&f, "2026-03-07T11:05:00Z");
+    assert!(out.contains("sent 0, held 1"), "{out}");
+    let out = tick(&f, "2026-03-09T10:05:00Z");
+    assert!(out.contains("sent 1, held 0"), "{out}");
     let mail = new_mail(&smtp, &mut seen, 1);
     assert!(
         find(&mail, "ana@example.com", "eval-price")
@@ -299,7 +306,7 @@ async fn a_server_that_is_down_leaves_the_email_for_a_retry_with_the_same_messag
     f.run(&["import", "one.csv", "--now", "2026-03-02T09:00:00Z"], 0);
 
     let out = tick(&f, "2026-03-02T10:00:00Z");
-    assert!(out.contains("sent 0, retry 1"), "{out}");
+    assert!(out.contains("sent 0, held 0, retry 1"), "{out}");
     let store = f.store().await;
     let ana = f.lead_id("ana@example.com").await;
     let rows = store.outbox_of(ana).await.unwrap();
@@ -311,7 +318,7 @@ async fn a_server_that_is_down_leaves_the_email_for_a_retry_with_the_same_messag
 
     // Not due yet a second later: backoff.
     let out = tick(&f, "2026-03-02T10:00:01Z");
-    assert!(out.contains("sent 0, retry 0"), "{out}");
+    assert!(out.contains("sent 0, held 0, retry 0"), "{out}");
 
     let smtp = SmtpServer::start_on(port);
     let out = tick(&f, "2026-03-02T10:10:00Z");

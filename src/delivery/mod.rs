@@ -1,14 +1,18 @@
 //! Delivery: claim due outbox rows with a lease, render, send outside any
 //! transaction, record the outcome. A temporary failure is retried, never dropped.
 
+mod lease;
 mod message;
 mod transport;
 
+pub use lease::{Lease, SenderLease};
 pub use transport::{Mailer, SendError};
 
+use crate::domain::{EmailAddress, LeadId};
 use crate::funnel::Funnel;
+use crate::policy;
 use crate::signing::Signer;
-use crate::store::{Claimed, OutboxState, Store, StoreError};
+use crate::store::{Claimed, LeadBrief, OutboxState, Store, StoreError, Suppression};
 use crate::templates::RenderContext;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
@@ -30,11 +34,26 @@ pub struct DeliveryReport {
     pub failed: usize,
     pub stale: usize,
     pub expired: usize,
+    /// Held back by the sending policy (quiet hours, caps, capacity), to go later.
+    pub held: usize,
+    /// Not sent because the lead unsubscribed or the address is suppressed.
+    pub suppressed: usize,
+    /// Hard bounces: the address is now suppressed.
+    pub bounced: usize,
+    /// Sending is paused (`embudo pause`): nothing was claimed.
+    pub paused: bool,
 }
 
 impl DeliveryReport {
     pub fn touched(&self) -> usize {
-        self.sent + self.retried + self.failed + self.stale + self.expired
+        self.sent
+            + self.retried
+            + self.failed
+            + self.stale
+            + self.expired
+            + self.held
+            + self.suppressed
+            + self.bounced
     }
 }
 
@@ -57,15 +76,36 @@ enum Outcome {
         ours: bool,
     },
     Failed(String),
+    /// The server says the address does not exist: suppress it.
+    Bounced {
+        code: Option<u16>,
+        why: String,
+    },
 }
 
 /// The row a send task works on, kept outside the task so a panic in it still ends
 /// the row instead of leaving it leased.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct InFlight {
     id: i64,
+    lead: LeadId,
+    email: EmailAddress,
     attempts: i64,
     requested_at: DateTime<Utc>,
+}
+
+/// What the sender decided for a claimed row before sending it.
+enum Gate {
+    /// Ended or held: nothing to send.
+    Done,
+    Go(LeadBrief),
+}
+
+/// Usage counted across one batch, so the policy sees the sends it has just started.
+#[derive(Default)]
+struct BatchUsage {
+    marketing_today: u32,
+    lead_recent: HashMap<LeadId, Vec<DateTime<Utc>>>,
 }
 
 impl Deliverer {
@@ -78,13 +118,19 @@ impl Deliverer {
     }
 
     /// Sends every row due at `now` (in batches, paced by `limits.rate_per_second`),
-    /// stamping results with `now`. Returns when nothing due is left.
+    /// stamping results with `now`, under the sending policy. Returns when nothing due
+    /// is left, or at once when sending is paused.
     pub async fn deliver_due(
         &self,
         funnel: &Arc<Funnel>,
         now: impl Fn() -> DateTime<Utc>,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
+        let (paused, paused_campaigns) = self.store.paused().await?;
+        if paused {
+            report.paused = true;
+            return Ok(report);
+        }
         // A dry run is not paced: its clock is simulated, not the wall's.
         let gap = if self.mailer.is_real() {
             std::time::Duration::from_secs_f64(1.0 / funnel.config.limits.rate_per_second)
@@ -93,22 +139,28 @@ impl Deliverer {
         };
         let mut next_slot = tokio::time::Instant::now();
         loop {
-            let claimed = self.store.claim_due(now(), BATCH, LEASE).await?;
+            let claimed = self
+                .store
+                .claim_due(now(), BATCH, LEASE, &paused_campaigns)
+                .await?;
             if claimed.is_empty() {
                 return Ok(report);
             }
+            let mut usage = BatchUsage {
+                marketing_today: self.marketing_sent_today(funnel, now()).await?,
+                ..Default::default()
+            };
             let mut tasks: JoinSet<Done> = JoinSet::new();
             let mut in_flight: HashMap<tokio::task::Id, InFlight> = HashMap::new();
             for row in claimed {
                 let t = now();
-                if let Some(state) = self.precheck(funnel, &row, t).await? {
-                    match state {
-                        OutboxState::Stale => report.stale += 1,
-                        OutboxState::Expired => report.expired += 1,
-                        _ => report.failed += 1,
-                    }
-                    continue;
-                }
+                let brief = match self
+                    .precheck(funnel, &row, t, &mut usage, &mut report)
+                    .await?
+                {
+                    Gate::Done => continue,
+                    Gate::Go(brief) => brief,
+                };
                 while tasks.len() >= IN_FLIGHT {
                     if let Some(done) = tasks.join_next_with_id().await {
                         self.record(funnel, done, &mut in_flight, now(), &mut report)
@@ -121,6 +173,8 @@ impl Deliverer {
                 let f = funnel.clone();
                 let meta = InFlight {
                     id: row.id,
+                    lead: row.lead_id,
+                    email: brief.email,
                     attempts: row.attempts,
                     requested_at: row.requested_at,
                 };
@@ -134,57 +188,135 @@ impl Deliverer {
         }
     }
 
-    /// Ends rows that must not be sent: expired, stale, or for a lead that is gone or
-    /// unsubscribed. Returns the state given, or `None` to send.
+    async fn marketing_sent_today(
+        &self,
+        funnel: &Funnel,
+        now: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        if funnel.config.limits.daily_capacity.is_none() {
+            return Ok(0);
+        }
+        let since = policy::day_start(funnel.config.schedule.timezone.0, now);
+        Ok(self
+            .store
+            .sent_since(since)
+            .await?
+            .into_iter()
+            .filter(|(t, _)| !funnel.templates.is_transactional(t))
+            .map(|(_, n)| n as u32)
+            .sum())
+    }
+
+    /// Decides a claimed row's fate before any rendering: expired, gone, stale,
+    /// suppressed, held by the policy, or on its way.
     async fn precheck(
         &self,
         funnel: &Arc<Funnel>,
         row: &Claimed,
         now: DateTime<Utc>,
-    ) -> Result<Option<OutboxState>, StoreError> {
+        usage: &mut BatchUsage,
+        report: &mut DeliveryReport,
+    ) -> Result<Gate, StoreError> {
         let cfg = &funnel.config;
-        let end = |state: OutboxState, why: String| async move {
-            tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, state = state.as_str(), "{why}");
-            self.store
-                .mark_final(row.id, state, &why, now)
-                .await
-                .map(|_| Some(state))
+        let end = |state: OutboxState, why: String, report: &mut DeliveryReport| {
+            match state {
+                OutboxState::Stale => report.stale += 1,
+                OutboxState::Expired => report.expired += 1,
+                OutboxState::Suppressed => report.suppressed += 1,
+                _ => report.failed += 1,
+            }
+            async move {
+                tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, state = state.as_str(), "{why}");
+                self.store
+                    .mark_final(row.id, state, &why, now)
+                    .await
+                    .map(|_| Gate::Done)
+            }
         };
-        if now - row.requested_at > cfg.limits.expire_after.0 {
-            return end(
-                OutboxState::Expired,
-                format!(
-                    "unsent {} after it was requested (limits.expire_after)",
-                    crate::domain::time::format_duration(now - row.requested_at)
-                ),
-            )
-            .await;
+        let since = row.released_at.unwrap_or(row.requested_at);
+        if now - since > cfg.limits.expire_after.0 {
+            let why = format!(
+                "unsent {} after it was {} (limits.expire_after)",
+                crate::domain::time::format_duration(now - since),
+                if row.released_at.is_some() {
+                    "retried"
+                } else {
+                    "requested"
+                }
+            );
+            return end(OutboxState::Expired, why, report).await;
         }
-        let Some(stage) = self.store.lead_stage(row.lead_id).await? else {
-            return end(OutboxState::Failed, "the lead no longer exists".into()).await;
-        };
-        // A receipt is owed whatever the stage: transactional rows never go stale.
-        if row.campaign.is_none()
-            && stage != row.stage
-            && !funnel.templates.is_transactional(&row.template)
-        {
-            return end(
-                OutboxState::Stale,
-                format!(
-                    "requested in stage `{}`, the lead is now in `{}`",
-                    row.stage, stage
-                ),
-            )
-            .await;
-        }
-        if !funnel.templates.contains(&row.template) {
+        let Some(brief) = self.store.lead_brief(row.lead_id).await? else {
             return end(
                 OutboxState::Failed,
-                format!("template `{}` no longer exists", row.template),
+                "the lead no longer exists".into(),
+                report,
             )
             .await;
+        };
+        let transactional = funnel.templates.is_transactional(&row.template);
+        // A receipt is owed whatever the stage: transactional rows never go stale.
+        if row.campaign.is_none() && brief.stage != row.stage && !transactional {
+            let why = format!(
+                "requested in stage `{}`, the lead is now in `{}`",
+                row.stage, brief.stage
+            );
+            return end(OutboxState::Stale, why, report).await;
         }
-        Ok(None)
+        if !funnel.templates.contains(&row.template) {
+            let why = format!("template `{}` no longer exists", row.template);
+            return end(OutboxState::Failed, why, report).await;
+        }
+        let suppression = self.store.suppression(&brief.email).await?;
+        let blocked = match suppression {
+            Some(s) if s.blocks_receipts() => Some(s.as_str()),
+            Some(s) if !transactional => Some(s.as_str()),
+            None if brief.unsubscribed && !transactional => Some("unsubscribed"),
+            _ => None,
+        };
+        if let Some(reason) = blocked {
+            let why = format!("the address is suppressed ({reason})");
+            return end(OutboxState::Suppressed, why, report).await;
+        }
+        let lead_tz = brief
+            .timezone
+            .as_deref()
+            .and_then(|z| z.parse().ok())
+            .unwrap_or_else(|| cfg.default_timezone());
+        let mut lead_recent = Vec::new();
+        if !transactional && let Some(cap) = &cfg.limits.per_lead {
+            lead_recent = self
+                .store
+                .lead_sent_since(row.lead_id, now - cap.within.0)
+                .await?
+                .into_iter()
+                .filter(|(t, _)| !funnel.templates.is_transactional(t))
+                .map(|(_, at)| at)
+                .collect();
+            lead_recent.extend(usage.lead_recent.get(&row.lead_id).into_iter().flatten());
+        }
+        let verdict = policy::judge(
+            &cfg.limits,
+            cfg.schedule.timezone.0,
+            lead_tz,
+            transactional,
+            &policy::Usage {
+                sent_today: usage.marketing_today,
+                lead_recent,
+            },
+            now,
+        );
+        if let policy::Verdict::Hold { reason, until } = verdict {
+            tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, until = %until, "held: {reason}");
+            self.store.mark_held(row.id, until, &reason).await?;
+            report.held += 1;
+            return Ok(Gate::Done);
+        }
+        if !transactional {
+            usage.marketing_today += 1;
+            usage.lead_recent.entry(row.lead_id).or_default().push(now);
+        }
+        Ok(Gate::Go(brief))
     }
 
     async fn send_one(
@@ -212,9 +344,6 @@ impl Deliverer {
                 return Ok(Outcome::Retry { why, ours: true });
             }
         };
-        if lead.unsubscribed_at.is_some() && !draft.rendered.transactional {
-            return Ok(Outcome::Failed("the lead unsubscribed".into()));
-        }
         let mid = match &row.message_id {
             Some(m) => m.clone(),
             None => {
@@ -234,6 +363,7 @@ impl Deliverer {
             }
             Err(SendError::Temporary(why)) => Outcome::Retry { why, ours: false },
             Err(e @ SendError::Permanent { .. }) => Outcome::Failed(e.to_string()),
+            Err(SendError::HardBounce { code, message }) => Outcome::Bounced { code, why: message },
         })
     }
 
@@ -289,7 +419,7 @@ impl Deliverer {
                         .await?;
                     report.failed += 1;
                 } else {
-                    let at = now + backoff(row.attempts);
+                    let at = now + backoff(row.attempts, funnel.config.limits.retry_after.0);
                     if ours {
                         tracing::error!(outbox = row.id, attempts = row.attempts, retry_at = %at, "not sent: {why}");
                     } else {
@@ -299,8 +429,37 @@ impl Deliverer {
                     report.retried += 1;
                 }
             }
+            Outcome::Bounced { code, why } => {
+                tracing::warn!(outbox = row.id, lead = row.lead.0, email = %row.email, "hard bounce, the address is suppressed: {why}");
+                self.store
+                    .suppress(&row.email, Suppression::Bounced, &why, now)
+                    .await?;
+                let mut props = crate::domain::ValueMap::new();
+                if let Some(c) = code {
+                    props.insert("code".into(), crate::domain::Value::Int(c.into()));
+                }
+                props.insert("reason".into(), crate::domain::Value::Str(why.clone()));
+                let event = crate::domain::Event {
+                    kind: "bounced".into(),
+                    at: now,
+                    props,
+                };
+                self.store.insert_events(&[(row.lead, event)], now).await?;
+                self.store
+                    .mark_final(
+                        row.id,
+                        OutboxState::Failed,
+                        &format!("hard bounce: {why}"),
+                        now,
+                    )
+                    .await?;
+                report.bounced += 1;
+            }
             Outcome::Failed(why) => {
-                tracing::error!(outbox = row.id, "not sent: {why}");
+                tracing::error!(
+                    outbox = row.id,
+                    "not sent (the address is kept; check the server's reply and the configuration): {why}"
+                );
                 self.store
                     .mark_final(row.id, OutboxState::Failed, &why, now)
                     .await?;
@@ -366,10 +525,12 @@ pub fn loose_message_id(funnel: &Funnel) -> String {
     message::new_message_id(0, &funnel.config.smtp.from)
 }
 
-/// Exponential backoff with jitter: 30 s, 1 min, 2 min … capped at 1 h, ±20 %.
-pub fn backoff(attempts: i64) -> TimeDelta {
-    let base = 30_i64 << attempts.clamp(1, 8).saturating_sub(1);
-    let secs = base.min(3600) as f64;
+/// Exponential backoff with jitter: `first` (limits.retry_after, 30 s by default), then
+/// double each attempt, capped at 1 h, ±20 %.
+pub fn backoff(attempts: i64, first: TimeDelta) -> TimeDelta {
+    let first = first.num_milliseconds().max(1) as f64 / 1000.0;
+    let exp = attempts.clamp(1, 16).saturating_sub(1) as i32;
+    let secs = (first * 2f64.powi(exp)).min(3600.0);
     let jitter = 0.8 + 0.4 * rand::random::<f64>();
     TimeDelta::milliseconds((secs * jitter * 1000.0) as i64)
 }

@@ -10,6 +10,16 @@ use std::fmt;
 pub struct EmailAddress(String);
 
 impl EmailAddress {
+    /// SHA-256 of the address, hex: how the suppression list keeps it, so a person
+    /// erased with `forget` is still never mailed again.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.0.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Trims and lower-cases `raw`, then checks it is a deliverable-looking address.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let s = raw.trim().to_lowercase();

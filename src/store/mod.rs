@@ -4,10 +4,12 @@
 //! Timestamps are stored as BIGINT milliseconds (UTC); every write is stamped with the
 //! caller's clock (`now`), never the database's, so `--now` and simulation work.
 
+mod consent;
 mod leads;
 mod outbox;
 mod timeline;
 
+pub use consent::{LeadBrief, Suppression};
 pub use leads::{LeadChanges, LeadUpsert, LoadedLead, NewSend, UpsertResult};
 pub use outbox::{Claimed, OutboxState};
 pub use timeline::{MoveRow, SendRow};
@@ -73,6 +75,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_outbox_ended",
         include_str!("../../migrations/0002_outbox_ended.sql"),
+    ),
+    (
+        "0003_consent",
+        include_str!("../../migrations/0003_consent.sql"),
     ),
 ];
 
@@ -214,6 +220,16 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Who holds the named lease, and until when.
+    pub async fn lock_holder(&self, name: &str) -> Result<Option<(String, DateTime<Utc>)>> {
+        let r: Option<(String, i64)> =
+            sqlx::query_as("SELECT holder, until FROM locks WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(r.map(|(h, u)| (h, from_ms(u))))
     }
 
     pub async fn unlock(&self, name: &str, holder: &str) -> Result<()> {

@@ -16,6 +16,10 @@ pub enum OutboxState {
     Failed,
     Stale,
     Expired,
+    /// The lead unsubscribed or the address is suppressed (bounced, forgotten).
+    Suppressed,
+    /// Cancelled by the operator (`embudo outbox cancel`).
+    Cancelled,
 }
 
 impl OutboxState {
@@ -29,8 +33,27 @@ impl OutboxState {
             OutboxState::Failed => "failed",
             OutboxState::Stale => "stale",
             OutboxState::Expired => "expired",
+            OutboxState::Suppressed => "suppressed",
+            OutboxState::Cancelled => "cancelled",
         }
     }
+
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        OutboxState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub const ALL: [OutboxState; 10] = [
+        OutboxState::Queued,
+        OutboxState::Sending,
+        OutboxState::Sent,
+        OutboxState::Retry,
+        OutboxState::Held,
+        OutboxState::Failed,
+        OutboxState::Stale,
+        OutboxState::Expired,
+        OutboxState::Suppressed,
+        OutboxState::Cancelled,
+    ];
 }
 
 /// A row claimed for delivery.
@@ -43,35 +66,49 @@ pub struct Claimed {
     pub stage: String,
     pub campaign: Option<String>,
     pub requested_at: DateTime<Utc>,
+    /// An operator's `outbox retry`: the expiry clock restarts here.
+    pub released_at: Option<DateTime<Utc>>,
     pub attempts: i64,
     /// Kept across retries, so a resend after a crash carries the same Message-ID.
     pub message_id: Option<String>,
 }
 
 impl Store {
-    /// Claims up to `limit` rows due at `now` (queued, retry due, or sending with an
-    /// expired lease after a crash), oldest first, leasing them until `now + lease`.
+    /// Claims up to `limit` rows due at `now` (queued, held or retry rows whose time
+    /// has come, or sending with an expired lease after a crash), oldest first, leasing
+    /// them until `now + lease`. Rows of `paused_campaigns` are left alone.
     pub async fn claim_due(
         &self,
         now: DateTime<Utc>,
         limit: i64,
         lease: TimeDelta,
+        paused_campaigns: &[String],
     ) -> Result<Vec<Claimed>> {
-        let rows = sqlx::query(
+        let not_paused = if paused_campaigns.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND (campaign IS NULL OR campaign NOT IN ({}))",
+                vec!["?"; paused_campaigns.len()].join(", ")
+            )
+        };
+        let sql = format!(
             "UPDATE outbox SET state = 'sending', lease_until = ?, attempts = attempts + 1
              WHERE id IN (
                SELECT id FROM outbox
-               WHERE (state IN ('queued', 'retry') AND next_attempt_at <= ?)
-                  OR (state = 'sending' AND lease_until < ?)
+               WHERE ((state IN ('queued', 'retry', 'held') AND next_attempt_at <= ?)
+                  OR (state = 'sending' AND lease_until < ?)){not_paused}
                ORDER BY next_attempt_at, id LIMIT ?)
-             RETURNING id, lead_id, template, dedupe_key, stage, campaign, requested_at, attempts, message_id",
-        )
-        .bind(ms(now + lease))
-        .bind(ms(now))
-        .bind(ms(now))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+             RETURNING id, lead_id, template, dedupe_key, stage, campaign, requested_at, attempts, message_id, released_at"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ms(now + lease))
+            .bind(ms(now))
+            .bind(ms(now));
+        for c in paused_campaigns {
+            q = q.bind(c);
+        }
+        let rows = q.bind(limit).fetch_all(self.pool()).await?;
         let mut out = rows
             .iter()
             .map(|r| {
@@ -85,11 +122,61 @@ impl Store {
                     requested_at: from_ms(r.try_get(6)?),
                     attempts: r.try_get(7)?,
                     message_id: r.try_get(8)?,
+                    released_at: r.try_get::<Option<i64>, _>(9)?.map(from_ms),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         out.sort_by_key(|c| c.id);
         Ok(out)
+    }
+
+    /// After a crash: rows left `sending` by a sender that is gone go back to `retry`
+    /// at once, keeping their Message-ID. Only the one sender of a database may call it.
+    pub async fn recover_in_flight(&self, now: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE outbox SET state = 'retry', next_attempt_at = ?, lease_until = NULL, last_error = 'in flight when the previous sender stopped' WHERE state = 'sending'",
+        )
+        .bind(ms(now))
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The policy holds a row back until `until`; a hold is not an attempt.
+    pub async fn mark_held(&self, id: i64, until: DateTime<Utc>, reason: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET state = 'held', next_attempt_at = ?, lease_until = NULL, last_error = ?, attempts = attempts - 1 WHERE id = ?")
+            .bind(ms(until))
+            .bind(reason)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Emails sent since `since`, per template (the daily capacity counts marketing).
+    pub async fn sent_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT template, COUNT(*) FROM outbox WHERE state = 'sent' AND sent_at >= ? GROUP BY template",
+        )
+        .bind(ms(since))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// A lead's emails sent since `since`: (template, sent_at).
+    pub async fn lead_sent_since(
+        &self,
+        lead: LeadId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT template, sent_at FROM outbox WHERE lead_id = ? AND state = 'sent' AND sent_at >= ?",
+        )
+        .bind(lead.0)
+        .bind(ms(since))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(t, at)| (t, from_ms(at))).collect())
     }
 
     /// Gives a claimed row its Message-ID unless it has one; returns the row's id.
@@ -179,16 +266,6 @@ impl Store {
             .into_iter()
             .map(|(t, k, s, r, sent, m)| (t, k, s, from_ms(r), sent.map(from_ms), m))
             .collect())
-    }
-}
-
-impl Store {
-    /// The current stage of a lead, or `None` if it is gone.
-    pub async fn lead_stage(&self, lead: LeadId) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT stage FROM leads WHERE id = ?")
-            .bind(lead.0)
-            .fetch_optional(self.pool())
-            .await?)
     }
 }
 
