@@ -100,6 +100,38 @@ pub enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// Unsubscribe an address (it need not be a lead yet) or every `email` in a CSV:
+    /// no marketing email ever goes to it again; receipts still do.
+    Unsubscribe {
+        email: Option<String>,
+        /// A CSV with an `email` column (other columns are ignored).
+        #[arg(long, conflicts_with = "email", required_unless_present = "email")]
+        file: Option<PathBuf>,
+        #[arg(long, value_parser = instant)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Erase a person (GDPR): the lead, its events, history and emails. Only a hash of
+    /// the address is kept, in the suppression list, so it is never mailed again.
+    Forget {
+        /// The lead, by email or id.
+        lead: String,
+    },
+    /// Emergency stop: no email leaves until `resume` (survives restarts).
+    Pause {
+        /// Stop only this campaign's emails.
+        #[arg(long)]
+        campaign: Option<String>,
+    },
+    /// Undo `pause`.
+    Resume {
+        #[arg(long)]
+        campaign: Option<String>,
+    },
+    /// Look at and act on the outbox.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// Render a template for a lead (or the sample lead): subject, text and HTML, an
     /// .eml file, or a test send to an address.
     Preview {
@@ -145,6 +177,74 @@ pub enum Command {
     },
 }
 
+/// Which outbox rows: every filter given must match.
+#[derive(clap::Args, Debug)]
+pub struct OutboxArgs {
+    /// queued, sending, sent, retry, held, failed, stale, expired, suppressed, cancelled
+    /// (repeatable, or comma-separated).
+    #[arg(long = "state")]
+    states: Vec<String>,
+    #[arg(long)]
+    template: Option<String>,
+    /// The lead, by email or id.
+    #[arg(long)]
+    lead: Option<String>,
+    #[arg(long)]
+    campaign: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OutboxAction {
+    /// The newest rows first, with their state, times and reason.
+    List {
+        #[command(flatten)]
+        filter: OutboxArgs,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Queue again rows that did not go (failed, expired, stale, held, retry,
+    /// cancelled); the policy and consent still apply.
+    Retry {
+        #[command(flatten)]
+        filter: OutboxArgs,
+        /// Required when no filter is given.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Cancel rows that have not gone yet (queued, retry, held).
+    Cancel {
+        #[command(flatten)]
+        filter: OutboxArgs,
+        /// Required when no filter is given.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+impl OutboxArgs {
+    fn is_empty(&self) -> bool {
+        self.states.is_empty()
+            && self.template.is_none()
+            && self.lead.is_none()
+            && self.campaign.is_none()
+    }
+
+    async fn resolve(
+        self,
+        store: &crate::store::Store,
+    ) -> Result<crate::store::OutboxFilter, AppError> {
+        let states = crate::operator::states(&self.states)?;
+        crate::operator::filter(
+            store,
+            states,
+            self.template,
+            self.lead.as_deref(),
+            self.campaign,
+        )
+        .await
+    }
+}
+
 impl Command {
     /// The log filter when EMBUDO_LOG is unset: the daemon narrates, commands whose
     /// output is the point only warn.
@@ -154,6 +254,27 @@ impl Command {
             _ => "warn",
         }
     }
+}
+
+/// The database of the funnel, without loading rules or templates (operator commands
+/// work even while the folder has a broken rule).
+async fn open_store(config: &Path) -> Result<crate::store::Store, AppError> {
+    let cfg = crate::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
+    Ok(crate::store::Store::open_and_migrate(&cfg.database).await?)
+}
+
+async fn pause(config: &Path, campaign: Option<String>, pause: bool) -> Result<i32, AppError> {
+    let store = open_store(config).await?;
+    store.set_paused(campaign.as_deref(), pause).await?;
+    let what = campaign
+        .map(|c| format!("campaign `{c}`"))
+        .unwrap_or_else(|| "all sending".into());
+    if pause {
+        println!("{what} paused: nothing leaves until `embudo resume` (this survives restarts)");
+    } else {
+        println!("{what} resumed");
+    }
+    Ok(0)
 }
 
 /// Runs the command; returns the process exit code.
@@ -197,6 +318,86 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 &run,
                 Path::new(&cfg.display_path(&cfg.rules_dir().join("tests"))),
             ))
+        }
+        Command::Unsubscribe { email, file, now } => {
+            let store = open_store(&cli.config).await?;
+            let now = now.unwrap_or_else(Utc::now);
+            if let Some(file) = file {
+                let (n, bad) = crate::operator::unsubscribe_file(&store, &file, now).await?;
+                println!("unsubscribed {n} address(es) from {}", file.display());
+                for b in &bad {
+                    eprintln!("  {}:{}: {}", file.display(), b.line, b.message);
+                }
+                return Ok(if bad.is_empty() { 0 } else { 1 });
+            }
+            let raw = email.unwrap_or_default();
+            let email = crate::domain::EmailAddress::parse(&raw).map_err(AppError::Usage)?;
+            let known = crate::operator::unsubscribe(&store, &email, now).await?;
+            println!(
+                "unsubscribed {email}{}",
+                if known {
+                    ""
+                } else {
+                    " (no lead has it yet; one that comes will get no marketing email)"
+                }
+            );
+            Ok(0)
+        }
+        Command::Forget { lead } => {
+            let store = open_store(&cli.config).await?;
+            let Some(id) = store.find_lead_id(&lead).await? else {
+                return Err(AppError::Usage(format!(
+                    "no lead `{lead}`; name a lead by its email or id"
+                )));
+            };
+            let email = store.forget(id, Utc::now()).await?;
+            println!(
+                "forgot lead {id} ({}): its data is erased; a hash of the address stays in the suppression list",
+                email.map(|e| e.to_string()).unwrap_or_default()
+            );
+            Ok(0)
+        }
+        Command::Pause { campaign } => pause(&cli.config, campaign, true).await,
+        Command::Resume { campaign } => pause(&cli.config, campaign, false).await,
+        Command::Outbox { action } => {
+            let store = open_store(&cli.config).await?;
+            let now = Utc::now();
+            match action {
+                OutboxAction::List { filter, limit } => {
+                    let f = filter.resolve(&store).await?;
+                    let rows = store.outbox_list(&f, limit).await?;
+                    print!("{}", crate::operator::outbox_table(&rows));
+                    let counts = store.outbox_counts().await?;
+                    let counts: Vec<String> =
+                        counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
+                    println!(
+                        "{} row(s) shown; all rows by state: {}",
+                        rows.len(),
+                        counts.join(", ")
+                    );
+                    Ok(0)
+                }
+                OutboxAction::Retry { filter, all } | OutboxAction::Cancel { filter, all }
+                    if filter.is_empty() && !all =>
+                {
+                    Err(AppError::Usage(
+                        "name the rows (--state, --template, --lead, --campaign) or pass --all"
+                            .into(),
+                    ))
+                }
+                OutboxAction::Retry { filter, .. } => {
+                    let f = filter.resolve(&store).await?;
+                    let n = store.outbox_retry(&f, now).await?;
+                    println!("{n} row(s) queued again");
+                    Ok(0)
+                }
+                OutboxAction::Cancel { filter, .. } => {
+                    let f = filter.resolve(&store).await?;
+                    let n = store.outbox_cancel(&f, now).await?;
+                    println!("{n} row(s) cancelled");
+                    Ok(0)
+                }
+            }
         }
         Command::Preview {
             template,

@@ -17,6 +17,7 @@ pub mod funnel;
 pub mod import;
 pub mod leadspec;
 pub mod logging;
+pub mod operator;
 pub mod policy;
 pub mod preview;
 pub mod reload;

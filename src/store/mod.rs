@@ -11,7 +11,7 @@ mod timeline;
 
 pub use consent::{LeadBrief, Suppression};
 pub use leads::{LeadChanges, LeadUpsert, LoadedLead, NewSend, UpsertResult};
-pub use outbox::{Claimed, OutboxState};
+pub use outbox::{Claimed, OutboxFilter, OutboxRow, OutboxState};
 pub use timeline::{MoveRow, SendRow};
 
 use chrono::{DateTime, TimeZone, Utc};

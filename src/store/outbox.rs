@@ -288,3 +288,169 @@ impl Store {
         )
     }
 }
+
+/// Which rows an operator command acts on.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxFilter {
+    pub states: Vec<OutboxState>,
+    pub template: Option<String>,
+    pub lead: Option<LeadId>,
+    pub campaign: Option<String>,
+}
+
+/// One row as `outbox list` shows it.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub lead: LeadId,
+    pub email: String,
+    pub template: String,
+    pub key: String,
+    pub state: String,
+    pub requested_at: DateTime<Utc>,
+    /// For pending rows, the next attempt or release; for ended rows, when they ended.
+    pub at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub reason: String,
+}
+
+impl OutboxFilter {
+    fn clause(&self) -> (String, Vec<String>) {
+        let mut sql = String::from(" WHERE 1 = 1");
+        let mut binds = Vec::new();
+        if !self.states.is_empty() {
+            sql.push_str(&format!(
+                " AND o.state IN ({})",
+                vec!["?"; self.states.len()].join(", ")
+            ));
+            binds.extend(self.states.iter().map(|s| s.as_str().to_string()));
+        }
+        if let Some(t) = &self.template {
+            sql.push_str(" AND o.template = ?");
+            binds.push(t.clone());
+        }
+        if let Some(l) = self.lead {
+            sql.push_str(" AND o.lead_id = ?");
+            binds.push(l.0.to_string());
+        }
+        if let Some(c) = &self.campaign {
+            sql.push_str(" AND o.campaign = ?");
+            binds.push(c.clone());
+        }
+        (sql, binds)
+    }
+}
+
+type ListTuple = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<String>,
+);
+
+impl Store {
+    /// Rows matching `filter`, newest request first, at most `limit`.
+    pub async fn outbox_list(&self, filter: &OutboxFilter, limit: i64) -> Result<Vec<OutboxRow>> {
+        let (clause, binds) = filter.clause();
+        let sql = format!(
+            "SELECT o.id, o.lead_id, l.email, o.template, o.dedupe_key, o.state, o.requested_at, o.next_attempt_at, o.ended_at, o.attempts, o.last_error
+             FROM outbox o JOIN leads l ON l.id = o.lead_id{clause} ORDER BY o.requested_at DESC, o.id DESC LIMIT ?"
+        );
+        let mut q = sqlx::query_as::<_, ListTuple>(sqlx::AssertSqlSafe(sql));
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(limit).fetch_all(self.pool()).await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, lead, email, template, key, state, req, next, ended, attempts, err)| {
+                    let pending = matches!(state.as_str(), "queued" | "retry" | "held" | "sending");
+                    OutboxRow {
+                        id,
+                        lead: LeadId(lead),
+                        email,
+                        template,
+                        key,
+                        requested_at: from_ms(req),
+                        at: if pending {
+                            Some(from_ms(next))
+                        } else {
+                            ended.map(from_ms)
+                        },
+                        state,
+                        attempts,
+                        reason: err.unwrap_or_default(),
+                    }
+                },
+            )
+            .collect())
+    }
+
+    /// Puts matching rows that did not go (failed, expired, stale, held, retry,
+    /// cancelled) back in the queue at `now`, keeping their Message-IDs; the sending
+    /// policy and consent still apply. Sent and suppressed rows are never touched.
+    pub async fn outbox_retry(&self, filter: &OutboxFilter, now: DateTime<Utc>) -> Result<u64> {
+        self.operate(
+            filter,
+            &["failed", "expired", "stale", "held", "retry", "cancelled"],
+            "state = 'queued', next_attempt_at = ?, released_at = ?, ended_at = NULL, last_error = 'retried by the operator'",
+            now,
+        )
+        .await
+    }
+
+    /// Cancels matching rows that have not gone yet (queued, retry, held).
+    pub async fn outbox_cancel(&self, filter: &OutboxFilter, now: DateTime<Utc>) -> Result<u64> {
+        self.operate(
+            filter,
+            &["queued", "retry", "held"],
+            "state = 'cancelled', ended_at = ?, lease_until = NULL, last_error = 'cancelled by the operator' , released_at = COALESCE(released_at, ?)",
+            now,
+        )
+        .await
+    }
+
+    async fn operate(
+        &self,
+        filter: &OutboxFilter,
+        allowed: &[&str],
+        set: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let mut f = filter.clone();
+        f.states = if filter.states.is_empty() {
+            allowed
+                .iter()
+                .filter_map(|s| OutboxState::parse(s))
+                .collect()
+        } else {
+            filter
+                .states
+                .iter()
+                .copied()
+                .filter(|s| allowed.contains(&s.as_str()))
+                .collect()
+        };
+        if f.states.is_empty() {
+            return Ok(0);
+        }
+        let (clause, binds) = f.clause();
+        let sql =
+            format!("UPDATE outbox SET {set} WHERE id IN (SELECT o.id FROM outbox o{clause})");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ms(now))
+            .bind(ms(now));
+        for b in &binds {
+            q = q.bind(b);
+        }
+        Ok(q.execute(self.pool()).await?.rows_affected())
+    }
+}

@@ -74,6 +74,20 @@ impl Folder {
         std::fs::write(p, out).unwrap();
     }
 
+    /// The emails the file transport wrote into `mail/` (`smtp.url: file://./mail`).
+    pub fn mails(&self) -> Vec<Mail> {
+        let mut out: Vec<Mail> = std::fs::read_dir(self.path().join("mail"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .map(|e| Mail::parse(&std::fs::read(e.path()).unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| (&a.to, &a.subject).cmp(&(&b.to, &b.subject)));
+        out
+    }
+
     /// The binary, run in this folder with a known signing key.
     pub fn embudo(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_embudo"));
@@ -192,18 +206,24 @@ impl SmtpServer {
 
     /// A server on a chosen port (to bring one up where embudo already points).
     pub fn start_on(port: u16) -> SmtpServer {
+        SmtpServer::start_with(port, &[])
+    }
+
+    /// A server that answers `550 5.1.1` (a hard bounce) for these recipients.
+    pub fn rejecting(reject: &[&str]) -> SmtpServer {
+        SmtpServer::start_with(free_port(), reject)
+    }
+
+    fn start_with(port: u16, reject: &[&str]) -> SmtpServer {
         let maildir = tempfile::tempdir().unwrap();
-        let child = Command::new(python())
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
-            .arg(maildir.path().join("mail"))
+        let mut cmd = Command::new(python());
+        cmd.arg(repo().join("tests/support/smtpd.py"))
+            .arg(port.to_string())
+            .arg(maildir.path().join("mail"));
+        if !reject.is_empty() {
+            cmd.args(["--reject", &reject.join(",")]);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -222,6 +242,12 @@ impl SmtpServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         server
+    }
+
+    /// Stops the server (its mailbox stays readable).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The URL for embudo.yaml.
