@@ -3,55 +3,8 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
-
-/// A daemon whose log is written to `daemon.log` in the folder.
-struct Daemon {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn start(f: &Folder, args: &[&str]) -> Daemon {
-        let log = f.path().join("daemon.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = f
-            .embudo()
-            .arg("run")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log contains `what` `n` times; panics with the log if it does not.
-    fn wait_log(&self, what: &str, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.log().matches(what).count() < n {
-            assert!(
-                Instant::now() < deadline,
-                "no {n}× `{what}` in the daemon's log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        assert_eq!(self.child.wait().unwrap().code(), Some(0), "{}", self.log());
-    }
-}
 
 fn templates_sent(smtp: &SmtpServer, to: &str) -> Vec<String> {
     let mut t: Vec<String> = smtp

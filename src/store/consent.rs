@@ -125,26 +125,36 @@ impl Store {
         };
         self.suppress(&brief.email, Suppression::Forgotten, "forget", at)
             .await?;
-        let mut tx = self.pool().begin().await?;
+        // Overwrite what is deleted, and fold the write-ahead log back into the file,
+        // so the erased data is not left in free pages or old log frames.
+        let mut conn = self.pool().acquire().await?;
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut *conn)
+            .await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         for table in [
             "lead_tags",
             "lead_attrs",
             "events",
             "stage_history",
             "outbox",
+            "leads",
         ] {
+            let column = if table == "leads" { "id" } else { "lead_id" };
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE lead_id = ?"
+                "DELETE FROM {table} WHERE {column} = ?"
             )))
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("DELETE FROM leads WHERE id = ?")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
+        sqlx::query("PRAGMA secure_delete = OFF")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await?;
         Ok(Some(brief.email))
     }
 

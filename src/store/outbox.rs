@@ -401,7 +401,8 @@ impl Store {
         self.operate(
             filter,
             &["failed", "expired", "stale", "held", "retry", "cancelled"],
-            "state = 'queued', next_attempt_at = ?, released_at = ?, ended_at = NULL, last_error = 'retried by the operator'",
+            // Due at once, whatever clock the next tick runs on (`--now` may be earlier).
+            "state = 'queued', next_attempt_at = 0 * ?, released_at = ?, ended_at = NULL, last_error = 'retried by the operator'",
             now,
         )
         .await

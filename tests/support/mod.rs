@@ -171,6 +171,65 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
+/// A daemon whose log is written to `daemon.log` in the folder.
+pub struct Daemon {
+    pub child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    pub fn start(f: &Folder, args: &[&str]) -> Daemon {
+        let log = f.path().join("daemon.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = f
+            .embudo()
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `what` `n` times; panics with the log if it does not.
+    pub fn wait_log(&self, what: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(what).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "no {n}× `{what}` in the daemon's log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        assert_eq!(self.child.wait().unwrap().code(), Some(0), "{}", self.log());
+    }
+}
+
+impl Daemon {
+    /// kill -9: no chance to finish anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
 /// A real SMTP server process (aiosmtpd) storing what it receives in a Maildir.
 pub struct SmtpServer {
     child: Child,
@@ -178,7 +237,7 @@ pub struct SmtpServer {
     maildir: tempfile::TempDir,
 }
 
-fn python() -> String {
+pub fn python() -> String {
     if let Ok(p) = std::env::var("EMBUDO_TEST_PYTHON") {
         return p;
     }
