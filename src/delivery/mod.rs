@@ -1,6 +1,7 @@
 //! Delivery: claim due outbox rows with a lease, render, send outside any
 //! transaction, record the outcome. A temporary failure is retried, never dropped.
 
+mod direct;
 mod lease;
 mod message;
 mod transport;
@@ -358,6 +359,9 @@ impl Deliverer {
         };
         Ok(match self.mailer.send(msg).await {
             Ok(()) => {
+                // Recorded here, the moment the server has said 250: the window in which
+                // a crash makes a duplicate is this one write, not a wait for the batch.
+                self.store.mark_sent(row.id, now).await?;
                 tracing::info!(outbox = row.id, lead = lead.id.0, email = %lead.email, template = %row.template, message_id = %mid, "sent");
                 Outcome::Sent
             }
@@ -398,10 +402,7 @@ impl Deliverer {
             return Ok(());
         };
         match outcome {
-            Outcome::Sent => {
-                self.store.mark_sent(row.id, now).await?;
-                report.sent += 1;
-            }
+            Outcome::Sent => report.sent += 1,
             Outcome::Retry { why, ours } => {
                 if now - row.requested_at > funnel.config.limits.retry_for.0 {
                     tracing::error!(

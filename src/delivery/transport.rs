@@ -24,7 +24,10 @@ pub enum SendError {
 #[derive(Clone)]
 pub enum Mailer {
     File(AsyncFileTransport<Tokio1Executor>),
+    /// `smtps://` (implicit TLS): lettre's pooled transport.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `smtp://`: our own TCP_NODELAY connections (see `direct.rs`).
+    Direct(super::direct::DirectSmtp),
     /// Builds every message and hands it to nobody: `simulate`'s way out, so a dry run
     /// exercises the same rendering and checks as a real one.
     Dry,
@@ -38,6 +41,21 @@ impl Mailer {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("cannot create mail folder {}: {e}", dir.display()))?;
                 Ok(Mailer::File(AsyncFileTransport::<Tokio1Executor>::new(dir)))
+            }
+            Transport::Smtp { host, port, tls } if *tls != Tls::Implicit => {
+                let credentials = match &cfg.smtp.username {
+                    Some(user) => Some(Credentials::new(
+                        user.clone(),
+                        cfg.smtp_password()?.unwrap_or_default(),
+                    )),
+                    None => None,
+                };
+                Ok(Mailer::Direct(super::direct::DirectSmtp::new(
+                    host,
+                    *port,
+                    *tls,
+                    credentials,
+                )))
             }
             Transport::Smtp { host, port, tls } => {
                 let tls_params =
@@ -90,11 +108,12 @@ impl Mailer {
                 .map(|_| ())
                 .map_err(|e| SendError::Temporary(format!("writing the mail file: {e}"))),
             Mailer::Smtp(t) => t.send(msg).await.map(|_| ()).map_err(classify),
+            Mailer::Direct(d) => d.send(msg).await,
         }
     }
 }
 
-fn classify(e: lettre::transport::smtp::Error) -> SendError {
+pub(super) fn classify(e: lettre::transport::smtp::Error) -> SendError {
     let code = e.status().map(u16::from);
     if e.is_permanent() {
         let message = e.to_string();
