@@ -192,15 +192,21 @@ fn render_all(cfg: &Config, t: &Templates, lead: &Lead) -> Vec<Diagnostic> {
         now: chrono::Utc::now(),
         campaign: None,
     };
+    let sample = if cfg.templates_dir().join("_sample.yaml").exists() {
+        "the sample lead (templates/_sample.yaml)"
+    } else {
+        "a made-up sample lead (write templates/_sample.yaml to choose one)"
+    };
+    let hint = format!(
+        "rendered against {sample}; every variable must be defined, or tested with `is defined`"
+    );
     let mut out = Vec::new();
     for id in t.ids() {
         for locale in t.locales(&id) {
             let mut l = lead.clone();
             l.locale = (!locale.is_empty()).then_some(locale);
             if let Err(e) = t.render(&id, &l, &ctx) {
-                out.push(Diagnostic::from(&e).with_hint(
-                    "rendered against the sample lead (templates/_sample.yaml); every variable must be defined, or tested with `is defined`",
-                ));
+                out.push(Diagnostic::from(&e).with_hint(hint.clone()));
             }
         }
     }

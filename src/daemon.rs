@@ -31,6 +31,14 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
         now = %clock.now(),
         "embudo running"
     );
+    match reload::still_used(&app.store, &funnel, None).await {
+        Ok(problems) => {
+            for p in problems {
+                tracing::error!("{p}");
+            }
+        }
+        Err(e) => tracing::error!("cannot check the stages in use: {e}"),
+    }
     let wake_sender = Arc::new(Notify::new());
 
     let ticker = {
@@ -134,6 +142,8 @@ async fn watch(app: App, shutdown: CancellationToken) {
                 .unwrap_or_default()
         }
     };
+    // The settings a reload cannot change are the ones the daemon started with.
+    let started = app.funnel().config.clone();
     let mut seen = fp(&app).await;
     let mut settled = seen;
     loop {
@@ -150,9 +160,9 @@ async fn watch(app: App, shutdown: CancellationToken) {
         }
         settled = now;
         let old = app.funnel();
-        match reload::prepare(&old.config.path, &app.store).await {
+        match reload::prepare(&old.config.path, &app.store, &old).await {
             Ok(new) => {
-                let restart = reload::restart_required(&old.config, &new.config);
+                let restart = reload::restart_required(&started, &new.config);
                 if !restart.is_empty() {
                     tracing::warn!(
                         settings = %restart.join(", "),

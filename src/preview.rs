@@ -82,7 +82,10 @@ impl Preview {
         let cfg = &self.funnel.config;
         let mut out = String::new();
         out.push_str(&format!("From: {}\n", cfg.smtp.from));
-        out.push_str(&format!("To: {}\n", self.lead.email));
+        match self.lead.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => out.push_str(&format!("To: {name} <{}>\n", self.lead.email)),
+            None => out.push_str(&format!("To: {}\n", self.lead.email)),
+        }
         out.push_str(&format!("Subject: {}\n", r.subject));
         out.push_str(&format!(
             "Template: {} ({}, locale {})\n",

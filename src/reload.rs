@@ -48,11 +48,15 @@ fn walk(dir: &Path, h: &mut DefaultHasher) {
     }
 }
 
-/// Loads the folder again and decides whether it may replace the running funnel: it
-/// must check clean (config, rules, names in rules, campaigns, templates against the
-/// sample lead) and keep every stage that leads are in and every template that an
-/// unsent email needs. Each problem is one line with its position.
-pub async fn prepare(config_path: &Path, store: &Store) -> Result<Funnel, Vec<String>> {
+/// Loads the folder again and decides whether it may replace `running`: it must check
+/// clean (config, rules, names in rules, campaigns, templates against the sample lead)
+/// and keep every stage of `running` that leads are in and every template of
+/// `running` that an unsent email needs. Each problem is one line with its position.
+pub async fn prepare(
+    config_path: &Path,
+    store: &Store,
+    running: &Funnel,
+) -> Result<Funnel, Vec<String>> {
     let problems = crate::check::check(config_path).map_err(|e| vec![e.to_string()])?;
     if !problems.is_empty() {
         return Err(problems.iter().map(|p| p.to_string()).collect());
@@ -61,36 +65,44 @@ pub async fn prepare(config_path: &Path, store: &Store) -> Result<Funnel, Vec<St
     if !funnel.rule_errors.is_empty() {
         return Err(funnel.rule_errors.iter().map(|e| e.to_string()).collect());
     }
-    let shown = funnel.config.display_path(&funnel.config.path);
-    let mut problems = Vec::new();
-    let stages = store
-        .stages_in_use()
+    let problems = still_used(store, &funnel, Some(running))
         .await
         .map_err(|e| vec![e.to_string()])?;
-    for (stage, n) in stages {
-        if !funnel.config.funnel.has(&stage) {
-            let (l, c) = funnel.config.position_of("stages", "");
-            problems.push(format!(
-                "{shown}:{l}:{c}: stage `{stage}` is removed but {n} lead(s) are in it; keep it, or move them first"
-            ));
-        }
-    }
-    let pending = store
-        .pending_templates()
-        .await
-        .map_err(|e| vec![e.to_string()])?;
-    for (template, n) in pending {
-        if !funnel.templates.contains(&template) {
-            problems.push(format!(
-                "templates/{template}.html is removed but {n} unsent email(s) need it; keep it until they are sent, or cancel them"
-            ));
-        }
-    }
     if problems.is_empty() {
         Ok(funnel)
     } else {
         Err(problems)
     }
+}
+
+/// Stages that leads are in, and templates that unsent emails need, which `funnel`
+/// does not have. With `running`, only what `running` has counts (a reload may not
+/// take it away); without, everything does (at start-up, where it is logged).
+pub async fn still_used(
+    store: &Store,
+    funnel: &Funnel,
+    running: Option<&Funnel>,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let shown = funnel.config.display_path(&funnel.config.path);
+    let mut problems = Vec::new();
+    for (stage, n) in store.stages_in_use().await? {
+        let taken_away = running.is_none_or(|r| r.config.funnel.has(&stage));
+        if !funnel.config.funnel.has(&stage) && taken_away {
+            let (l, c) = funnel.config.position_of("stages", "");
+            problems.push(format!(
+                "{shown}:{l}:{c}: stage `{stage}` is not in funnel.stages but {n} lead(s) are in it; keep it, or move them first (embudo import FILE --update-stage)"
+            ));
+        }
+    }
+    for (template, n) in store.pending_templates().await? {
+        let taken_away = running.is_none_or(|r| r.templates.contains(&template));
+        if !funnel.templates.contains(&template) && taken_away {
+            problems.push(format!(
+                "templates/{template}.html is missing but {n} unsent email(s) need it; keep it until they are sent, or cancel them (embudo outbox cancel --template {template})"
+            ));
+        }
+    }
+    Ok(problems)
 }
 
 /// Settings a running daemon cannot change: it keeps the old ones and says so.

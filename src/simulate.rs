@@ -20,7 +20,7 @@ use crate::tick::{PassReport, evaluate_all, evaluate_lead};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -77,6 +77,9 @@ pub struct Entry {
     pub by: String,
     /// Why, when the state needs a reason.
     pub detail: String,
+    /// When a rule or campaign asked for the email (for a move, its time): later than
+    /// `at` means the sending policy held it.
+    pub requested_at: String,
     #[serde(skip)]
     local: String,
 }
@@ -147,23 +150,32 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
         Signer::new(b"simulate: links are never followed"),
     );
 
-    let plan = plan(&funnel, &store, opts).await?;
+    let mut plan = plan(&funnel, &store, opts).await?;
     let bar = progress(plan.len() as u64);
     let mut errors = PassReport::default();
     let (mut passes, mut reactions) = (0, 0);
-    for (at, step) in &plan {
+    while let Some((at, step)) = plan.pop_first() {
         if step.tick {
             passes += 1;
-            errors.merge_errors(evaluate_all(&store, &funnel, *at).await?);
+            errors.merge_errors(evaluate_all(&store, &funnel, at).await?);
         } else {
             for lead in &step.leads {
                 reactions += 1;
-                if let Some(r) = evaluate_lead(&store, &funnel, *lead, *at).await? {
+                if let Some(r) = evaluate_lead(&store, &funnel, *lead, at).await? {
                     errors.merge_errors(r);
                 }
             }
         }
-        deliverer.deliver_due(&funnel, || *at).await?;
+        deliverer.deliver_due(&funnel, || at).await?;
+        // The daemon's sender never sleeps through a release (quiet hours ending, a
+        // retry falling due): neither does the simulated one.
+        if let Some(due) = store.next_due_after(at).await?
+            && due <= opts.to
+            && plan.first_key_value().is_none_or(|(next, _)| due < *next)
+        {
+            plan.insert(due, Step::default());
+            bar.inc_length(1);
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -200,7 +212,8 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
     })
 }
 
-/// What happens at one instant: a tick (every lead) or event reactions (some leads).
+/// What happens at one instant: a tick (every lead), event reactions (some leads), or
+/// (neither) only the sender's round, when held or retried emails fall due.
 #[derive(Debug, Default)]
 struct Step {
     tick: bool,
@@ -300,6 +313,7 @@ fn move_entry(m: &MoveRow, tz: chrono_tz::Tz) -> Entry {
         state: "moved".into(),
         by: m.cause.clone(),
         detail: String::new(),
+        requested_at: rfc(m.at),
         local: local(m.at, tz),
     }
 }
@@ -320,39 +334,51 @@ fn send_entry(s: &SendRow, tz: chrono_tz::Tz) -> Entry {
         } else {
             s.detail.clone()
         },
+        requested_at: rfc(s.requested_at),
         local: local(at, tz),
     }
 }
 
 /// Leads per stage at the end, and stage-to-stage conversion over the simulation: a
-/// lead reached a stage if it was in it at the start or moved into it.
+/// lead reached a stage if it was in it at the start or moved into it, and converted
+/// to the next stage if it moved into that one after being in this one (a move back
+/// down the funnel is not a conversion).
 fn summarise_funnel(
     order: &[crate::domain::StageId],
     now: &[(LeadId, String)],
     moves: &[MoveRow],
 ) -> Vec<StageSummary> {
-    let mut visited: BTreeMap<LeadId, BTreeSet<&str>> = BTreeMap::new();
-    let mut first_from: BTreeMap<LeadId, &str> = BTreeMap::new();
+    // Each lead's stages in the order it was in them.
+    let mut paths: BTreeMap<LeadId, Vec<&str>> = BTreeMap::new();
     for m in moves {
-        first_from.entry(m.lead).or_insert(&m.from);
-        visited.entry(m.lead).or_default().insert(&m.to);
+        let path = paths.entry(m.lead).or_default();
+        if path.is_empty() {
+            path.push(&m.from);
+        }
+        path.push(&m.to);
     }
     for (lead, stage) in now {
-        let start = first_from.get(lead).copied().unwrap_or(stage);
-        visited.entry(*lead).or_default().insert(start);
+        paths.entry(*lead).or_insert_with(|| vec![stage.as_str()]);
     }
-    let reached = |s: &str| visited.values().filter(|v| v.contains(s)).count();
+    let reached = |s: &str| paths.values().filter(|p| p.contains(&s)).count();
+    let converted = |s: &str, next: &str| {
+        paths
+            .values()
+            .filter(|p| {
+                p.iter()
+                    .position(|x| *x == s)
+                    .is_some_and(|i| p[i + 1..].contains(&next))
+            })
+            .count()
+    };
     order
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let r = reached(s.as_str());
-            let to_next = order.get(i + 1).map(|next| {
-                visited
-                    .values()
-                    .filter(|v| v.contains(s.as_str()) && v.contains(next.as_str()))
-                    .count()
-            });
+            let to_next = order
+                .get(i + 1)
+                .map(|next| converted(s.as_str(), next.as_str()));
             StageSummary {
                 stage: s.to_string(),
                 leads: now.iter().filter(|(_, st)| st == s.as_str()).count(),
@@ -404,7 +430,16 @@ impl Simulation {
     fn csv(&self) -> String {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record([
-            "at", "lead", "email", "action", "what", "key", "state", "by", "detail",
+            "at",
+            "lead",
+            "email",
+            "action",
+            "what",
+            "key",
+            "state",
+            "by",
+            "detail",
+            "requested_at",
         ])
         .expect("in memory");
         for e in &self.timeline {
@@ -418,6 +453,7 @@ impl Simulation {
                 &e.state,
                 &e.by,
                 &e.detail,
+                &e.requested_at,
             ])
             .expect("in memory");
         }
@@ -546,4 +582,46 @@ fn columns<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::StageId;
+
+    fn mv(lead: i64, from: &str, to: &str) -> MoveRow {
+        MoveRow {
+            lead: LeadId(lead),
+            email: String::new(),
+            from: from.into(),
+            to: to.into(),
+            at: Utc::now(),
+            cause: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_move_back_down_the_funnel_is_not_a_conversion() {
+        let order: Vec<StageId> = ["interest", "evaluation", "customer"]
+            .iter()
+            .map(|s| StageId::parse(s).unwrap())
+            .collect();
+        let now = vec![
+            (LeadId(1), "evaluation".to_string()),
+            (LeadId(2), "interest".to_string()),
+            (LeadId(3), "customer".to_string()),
+        ];
+        // 1 converts; 2 falls back from evaluation; 3 goes interest → evaluation → interest → ... → customer.
+        let moves = vec![
+            mv(1, "interest", "evaluation"),
+            mv(2, "evaluation", "interest"),
+            mv(3, "interest", "evaluation"),
+            mv(3, "evaluation", "customer"),
+        ];
+        let f = summarise_funnel(&order, &now, &moves);
+        assert_eq!((f[0].reached, f[0].to_next), (3, Some(2)));
+        assert_eq!((f[1].reached, f[1].to_next), (3, Some(1)));
+        assert_eq!(f[1].conversion_pct, Some(33.3));
+        assert_eq!((f[2].leads, f[2].reached, f[2].to_next), (1, 1, None));
+    }
 }

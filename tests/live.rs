@@ -91,7 +91,7 @@ fn a_valid_rule_change_is_swapped_in_and_a_broken_one_is_rejected_while_the_last
     );
     f.write("rules/10_drip.rhai", "send(\"a\");\nsend(\"b\");\n");
     daemon.wait_log(
-        "stage `interest` is removed but 2 lead(s) are in it",
+        "stage `interest` is not in funnel.stages but 2 lead(s) are in it",
         1,
         Duration::from_secs(10),
     );

@@ -26,7 +26,7 @@ async fn preview_shows_writes_and_test_sends_without_touching_the_outbox() {
     f.run(&["import", "leads.csv", "--now", "2026-03-01T08:00:00Z"], 0);
     let who = "emily.carter@example.com";
     let o = stdout(&f.run(&["preview", "edu-welcome", "--lead", who], 0));
-    assert!(o.contains(&format!("To: {who}")), "{o}");
+    assert!(o.contains(&format!("To: Emily Carter <{who}>")), "{o}");
     assert!(o.contains("locale en"), "{o}");
 
     // An .eml file is the message the sender would send, headers and all.

@@ -24,8 +24,11 @@ fn lines_of<'a>(csv: &'a str, email: &str) -> Vec<&'a str> {
     csv.lines().filter(|l| l.contains(email)).collect()
 }
 
-/// Worked by hand from examples/tienda/rules with a daily step from 1 March (UTC):
-/// each email and move at the instant the rules allow it, not a tick later.
+/// Worked by hand from examples/tienda/rules and its sending policy, with a daily step
+/// at midnight UTC from 1 March: each email is asked for at the instant the rules allow
+/// it (the last column), and goes at once, or, when that instant falls in the quiet
+/// hours (21:00–08:00 in Madrid), at 08:00 Madrid: 07:00 UTC in winter, 06:00 UTC
+/// after the change to summer time on 29 March.
 #[test]
 fn the_tienda_example_over_120_days_matches_the_hand_worked_timeline() {
     let f = Folder::copy_of("examples/tienda");
@@ -43,51 +46,52 @@ fn the_tienda_example_over_120_days_matches_the_hand_worked_timeline() {
     let (second, _) = simulate(&f, &args);
     assert_eq!(first, second, "two runs of the same inputs differ");
     assert!(
-        first.starts_with("at,lead,email,action,what,key,state,by,detail\n"),
+        first.starts_with("at,lead,email,action,what,key,state,by,detail,requested_at\n"),
         "{first}"
     );
 
-    // Jorge (interest since 22 Feb) asks for a quote on 3 March at 10:12: he moves to
-    // evaluation at once and gets the comparison in the same pass, the price list at
-    // the first tick 48 h later. With no visit in his first 60 days of evaluation he
-    // goes back to education (benefits at once: the welcome is 60 days old), and the
-    // guide 7 days after the benefits.
+    // Jorge (interest since 22 Feb) asks for a quote on 3 March at 10:12 (11:12 in
+    // Madrid): he moves to evaluation at once and gets the comparison in the same pass;
+    // the price list is asked for at the first tick 48 h later and goes at 08:00. With no
+    // visit in his first 60 days of evaluation he goes back to education (benefits at
+    // once: the welcome is 60 days old), and the guide 7 days after the benefits.
     assert_eq!(
         lines_of(&first, "jorge.ruiz@"),
         [
-            "2026-03-01T00:00:00Z,2,jorge.ruiz@example.com,send,edu-welcome,,sent,rule:40_education,",
-            "2026-03-03T10:12:00Z,2,jorge.ruiz@example.com,move,interest → evaluation,,moved,rule:20_qualify,",
-            "2026-03-03T10:12:00Z,2,jorge.ruiz@example.com,send,eval-comparison,,sent,rule:50_evaluation,",
-            "2026-03-06T00:00:00Z,2,jorge.ruiz@example.com,send,eval-price,,sent,rule:50_evaluation,",
-            "2026-05-03T00:00:00Z,2,jorge.ruiz@example.com,move,evaluation → interest,,moved,rule:30_regression,",
-            "2026-05-03T00:00:00Z,2,jorge.ruiz@example.com,send,edu-benefits,,sent,rule:40_education,",
-            "2026-05-10T00:00:00Z,2,jorge.ruiz@example.com,send,edu-guide,,sent,rule:40_education,",
+            "2026-03-01T07:00:00Z,2,jorge.ruiz@example.com,send,edu-welcome,,sent,rule:40_education,,2026-03-01T00:00:00Z",
+            "2026-03-03T10:12:00Z,2,jorge.ruiz@example.com,move,interest → evaluation,,moved,rule:20_qualify,,2026-03-03T10:12:00Z",
+            "2026-03-03T10:12:00Z,2,jorge.ruiz@example.com,send,eval-comparison,,sent,rule:50_evaluation,,2026-03-03T10:12:00Z",
+            "2026-03-06T07:00:00Z,2,jorge.ruiz@example.com,send,eval-price,,sent,rule:50_evaluation,,2026-03-06T00:00:00Z",
+            "2026-05-03T00:00:00Z,2,jorge.ruiz@example.com,move,evaluation → interest,,moved,rule:30_regression,,2026-05-03T00:00:00Z",
+            "2026-05-03T06:00:00Z,2,jorge.ruiz@example.com,send,edu-benefits,,sent,rule:40_education,,2026-05-03T00:00:00Z",
+            "2026-05-10T06:00:00Z,2,jorge.ruiz@example.com,send,edu-guide,,sent,rule:40_education,,2026-05-10T00:00:00Z",
         ]
     );
-    // Lucía gets the welcome, the benefits 3 days later, then her fifth page view in a
-    // week (9 March, 08:55) qualifies her; the guide she would have had on 11 March is
-    // never asked for. She too goes cold after 60 days, and gets the guide on return.
+    // Lucía gets the welcome, the benefits 3 days after it was asked for, then her fifth
+    // page view in a week (9 March, 08:55 UTC, 09:55 in Madrid) qualifies her and the
+    // comparison goes at once; the guide she would have had on 11 March is never asked
+    // for. She too goes cold after 60 days, and gets the guide on return.
     assert_eq!(
         lines_of(&first, "lucia.martin@"),
         [
-            "2026-03-01T00:00:00Z,1,lucia.martin@example.es,send,edu-welcome,,sent,rule:40_education,",
-            "2026-03-04T00:00:00Z,1,lucia.martin@example.es,send,edu-benefits,,sent,rule:40_education,",
-            "2026-03-09T08:55:00Z,1,lucia.martin@example.es,move,interest → evaluation,,moved,rule:20_qualify,",
-            "2026-03-09T08:55:00Z,1,lucia.martin@example.es,send,eval-comparison,,sent,rule:50_evaluation,",
-            "2026-03-12T00:00:00Z,1,lucia.martin@example.es,send,eval-price,,sent,rule:50_evaluation,",
-            "2026-05-09T00:00:00Z,1,lucia.martin@example.es,move,evaluation → interest,,moved,rule:30_regression,",
-            "2026-05-09T00:00:00Z,1,lucia.martin@example.es,send,edu-guide,,sent,rule:40_education,",
+            "2026-03-01T07:00:00Z,1,lucia.martin@example.es,send,edu-welcome,,sent,rule:40_education,,2026-03-01T00:00:00Z",
+            "2026-03-04T07:00:00Z,1,lucia.martin@example.es,send,edu-benefits,,sent,rule:40_education,,2026-03-04T00:00:00Z",
+            "2026-03-09T08:55:00Z,1,lucia.martin@example.es,move,interest → evaluation,,moved,rule:20_qualify,,2026-03-09T08:55:00Z",
+            "2026-03-09T08:55:00Z,1,lucia.martin@example.es,send,eval-comparison,,sent,rule:50_evaluation,,2026-03-09T08:55:00Z",
+            "2026-03-12T07:00:00Z,1,lucia.martin@example.es,send,eval-price,,sent,rule:50_evaluation,,2026-03-12T00:00:00Z",
+            "2026-05-09T00:00:00Z,1,lucia.martin@example.es,move,evaluation → interest,,moved,rule:30_regression,,2026-05-09T00:00:00Z",
+            "2026-05-09T06:00:00Z,1,lucia.martin@example.es,send,edu-guide,,sent,rule:40_education,,2026-05-09T00:00:00Z",
         ]
     );
     // Marta, an imported customer (no thanks: she bought before embudo knew her), buys
     // again on 18 March: the repurchase reminder waits 30 days and then for the 25th,
-    // once a month.
+    // once a month, and goes at 08:00 her time.
     assert_eq!(
         lines_of(&first, "marta.gil@"),
         [
-            "2026-04-25T00:00:00Z,41,marta.gil@example.es,send,cust-repurchase,2026-04,sent,rule:70_repurchase,",
-            "2026-05-25T00:00:00Z,41,marta.gil@example.es,send,cust-repurchase,2026-05,sent,rule:70_repurchase,",
-            "2026-06-25T00:00:00Z,41,marta.gil@example.es,send,cust-repurchase,2026-06,sent,rule:70_repurchase,",
+            "2026-04-25T06:00:00Z,41,marta.gil@example.es,send,cust-repurchase,2026-04,sent,rule:70_repurchase,,2026-04-25T00:00:00Z",
+            "2026-05-25T06:00:00Z,41,marta.gil@example.es,send,cust-repurchase,2026-05,sent,rule:70_repurchase,,2026-05-25T00:00:00Z",
+            "2026-06-25T06:00:00Z,41,marta.gil@example.es,send,cust-repurchase,2026-06,sent,rule:70_repurchase,,2026-06-25T00:00:00Z",
         ]
     );
     // The funnel at the end goes to stderr with CSV, so stdout stays one table.

@@ -420,7 +420,10 @@ impl Deliverer {
                         .await?;
                     report.failed += 1;
                 } else {
-                    let at = now + backoff(row.attempts, funnel.config.limits.retry_after.0);
+                    // A dry run has no thundering herd to spread, and must be repeatable.
+                    let jitter = self.mailer.is_real();
+                    let at =
+                        now + backoff(row.attempts, funnel.config.limits.retry_after.0, jitter);
                     if ours {
                         tracing::error!(outbox = row.id, attempts = row.attempts, retry_at = %at, "not sent: {why}");
                     } else {
@@ -527,11 +530,15 @@ pub fn loose_message_id(funnel: &Funnel) -> String {
 }
 
 /// Exponential backoff with jitter: `first` (limits.retry_after, 30 s by default), then
-/// double each attempt, capped at 1 h, ±20 %.
-pub fn backoff(attempts: i64, first: TimeDelta) -> TimeDelta {
+/// double each attempt, capped at 1 h, ±20 % when `jitter`.
+pub fn backoff(attempts: i64, first: TimeDelta, jitter: bool) -> TimeDelta {
     let first = first.num_milliseconds().max(1) as f64 / 1000.0;
     let exp = attempts.clamp(1, 16).saturating_sub(1) as i32;
     let secs = (first * 2f64.powi(exp)).min(3600.0);
-    let jitter = 0.8 + 0.4 * rand::random::<f64>();
+    let jitter = if jitter {
+        0.8 + 0.4 * rand::random::<f64>()
+    } else {
+        1.0
+    };
     TimeDelta::milliseconds((secs * jitter * 1000.0) as i64)
 }

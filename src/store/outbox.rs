@@ -233,6 +233,18 @@ impl Store {
     }
 
     /// Rows per state, for summaries and tests.
+    /// The earliest instant after `after` at which a queued, held or retry row falls
+    /// due: where a simulation's sender wakes between evaluation passes.
+    pub async fn next_due_after(&self, after: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let t: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE state IN ('queued', 'retry', 'held') AND next_attempt_at > ?",
+        )
+        .bind(ms(after))
+        .fetch_one(self.pool())
+        .await?;
+        Ok(t.map(from_ms))
+    }
+
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
         Ok(
             sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
