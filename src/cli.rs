@@ -100,6 +100,15 @@ pub enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// The funnel as it stands: leads per stage, conversion, time in stage, emails per
+    /// template, and what the sending policy holds back.
+    Report {
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// The clock for "time in stage so far" (RFC 3339); default: now.
+        #[arg(long, value_parser = instant)]
+        now: Option<DateTime<Utc>>,
+    },
     /// Unsubscribe an address (it need not be a lead yet) or every `email` in a CSV:
     /// no marketing email ever goes to it again; receipts still do.
     Unsubscribe {
@@ -175,6 +184,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: crate::simulate::Format,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
 }
 
 /// Which outbox rows: every filter given must match.
@@ -318,6 +333,19 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 &run,
                 Path::new(&cfg.display_path(&cfg.rules_dir().join("tests"))),
             ))
+        }
+        Command::Report { format, now } => {
+            let cfg =
+                crate::config::Config::load(&cli.config).map_err(|e| AppError::Funnel(e.into()))?;
+            let store = crate::store::Store::open_and_migrate(&cfg.database).await?;
+            let r = crate::report::report(&store, &cfg, now.unwrap_or_else(Utc::now)).await?;
+            match format {
+                ReportFormat::Table => print!("{}", r.table()),
+                ReportFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&r).expect("plain data"))
+                }
+            }
+            Ok(0)
         }
         Command::Unsubscribe { email, file, now } => {
             let store = open_store(&cli.config).await?;

@@ -21,6 +21,7 @@ pub mod operator;
 pub mod policy;
 pub mod preview;
 pub mod reload;
+pub mod report;
 pub mod rules;
 pub mod ruletest;
 pub mod scaffold;

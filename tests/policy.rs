@@ -76,6 +76,18 @@ fn quiet_hours_hold_an_email_until_the_leads_own_morning_and_spare_receipts() {
         "{list}"
     );
 
+    // `report` shows what is held back, and why.
+    let report = stdout(&f.run(&["report", "--now", "2026-03-02T21:31:00Z"], 0));
+    assert!(
+        report.contains("1 email(s): quiet hours 21:00–08:00 in Europe/Madrid (first release 2026-03-03T07:00:00Z)"),
+        "{report}"
+    );
+    let json = stdout(&f.run(&["report", "--format", "json"], 0));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["stages"][0]["stage"], "interest");
+    assert_eq!(v["stages"][0]["leads"], 2);
+    assert_eq!(v["templates"][0]["template"], "a");
+    assert_eq!(v["templates"][0]["states"]["held"], 1);
     assert!(tick(&f, "2026-03-03T06:59:00Z").contains("sent 0, held 0"));
     let out = tick(&f, "2026-03-03T07:00:00Z");
     assert!(out.contains("sent 1, held 0"), "{out}");

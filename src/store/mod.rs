@@ -7,6 +7,7 @@
 mod consent;
 mod leads;
 mod outbox;
+mod report;
 mod timeline;
 
 pub use consent::{LeadBrief, Suppression};
