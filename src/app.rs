@@ -98,6 +98,14 @@ impl App {
         Ok(Some(report))
     }
 
+    /// Fires the campaigns due at or before `now` and not yet fired.
+    pub async fn fire_campaigns(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::campaigns::FireReport>, AppError> {
+        Ok(crate::campaigns::fire_due(&self.store, &self.funnel(), now).await?)
+    }
+
     /// Delivers what is due at `now` with the fixed clock `now` (for `tick --now`);
     /// `None` when a running daemon holds the sender lease (it delivers instead).
     pub async fn deliver_at(&self, now: DateTime<Utc>) -> Result<Option<DeliveryReport>, AppError> {

@@ -109,6 +109,11 @@ pub enum Command {
         #[arg(long, value_parser = instant)]
         now: Option<DateTime<Utc>>,
     },
+    /// Scheduled campaigns: their next firings, or fire one now.
+    Campaign {
+        #[command(subcommand)]
+        action: CampaignAction,
+    },
     /// Unsubscribe an address (it need not be a lead yet) or every `email` in a CSV:
     /// no marketing email ever goes to it again; receipts still do.
     Unsubscribe {
@@ -183,6 +188,29 @@ pub enum Command {
         events: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: crate::simulate::Format,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CampaignAction {
+    /// Each campaign's next firing in its local time, and its last firing.
+    List {
+        /// The clock (RFC 3339); default: now.
+        #[arg(long, value_parser = instant)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Fire a campaign now, with the key of its latest scheduled firing at or before
+    /// now (the next one if none), unless --key; recorded as done.
+    Run {
+        id: String,
+        /// Count the audience now and show a sample; queue nothing, record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        key: Option<String>,
+        /// The clock (RFC 3339); default: now.
+        #[arg(long, value_parser = instant)]
+        now: Option<DateTime<Utc>>,
     },
 }
 
@@ -334,6 +362,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 Path::new(&cfg.display_path(&cfg.rules_dir().join("tests"))),
             ))
         }
+        Command::Campaign { action } => crate::campaign_cli::run(&cli.config, action).await,
         Command::Report { format, now } => {
             let cfg =
                 crate::config::Config::load(&cli.config).map_err(|e| AppError::Funnel(e.into()))?;
@@ -500,6 +529,15 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         Command::Tick { now } => {
             let app = App::open(&cli.config).await?;
             let now = now.unwrap_or_else(Utc::now);
+            for f in app.fire_campaigns(now).await? {
+                match &f.skipped {
+                    Some(why) => println!("campaign {} [{}]: skipped, {why}", f.campaign, f.key),
+                    None => println!(
+                        "campaign {} [{}]: {} lead(s) in the audience, {} email(s) queued",
+                        f.campaign, f.key, f.audience, f.queued
+                    ),
+                }
+            }
             let Some(pass) = app.evaluate(now).await? else {
                 eprintln!("another tick is running; nothing done");
                 return Ok(0);

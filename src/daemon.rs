@@ -124,11 +124,49 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
     };
 
     let watcher = tokio::spawn(watch(app.clone(), shutdown.clone()));
+    let campaigner = tokio::spawn(campaigns(
+        app.clone(),
+        clock,
+        shutdown.clone(),
+        wake_sender.clone(),
+    ));
 
-    let _ = tokio::join!(ticker, sender, watcher);
+    let _ = tokio::join!(ticker, sender, watcher, campaigner);
     tracing::info!("embudo stopped");
     app.store.close().await;
     Ok(())
+}
+
+/// Fires each campaign at its computed instants (and, at start-up, what was missed,
+/// as `missed:` says). Wakes at least once a minute, so a reload's new campaign or
+/// schedule is taken up.
+async fn campaigns(app: App, clock: Clock, shutdown: CancellationToken, wake: Arc<Notify>) {
+    loop {
+        match app.fire_campaigns(clock.now()).await {
+            Ok(fired) => {
+                if fired.iter().any(|f| f.queued > 0) {
+                    wake.notify_one();
+                }
+            }
+            Err(e) => tracing::error!("campaigns not fired, retrying: {e}"),
+        }
+        let funnel = app.funnel();
+        let now = clock.now();
+        let next = funnel
+            .config
+            .campaigns
+            .iter()
+            .filter_map(|c| crate::campaigns::next_firing(c, &funnel, now))
+            .min();
+        let wait = next
+            .map(|n| (n - now).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(60))
+            .min(Duration::from_secs(60));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Polls the funnel folder and swaps in each valid change; an invalid one is logged

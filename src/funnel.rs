@@ -4,8 +4,9 @@
 //! swaps it, so a lead is never evaluated against half of a change.
 
 use crate::config::{Config, ConfigError};
-use crate::rules::{Catalog, RuleError, RuleSet};
+use crate::rules::{Audience, Catalog, RuleError, RuleSet};
 use crate::templates::{TemplateError, Templates};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -23,8 +24,11 @@ pub struct Funnel {
     pub config: Config,
     pub rules: RuleSet,
     pub templates: Templates,
-    /// Rules that did not compile: left out, reported, the others run.
+    /// Rules (and campaign audiences) that did not compile: left out, reported, the
+    /// others run.
     pub rule_errors: Vec<RuleError>,
+    /// Each campaign's compiled audience, by campaign id.
+    pub audiences: HashMap<String, Audience>,
 }
 
 impl Funnel {
@@ -40,13 +44,39 @@ impl Funnel {
             stages: config.funnel.stages.clone(),
             templates: templates.ids(),
         };
-        let (rules, rule_errors) = RuleSet::load(&config.rules_dir(), &config.root, catalog)
+        let (rules, mut rule_errors) = RuleSet::load(&config.rules_dir(), &config.root, catalog)
             .map_err(FunnelError::Rules)?;
+        let mut audiences = HashMap::new();
+        for c in &config.campaigns {
+            let (file, src) = match (&c.audience, &c.audience_file) {
+                (Some(src), _) => (
+                    format!(
+                        "{} (campaign `{}` audience)",
+                        config.display_path(&config.path),
+                        c.id
+                    ),
+                    src.clone(),
+                ),
+                (None, Some(f)) => {
+                    let path = config.root.join(f);
+                    let src = std::fs::read_to_string(&path).map_err(FunnelError::Rules)?;
+                    (config.display_path(&path), src)
+                }
+                (None, None) => continue,
+            };
+            match rules.compile_audience(&file, &src) {
+                Ok(a) => {
+                    audiences.insert(c.id.clone(), a);
+                }
+                Err(e) => rule_errors.push(e),
+            }
+        }
         Ok(Funnel {
             config,
             rules,
             templates,
             rule_errors,
+            audiences,
         })
     }
 

@@ -5,6 +5,8 @@
 //! queues outbox rows; [`delivery`] sends them. See ARCHITECTURE.md.
 
 pub mod app;
+pub mod campaign_cli;
+pub mod campaigns;
 pub mod check;
 pub mod cli;
 pub mod clock;

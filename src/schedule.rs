@@ -15,6 +15,14 @@ pub fn next_after(cron: &CronExpr, tz: Tz, after: DateTime<Utc>) -> Option<DateT
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The latest firing at or before `at`.
+pub fn latest_at_or_before(cron: &CronExpr, tz: Tz, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron.cron
+        .find_previous_occurrence(&at.with_timezone(&tz), true)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// Firings in (`after`, `until`], at most `limit` of them.
 pub fn between(
     cron: &CronExpr,
@@ -40,6 +48,49 @@ pub fn between(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The contract's campaign rule: a time in a skipped hour fires at the first valid
+    /// instant after it; a repeated hour fires once, at its first occurrence.
+    #[test]
+    fn a_skipped_hour_fires_after_it_and_a_repeated_hour_fires_once() {
+        let madrid: Tz = "Europe/Madrid".parse().unwrap();
+        let c = CronExpr::parse("0 30 2 * * *").unwrap();
+        // 29 March 2026: 02:00 → 03:00 in Madrid; 02:30 does not exist.
+        let spring = between(
+            &c,
+            madrid,
+            utc("2026-03-28T12:00:00Z"),
+            utc("2026-03-30T12:00:00Z"),
+            10,
+        );
+        assert_eq!(
+            spring,
+            [
+                utc("2026-03-28T01:30:00Z"),
+                utc("2026-03-29T01:00:00Z"),
+                utc("2026-03-30T00:30:00Z")
+            ]
+            .into_iter()
+            .filter(|t| *t > utc("2026-03-28T12:00:00Z"))
+            .collect::<Vec<_>>()
+        );
+        // 25 October 2026: 03:00 → 02:00; 02:30 happens twice, it fires at the first.
+        let autumn = between(
+            &c,
+            madrid,
+            utc("2026-10-24T12:00:00Z"),
+            utc("2026-10-26T12:00:00Z"),
+            10,
+        );
+        assert_eq!(
+            autumn,
+            [utc("2026-10-25T00:30:00Z"), utc("2026-10-26T01:30:00Z")]
+        );
+        assert_eq!(
+            latest_at_or_before(&c, madrid, utc("2026-10-25T01:45:00Z")),
+            Some(utc("2026-10-25T00:30:00Z"))
+        );
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -46,6 +46,8 @@ pub struct Simulation {
     pub timezone: String,
     pub passes: usize,
     pub event_reactions: usize,
+    /// Campaign firings that queued their audience's emails.
+    pub campaign_firings: usize,
     pub leads: usize,
     pub timeline: Vec<Entry>,
     pub funnel: Vec<StageSummary>,
@@ -153,8 +155,15 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
     let mut plan = plan(&funnel, &store, opts).await?;
     let bar = progress(plan.len() as u64);
     let mut errors = PassReport::default();
-    let (mut passes, mut reactions) = (0, 0);
+    let (mut passes, mut reactions, mut fired) = (0, 0, 0);
     while let Some((at, step)) = plan.pop_first() {
+        // As `tick` does: the campaigns due first, then the rules.
+        for f in crate::campaigns::fire_due(&store, &funnel, at).await? {
+            fired += usize::from(f.skipped.is_none());
+            for e in f.errors {
+                errors.absorb(LeadId(0), vec![e]);
+            }
+        }
         if step.tick {
             passes += 1;
             errors.merge_errors(evaluate_all(&store, &funnel, at).await?);
@@ -199,6 +208,7 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
         timezone: tz.to_string(),
         passes,
         event_reactions: reactions,
+        campaign_firings: fired,
         leads: stages.len(),
         funnel: summarise_funnel(&funnel.config.funnel.stages, &stages, &moves),
         emails: summarise_emails(&sends),
@@ -254,6 +264,17 @@ async fn plan(
     }
     for t in ticks {
         plan.entry(t).or_default().tick = true;
+    }
+    // Campaign firings are instants too (their emails then wake the sender).
+    for c in &funnel.config.campaigns {
+        let mut t = opts.from;
+        while let Some(n) = crate::campaigns::next_firing(c, funnel, t) {
+            if n > opts.to || plan.len() > MAX_INSTANTS {
+                break;
+            }
+            plan.entry(n).or_default();
+            t = n;
+        }
     }
     for (at, lead) in store.event_times(opts.from, opts.to).await? {
         let step = plan.entry(at).or_default();
@@ -494,8 +515,13 @@ impl Simulation {
             })
             .collect();
         let mut out = format!(
-            "simulated {} → {}: {} lead(s), {} evaluation pass(es), {} event reaction(s)\n\n",
-            self.from, self.to, self.leads, self.passes, self.event_reactions
+            "simulated {} → {}: {} lead(s), {} evaluation pass(es), {} event reaction(s), {} campaign firing(s)\n\n",
+            self.from,
+            self.to,
+            self.leads,
+            self.passes,
+            self.event_reactions,
+            self.campaign_firings
         );
         if rows.is_empty() {
             out.push_str("nothing was sent and no lead moved\n");

@@ -24,7 +24,7 @@ pub struct PassReport {
 }
 
 impl PassReport {
-    fn absorb(&mut self, lead: LeadId, errors: Vec<RuleError>) {
+    pub fn absorb(&mut self, lead: LeadId, errors: Vec<RuleError>) {
         for e in errors {
             let entry = self.errors.entry(e.to_string()).or_insert((e, 0, lead));
             entry.1 += 1;

@@ -53,6 +53,24 @@ pub fn parse_duration(s: &str) -> Result<TimeDelta, String> {
 }
 
 /// Formats a duration the way [`parse_duration`] reads it.
+/// Days from `today` to the next anniversary (same month and day) of `date`: 0 on
+/// the day itself. A 29 February comes round on 28 February in other years.
+pub fn days_to_anniversary(date: chrono::NaiveDate, today: chrono::NaiveDate) -> i64 {
+    use chrono::Datelike;
+    let on = |year: i32| {
+        chrono::NaiveDate::from_ymd_opt(year, date.month(), date.day())
+            .or_else(|| chrono::NaiveDate::from_ymd_opt(year, 2, 28))
+            .expect("28 February exists every year")
+    };
+    let this_year = on(today.year());
+    let next = if this_year >= today {
+        this_year
+    } else {
+        on(today.year() + 1)
+    };
+    (next - today).num_days()
+}
+
 pub fn format_duration(d: TimeDelta) -> String {
     let mut secs = d.num_seconds();
     if secs == 0 {
@@ -75,6 +93,16 @@ pub fn format_duration(d: TimeDelta) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anniversaries_come_round_every_year_and_29_february_on_the_28th() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(days_to_anniversary(d("1988-05-14"), d("2026-05-14")), 0);
+        assert_eq!(days_to_anniversary(d("1988-05-14"), d("2026-05-10")), 4);
+        assert_eq!(days_to_anniversary(d("1988-05-14"), d("2026-05-15")), 364);
+        assert_eq!(days_to_anniversary(d("2000-02-29"), d("2026-02-27")), 1);
+        assert_eq!(days_to_anniversary(d("2000-02-29"), d("2028-02-28")), 1);
+    }
 
     #[test]
     fn durations_combine_units() {

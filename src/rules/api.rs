@@ -413,6 +413,29 @@ pub fn register(engine: &mut Engine) {
     volatile!(engine, "days_since", |_: ()| Ok::<_, Box<EvalAltResult>>(
         Dynamic::UNIT
     ));
+    // Dates held in attributes (a birthday): days until the next anniversary, in the
+    // lead's own calendar. A date attribute is midnight UTC and counts by its UTC date.
+    volatile!(engine, "days_until_anniversary", |t: Timestamp| with_ctx(
+        |c| {
+            let zone = c.zone();
+            let midnight_utc = t.0.time() == chrono::NaiveTime::MIN;
+            let date = if midnight_utc {
+                t.0.date_naive()
+            } else {
+                t.0.with_timezone(&zone).date_naive()
+            };
+            let today = c.now.with_timezone(&zone).date_naive();
+            Ok(Dynamic::from(crate::domain::time::days_to_anniversary(
+                date, today,
+            )))
+        }
+    ));
+    volatile!(engine, "days_until_anniversary", |_: ()| Ok::<
+        _,
+        Box<EvalAltResult>,
+    >(
+        Dynamic::UNIT
+    ));
     volatile!(engine, "local", |t: Timestamp| with_ctx(|c| Ok(
         Dynamic::from(local_of(t.0, c.zone()))
     )));

@@ -6,10 +6,12 @@
 //! simulation all run the same code.
 
 pub mod api;
+mod audience;
 mod eval;
 mod sandbox;
 
 pub use api::{Action, Catalog};
+pub use audience::Audience;
 pub use eval::Evaluation;
 
 use rhai::{AST, Engine};

@@ -4,12 +4,14 @@
 //! Timestamps are stored as BIGINT milliseconds (UTC); every write is stamped with the
 //! caller's clock (`now`), never the database's, so `--now` and simulation work.
 
+mod campaigns;
 mod consent;
 mod leads;
 mod outbox;
 mod report;
 mod timeline;
 
+pub use campaigns::{Firing, FiringState};
 pub use consent::{LeadBrief, Suppression};
 pub use leads::{LeadChanges, LeadUpsert, LoadedLead, NewSend, UpsertResult};
 pub use outbox::{Claimed, OutboxFilter, OutboxRow, OutboxState};
@@ -80,6 +82,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_consent",
         include_str!("../../migrations/0003_consent.sql"),
+    ),
+    (
+        "0004_campaigns",
+        include_str!("../../migrations/0004_campaigns.sql"),
     ),
 ];
 

@@ -1,0 +1,104 @@
+//! `embudo campaign list|run`.
+
+use crate::app::{App, AppError};
+use crate::campaigns::{self, zone};
+use crate::cli::CampaignAction;
+use chrono::{SecondsFormat, Utc};
+use std::path::Path;
+
+pub async fn run(config: &Path, action: CampaignAction) -> Result<i32, AppError> {
+    let app = App::open(config).await?;
+    let funnel = app.funnel();
+    match action {
+        CampaignAction::List { now } => {
+            let now = now.unwrap_or_else(Utc::now);
+            if funnel.config.campaigns.is_empty() {
+                println!(
+                    "no campaigns in {}",
+                    funnel.config.display_path(&funnel.config.path)
+                );
+                return Ok(0);
+            }
+            let (_, paused) = app.store.paused().await?;
+            for c in &funnel.config.campaigns {
+                let tz = zone(c, &funnel);
+                let next = match campaigns::next_firing(c, &funnel, now) {
+                    Some(t) => format!(
+                        "{} {} ({}), key {}",
+                        t.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+                        tz,
+                        t.to_rfc3339_opts(SecondsFormat::Secs, true),
+                        campaigns::key_for(c, tz, t)
+                    ),
+                    None => "never again".into(),
+                };
+                println!("{}  template {}  next: {next}", c.id, c.template);
+                if let Some(l) = app.store.last_firing(&c.id).await? {
+                    println!(
+                        "    last: key {} {} ({} in the audience, {} queued){}",
+                        l.key,
+                        l.state.as_str(),
+                        l.audience,
+                        l.queued,
+                        l.note.map(|n| format!("; {n}")).unwrap_or_default()
+                    );
+                }
+                if paused.contains(&c.id) {
+                    println!(
+                        "    paused: its emails wait until `embudo resume --campaign {}`",
+                        c.id
+                    );
+                }
+            }
+            Ok(0)
+        }
+        CampaignAction::Run {
+            id,
+            dry_run,
+            key,
+            now,
+        } => {
+            let now = now.unwrap_or_else(Utc::now);
+            let Some(c) = funnel.config.campaigns.iter().find(|c| c.id == id) else {
+                let ids: Vec<&str> = funnel
+                    .config
+                    .campaigns
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .collect();
+                return Err(AppError::Usage(format!(
+                    "no campaign `{id}`; the campaigns are: {}",
+                    if ids.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ids.join(", ")
+                    }
+                )));
+            };
+            let scheduled = campaigns::current_firing(c, &funnel, now).unwrap_or(now);
+            let key = key.unwrap_or_else(|| campaigns::key_for(c, zone(c, &funnel), scheduled));
+            let r = campaigns::fire(&app.store, &funnel, c, &key, scheduled, now, dry_run).await?;
+            if dry_run {
+                println!(
+                    "campaign {id} [{key}] (dry run): {} lead(s) in the audience now; nothing queued",
+                    r.audience
+                );
+                for s in &r.sample {
+                    println!("  {s}");
+                }
+                if r.audience > r.sample.len() {
+                    println!("  … and {} more", r.audience - r.sample.len());
+                }
+            } else {
+                println!(
+                    "campaign {id} [{key}]: {} lead(s) in the audience, {} email(s) queued (leads that already had key {key} are not sent it again)",
+                    r.audience, r.queued
+                );
+            }
+            for e in &r.errors {
+                eprintln!("audience error: {e}");
+            }
+            Ok(if r.errors.is_empty() { 0 } else { 1 })
+        }
+    }
+}

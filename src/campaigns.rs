@@ -1,0 +1,303 @@
+//! Scheduled campaigns: which firings are due, and firing one.
+//!
+//! Firing times come from the campaign's cron in its zone (`schedule.rs`, croner and
+//! chrono-tz); the daemon's timer, `tick` and `simulate` only ask "what is due now?".
+//! Each firing is a row `(campaign, key, state)` recorded before its first email is
+//! queued and marked done after the last, so a restart in the middle resumes it, and
+//! the outbox's dedupe key (lead, template, key) makes each lead's email once per key.
+
+use crate::config::{Campaign, Missed};
+use crate::domain::LeadId;
+use crate::funnel::Funnel;
+use crate::rules::RuleError;
+use crate::schedule;
+use crate::store::{FiringState, LoadedLead, Store, StoreError};
+use crate::tick::PAGE;
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
+use std::sync::Arc;
+
+/// A firing handled more than this after its time was missed (no daemon or tick ran).
+pub const ON_TIME: TimeDelta = TimeDelta::minutes(15);
+/// How far back `catch_up` looks when the campaign gives no `grace`.
+pub const DEFAULT_GRACE: TimeDelta = TimeDelta::days(1);
+
+/// The zone of a campaign's schedule: its own, else the business zone.
+pub fn zone(c: &Campaign, funnel: &Funnel) -> Tz {
+    c.schedule
+        .timezone
+        .as_ref()
+        .map(|z| z.0)
+        .unwrap_or(funnel.config.schedule.timezone.0)
+}
+
+/// The key of a firing: the placeholders filled from its local date in `tz`.
+pub fn key_for(c: &Campaign, tz: Tz, at: DateTime<Utc>) -> String {
+    let d = at.with_timezone(&tz).date_naive();
+    c.key
+        .as_deref()
+        .unwrap_or("{date}")
+        .replace("{year}", &format!("{:04}", d.year()))
+        .replace("{month}", &format!("{:02}", d.month()))
+        .replace("{day}", &format!("{:02}", d.day()))
+        .replace("{date}", &d.format("%Y-%m-%d").to_string())
+}
+
+fn in_window(c: &Campaign, tz: Tz, at: DateTime<Utc>) -> bool {
+    let d = at.with_timezone(&tz).date_naive();
+    c.start.is_none_or(|s| d >= s) && c.end.is_none_or(|e| d <= e)
+}
+
+/// The next firing of `c` after `after` (within its start/end dates).
+pub fn next_firing(c: &Campaign, funnel: &Funnel, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let tz = zone(c, funnel);
+    let mut t = after;
+    for _ in 0..10_000 {
+        let n = schedule::next_after(&c.schedule.cron, tz, t)?;
+        if c.end.is_some_and(|e| n.with_timezone(&tz).date_naive() > e) {
+            return None;
+        }
+        if in_window(c, tz, n) {
+            return Some(n);
+        }
+        t = n;
+    }
+    None
+}
+
+/// The latest scheduled firing at or before `at`, else the next one: what `campaign
+/// run` fires when no key is given.
+pub fn current_firing(c: &Campaign, funnel: &Funnel, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let tz = zone(c, funnel);
+    schedule::latest_at_or_before(&c.schedule.cron, tz, at)
+        .filter(|t| in_window(c, tz, *t))
+        .or_else(|| next_firing(c, funnel, at))
+}
+
+/// What one firing did (or, dry, would do).
+#[derive(Debug, Clone, Default)]
+pub struct FireReport {
+    pub campaign: String,
+    pub key: String,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// Leads in the audience.
+    pub audience: usize,
+    /// Outbox rows added (fewer than the audience when some already had this key).
+    pub queued: u64,
+    /// A few of the audience's addresses.
+    pub sample: Vec<String>,
+    pub errors: Vec<RuleError>,
+    /// Recorded as skipped (missed), with why.
+    pub skipped: Option<String>,
+}
+
+/// Fires every firing of every campaign due at `now` and not yet handled; records
+/// missed ones as skipped (or catches the latest up, with `missed: catch_up`).
+pub async fn fire_due(
+    store: &Store,
+    funnel: &Arc<Funnel>,
+    now: DateTime<Utc>,
+) -> Result<Vec<FireReport>, StoreError> {
+    let mut out = Vec::new();
+    for c in &funnel.config.campaigns {
+        let tz = zone(c, funnel);
+        let first_seen = store.campaign_first_seen(&c.id, now).await?;
+        // Resume a firing a crash left running.
+        if let Some(last) = store.last_firing(&c.id).await?
+            && last.state == FiringState::Running
+        {
+            out.push(fire(store, funnel, c, &last.key, last.scheduled_at, now, false).await?);
+        }
+        // A firing at the very instant the campaign was first loaded counts.
+        let loaded = first_seen - TimeDelta::milliseconds(1);
+        let since = match store.last_firing(&c.id).await? {
+            Some(l) => l.scheduled_at.max(loaded),
+            None => loaded,
+        };
+        // Firings before the campaign was first loaded never fire.
+        let due: Vec<DateTime<Utc>> = schedule::between(&c.schedule.cron, tz, since, now, 100_000)
+            .into_iter()
+            .filter(|t| *t >= first_seen && in_window(c, tz, *t))
+            .collect();
+        let grace = c.grace.as_ref().map(|g| g.0).unwrap_or(DEFAULT_GRACE);
+        let last_late = due.iter().rev().find(|t| now - **t > ON_TIME).copied();
+        for at in due {
+            let key = key_for(c, tz, at);
+            if store.firing(&c.id, &key).await?.is_some() {
+                continue;
+            }
+            let late = now - at > ON_TIME;
+            let catch_up =
+                c.missed == Missed::CatchUp && now - at <= grace && Some(at) == last_late;
+            if late && !catch_up {
+                let why = match c.missed {
+                    Missed::Skip => {
+                        "missed: no daemon or tick ran at its time (missed: skip)".to_string()
+                    }
+                    Missed::CatchUp => format!(
+                        "missed: older than its grace ({}) or a later firing caught up",
+                        crate::domain::time::format_duration(grace)
+                    ),
+                };
+                tracing::warn!(campaign = %c.id, key = %key, scheduled = %at, "firing skipped: {why}");
+                store
+                    .finish_firing(&c.id, &key, at, FiringState::Skipped, 0, 0, Some(&why), now)
+                    .await?;
+                out.push(FireReport {
+                    campaign: c.id.clone(),
+                    key,
+                    scheduled_at: Some(at),
+                    skipped: Some(why),
+                    ..Default::default()
+                });
+                continue;
+            }
+            out.push(fire(store, funnel, c, &key, at, now, false).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// Fires `c` with `key` at `now` (its schedule said `scheduled_at`): the audience is
+/// evaluated page by page and each page's emails queued, so a crash loses nothing and
+/// a resumed firing adds only what is missing. `dry` counts and samples, and writes
+/// nothing.
+pub async fn fire(
+    store: &Store,
+    funnel: &Arc<Funnel>,
+    c: &Campaign,
+    key: &str,
+    scheduled_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    dry: bool,
+) -> Result<FireReport, StoreError> {
+    let mut report = FireReport {
+        campaign: c.id.clone(),
+        key: key.to_string(),
+        scheduled_at: Some(scheduled_at),
+        ..Default::default()
+    };
+    if !dry {
+        store.begin_firing(&c.id, key, scheduled_at, now).await?;
+    }
+    let tz = zone(c, funnel);
+    let firing_date = scheduled_at.with_timezone(&tz).date_naive();
+    let default_tz = funnel.config.default_timezone();
+    let mut members: Vec<(LeadId, String, Tz)> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.load_page(after, PAGE, now).await?;
+        let Some(last) = page.last() else { break };
+        after = last.lead.id.0;
+        let (matched, errors) = audience_of(funnel, &c.id, page, now).await;
+        for e in errors {
+            if !report.errors.contains(&e) {
+                report.errors.push(e);
+            }
+        }
+        for m in matched {
+            if report.sample.len() < 10 {
+                report.sample.push(m.1.clone());
+            }
+            members.push((m.0, m.2, m.3.unwrap_or(default_tz)));
+        }
+    }
+    report.audience = members.len();
+    if !dry {
+        let n = members.len().max(1) as i64;
+        let rows: Vec<(LeadId, String, DateTime<Utc>)> = members
+            .into_iter()
+            .enumerate()
+            .map(|(i, (lead, stage, lead_tz))| {
+                let mut at = match &c.deliver_at_local {
+                    Some(t) => local_instant(lead_tz, firing_date, t.0),
+                    None => now,
+                };
+                if let Some(spread) = &c.spread {
+                    at += TimeDelta::milliseconds(spread.0.num_milliseconds() * i as i64 / n);
+                }
+                (lead, stage, at)
+            })
+            .collect();
+        for chunk in rows.chunks(PAGE as usize) {
+            report.queued += store
+                .enqueue_campaign(&c.id, &c.template, key, chunk, now)
+                .await?;
+        }
+        let note = report
+            .errors
+            .first()
+            .map(|e| format!("audience error: {e}"));
+        store
+            .finish_firing(
+                &c.id,
+                key,
+                scheduled_at,
+                FiringState::Done,
+                report.audience as i64,
+                report.queued as i64,
+                note.as_deref(),
+                now,
+            )
+            .await?;
+        tracing::info!(campaign = %c.id, key, audience = report.audience, queued = report.queued, "campaign fired");
+    }
+    for e in &report.errors {
+        tracing::error!(campaign = %c.id, "audience error, lead left out: {e}");
+    }
+    Ok(report)
+}
+
+type Member = (LeadId, String, String, Option<Tz>);
+
+/// The leads of a page in the campaign's audience (id, email, stage, zone).
+async fn audience_of(
+    funnel: &Arc<Funnel>,
+    campaign: &str,
+    page: Vec<LoadedLead>,
+    now: DateTime<Utc>,
+) -> (Vec<Member>, Vec<RuleError>) {
+    let f = funnel.clone();
+    let campaign = campaign.to_string();
+    tokio::task::spawn_blocking(move || {
+        let Some(audience) = f.audiences.get(&campaign) else {
+            return (Vec::new(), Vec::new());
+        };
+        let tz = f.config.default_timezone();
+        let mut members = Vec::new();
+        let mut errors: Vec<RuleError> = Vec::new();
+        for l in page {
+            let member = (
+                l.lead.id,
+                l.lead.email.to_string(),
+                l.lead.stage.to_string(),
+                l.lead.timezone,
+            );
+            match f.rules.audience_matches(audience, l, now, tz) {
+                Ok(true) => members.push(member),
+                Ok(false) => {}
+                Err(e) => {
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+        (members, errors)
+    })
+    .await
+    .expect("audience evaluation does not panic")
+}
+
+/// `date` at `time` in `tz`; a time in a skipped hour moves to the first valid instant
+/// after it, a repeated one is its first occurrence.
+fn local_instant(tz: Tz, date: NaiveDate, time: chrono::NaiveTime) -> DateTime<Utc> {
+    let mut probe = date.and_time(time);
+    for _ in 0..8 {
+        if let Some(t) = tz.from_local_datetime(&probe).earliest() {
+            return t.with_timezone(&Utc);
+        }
+        probe += TimeDelta::minutes(15);
+    }
+    Utc.from_utc_datetime(&date.and_time(time))
+}

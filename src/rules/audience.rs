@@ -1,0 +1,90 @@
+//! Campaign audiences: a Rhai expression (or file) with the rules' read API that says
+//! whether a lead is in. Same engine, same sandbox, no actions.
+
+use super::api::{Ctx, install_ctx, take_ctx};
+use super::{RuleError, RuleSet, sandbox};
+use crate::store::LoadedLead;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use rhai::{AST, Dynamic};
+use std::sync::Arc;
+
+/// A compiled audience.
+pub struct Audience {
+    /// Where it is written: embudo.yaml (campaign `x` audience) or its file.
+    pub file: String,
+    ast: AST,
+}
+
+impl RuleSet {
+    /// Compiles an audience with this rule set's engine.
+    pub fn compile_audience(&self, file: &str, src: &str) -> Result<Audience, RuleError> {
+        self.engine
+            .compile_with_scope(&sandbox::compile_scope(), src)
+            .map(|ast| Audience {
+                file: file.to_string(),
+                ast,
+            })
+            .map_err(|e| RuleError {
+                file: file.to_string(),
+                rule: file.to_string(),
+                line: e.1.line().unwrap_or(1),
+                col: e.1.position().unwrap_or(1),
+                message: e.0.to_string(),
+            })
+    }
+
+    /// Whether the lead is in the audience at `now`. An audience that does not give
+    /// `true` or `false` is an error, not a silent "no".
+    pub fn audience_matches(
+        &self,
+        audience: &Audience,
+        loaded: LoadedLead,
+        now: DateTime<Utc>,
+        default_tz: Tz,
+    ) -> Result<bool, RuleError> {
+        install_ctx(Ctx {
+            lead: loaded.lead,
+            events: Arc::new(loaded.events),
+            sends: loaded.sends,
+            now,
+            default_tz,
+            catalog: self.catalog.clone(),
+            rule: audience.file.clone(),
+            moved_in_rule: false,
+            read_only: true,
+            actions: Vec::new(),
+            new_sends: Vec::new(),
+            moves: Vec::new(),
+        });
+        let mut scope = sandbox::run_scope(now);
+        let result = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &audience.ast);
+        take_ctx();
+        let err = |line: usize, col: usize, message: String| RuleError {
+            file: audience.file.clone(),
+            rule: audience.file.clone(),
+            line,
+            col,
+            message,
+        };
+        match result {
+            Ok(v) => v.as_bool().map_err(|t| {
+                err(
+                    1,
+                    1,
+                    format!("an audience must give true or false, not {t}"),
+                )
+            }),
+            Err(mut e) => {
+                let pos = e.take_position();
+                Err(err(
+                    pos.line().unwrap_or(0),
+                    pos.position().unwrap_or(0),
+                    e.to_string(),
+                ))
+            }
+        }
+    }
+}
