@@ -120,25 +120,37 @@ pub async fn fire_due(
             .filter(|t| *t >= first_seen && in_window(c, tz, *t))
             .collect();
         let grace = c.grace.as_ref().map(|g| g.0).unwrap_or(DEFAULT_GRACE);
-        let last_late = due.iter().rev().find(|t| now - **t > ON_TIME).copied();
+        let late: Vec<DateTime<Utc>> = due.iter().copied().filter(|t| now - *t > ON_TIME).collect();
+        let last_late = late.last().copied();
         for at in due {
             let key = key_for(c, tz, at);
             if store.firing(&c.id, &key).await?.is_some() {
                 continue;
             }
-            let late = now - at > ON_TIME;
+            let is_late = now - at > ON_TIME;
             let catch_up =
                 c.missed == Missed::CatchUp && now - at <= grace && Some(at) == last_late;
-            if late && !catch_up {
-                let why = match c.missed {
+            if is_late && !catch_up {
+                // One record for a run of missed firings: the latest, counting the rest.
+                if Some(at) != last_late {
+                    continue;
+                }
+                let mut why = match c.missed {
                     Missed::Skip => {
                         "missed: no daemon or tick ran at its time (missed: skip)".to_string()
                     }
                     Missed::CatchUp => format!(
-                        "missed: older than its grace ({}) or a later firing caught up",
+                        "missed: older than its grace ({})",
                         crate::domain::time::format_duration(grace)
                     ),
                 };
+                if late.len() > 1 {
+                    why.push_str(&format!(
+                        "; {} earlier firing(s) since {} were missed too",
+                        late.len() - 1,
+                        late[0].to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ));
+                }
                 tracing::warn!(campaign = %c.id, key = %key, scheduled = %at, "firing skipped: {why}");
                 store
                     .finish_firing(&c.id, &key, at, FiringState::Skipped, 0, 0, Some(&why), now)

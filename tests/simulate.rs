@@ -81,6 +81,9 @@ fn the_tienda_example_over_120_days_matches_the_hand_worked_timeline() {
             "2026-03-12T07:00:00Z,1,lucia.martin@example.es,send,eval-price,,sent,rule:50_evaluation,,2026-03-12T00:00:00Z",
             "2026-05-09T00:00:00Z,1,lucia.martin@example.es,move,evaluation → interest,,moved,rule:30_regression,,2026-05-09T00:00:00Z",
             "2026-05-09T06:00:00Z,1,lucia.martin@example.es,send,edu-guide,,sent,rule:40_education,,2026-05-09T00:00:00Z",
+            // Her birthday (14 May): the campaign fires at 09:00 in Madrid (07:00 UTC in
+            // summer) and her own 09:00 is the same instant.
+            "2026-05-14T07:00:00Z,1,lucia.martin@example.es,send,cust-birthday,2026-05-14,sent,campaign:birthday,,2026-05-14T07:00:00Z",
         ]
     );
     // Marta, an imported customer (no thanks: she bought before embudo knew her), buys
@@ -89,6 +92,9 @@ fn the_tienda_example_over_120_days_matches_the_hand_worked_timeline() {
     assert_eq!(
         lines_of(&first, "marta.gil@"),
         [
+            // Paper bought on 18 March at 09:10 UTC: at the 10:00 firing on 17 April only
+            // 29 whole days have passed, on the 18th 30 have: the consumable reminder.
+            "2026-04-18T08:00:00Z,41,marta.gil@example.es,send,cust-consumable,2026-04-18,sent,campaign:consumable-reminder,,2026-04-18T08:00:00Z",
             "2026-04-25T06:00:00Z,41,marta.gil@example.es,send,cust-repurchase,2026-04,sent,rule:70_repurchase,,2026-04-25T00:00:00Z",
             "2026-05-25T06:00:00Z,41,marta.gil@example.es,send,cust-repurchase,2026-05,sent,rule:70_repurchase,,2026-05-25T00:00:00Z",
             "2026-06-25T06:00:00Z,41,marta.gil@example.es,send,cust-repurchase,2026-06,sent,rule:70_repurchase,,2026-06-25T00:00:00Z",

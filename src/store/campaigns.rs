@@ -128,7 +128,8 @@ impl Store {
             "INSERT INTO campaign_firings (campaign, key, scheduled_at, state, started_at, finished_at, audience, queued, note)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (campaign, key) DO UPDATE SET state = excluded.state, finished_at = excluded.finished_at,
-               audience = excluded.audience, queued = campaign_firings.queued + excluded.queued, note = excluded.note",
+               audience = excluded.audience, note = excluded.note,
+               queued = (SELECT COUNT(*) FROM outbox WHERE campaign = excluded.campaign AND dedupe_key = excluded.key)",
         )
         .bind(campaign)
         .bind(key)
