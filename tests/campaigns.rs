@@ -341,3 +341,32 @@ c@example.es,C,customer,Atlantic/Canary,2026-03-01
         "{out}"
     );
 }
+
+#[test]
+fn pausing_one_campaign_holds_its_emails_and_nothing_else() {
+    let leads = "email,name,stage,attr.birthday\nana@example.es,Ana,customer,1990-12-14\n";
+    let f = shop(leads);
+    f.run(&["pause", "--campaign", "christmas"], 0);
+    let list = stdout(&f.run(&["campaign", "list", "--now", "2026-12-01T09:00:00Z"], 0));
+    assert!(
+        list.contains("paused: its emails wait until `embudo resume --campaign christmas`"),
+        "{list}"
+    );
+    // 14 December: her birthday (08:00 UTC) and Christmas (09:00 UTC).
+    tick(&f, "2026-12-14T08:00:00Z");
+    let out = tick(&f, "2026-12-14T13:00:00Z");
+    assert!(
+        out.contains("campaign christmas [2026]: 1 lead(s) in the audience, 1 email(s) queued"),
+        "{out}"
+    );
+    let templates: Vec<String> = f.mails().iter().map(|m| m.template().to_string()).collect();
+    assert_eq!(
+        templates,
+        ["cust-birthday"],
+        "the birthday went, Christmas waits"
+    );
+    f.run(&["resume", "--campaign", "christmas"], 0);
+    let out = tick(&f, "2026-12-14T13:05:00Z");
+    assert!(out.contains("sent 1"), "{out}");
+    assert_eq!(f.mails().len(), 2);
+}

@@ -149,3 +149,31 @@ fn an_event_email_leaves_within_a_second_with_the_tick_far_away() {
         "no scheduled pass ran: only the start-up pass and the event"
     );
 }
+
+/// The daemon's own timer fires a campaign at its instant, and a restarted daemon does
+/// not fire it again.
+#[test]
+fn the_daemon_fires_a_campaign_at_its_time_and_a_restart_does_not_repeat_it() {
+    let smtp = SmtpServer::start();
+    let f = Folder::with_files(&[
+        (
+            "embudo.yaml",
+            &format!(
+                "funnel: {{ stages: [customer] }}\nschedule: {{ tick: \"0 0 0 1 1 *\", timezone: Europe/Madrid }}\nsmtp: {{ url: \"{}\", from: \"Shop <shop@example.com>\" }}\ncampaigns:\n  - id: morning\n    schedule: {{ cron: \"0 0 9 * * *\" }}\n    audience: 'true'\n    template: a\n",
+                smtp.url()
+            ),
+        ),
+        ("templates/a.html", TEMPLATE_A),
+        ("leads.csv", "email,name\nana@example.com,Ana\n"),
+    ]);
+    f.run(&["import", "leads.csv"], 0);
+    // 08:59:58 in Madrid: the campaign is two seconds away.
+    let daemon = Daemon::start(&f, &["--now", "2026-03-02T07:59:58Z"]);
+    wait_sent(&smtp, "ana@", &["a"]);
+    daemon.wait_log("campaign fired", 1, Duration::from_secs(5));
+    daemon.stop();
+    let daemon = Daemon::start(&f, &["--now", "2026-03-02T08:00:30Z"]);
+    std::thread::sleep(Duration::from_secs(2));
+    daemon.stop();
+    assert_eq!(templates_sent(&smtp, "ana@"), ["a"], "fired once");
+}
