@@ -23,6 +23,9 @@ pub enum AppError {
     Import(#[from] crate::import::ImportError),
     #[error("{0}")]
     Usage(String),
+    /// An email that could not be sent now (a test send): a runtime failure.
+    #[error("{0}")]
+    Send(String),
 }
 
 impl AppError {

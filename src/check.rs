@@ -123,6 +123,15 @@ pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
             );
         }
     }
+    if cfg.smtp.username.is_some()
+        && let Err(e) = cfg.smtp_password()
+    {
+        let (l, c) = cfg.position_of("password_env", "");
+        problems.push(
+            Diagnostic::new(cfg.display_path(&cfg.path), l, c, e)
+                .with_hint("export the variable before `embudo run`, or remove smtp.username"),
+        );
+    }
     match sample(&cfg) {
         Err(d) => problems.push(d),
         Ok(lead) => problems.extend(render_all(&cfg, &t, &lead)),
@@ -139,6 +148,36 @@ pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
         point_at_the_name(p);
     }
     Ok(problems)
+}
+
+/// Settings that work but probably not as meant: shown by `check`, which still passes.
+pub fn warnings(config_path: &Path) -> Vec<Diagnostic> {
+    let Ok(cfg) = Config::load(config_path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let file = cfg.display_path(&cfg.path);
+    let src = std::fs::read_to_string(&cfg.path).unwrap_or_default();
+    if let Some(p) = &cfg.limits.per_lead
+        && cfg.limits.expire_after.0 <= p.within.0
+    {
+        let (l, c) = cfg.position_of("expire_after", "");
+        out.push(
+            Diagnostic::new(
+                &file,
+                l,
+                c,
+                format!(
+                    "limits.expire_after ({}) is not longer than per_lead.within ({}): an email the per-lead cap holds, or one quiet hours delay after that, can expire before it goes",
+                    crate::domain::time::format_duration(cfg.limits.expire_after.0),
+                    crate::domain::time::format_duration(p.within.0)
+                ),
+            )
+            .with_hint("make expire_after longer than per_lead.within, e.g. within: 7d and expire_after: 10d")
+            .with_source(src.clone()),
+        );
+    }
+    out
 }
 
 /// Stage and template names written literally in rules must exist: a typo is found

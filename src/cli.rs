@@ -307,6 +307,21 @@ async fn open_store(config: &Path) -> Result<crate::store::Store, AppError> {
 }
 
 async fn pause(config: &Path, campaign: Option<String>, pause: bool) -> Result<i32, AppError> {
+    if let Some(c) = &campaign {
+        let cfg = crate::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
+        if !cfg.campaigns.iter().any(|x| &x.id == c) {
+            let ids: Vec<&str> = cfg.campaigns.iter().map(|x| x.id.as_str()).collect();
+            return Err(AppError::Usage(format!(
+                "no campaign `{c}` in {}; the campaigns are: {}",
+                cfg.display_path(&cfg.path),
+                if ids.is_empty() {
+                    "none".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            )));
+        }
+    }
     let store = open_store(config).await?;
     store.set_paused(campaign.as_deref(), pause).await?;
     let what = campaign
@@ -342,6 +357,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 }
                 Err(e) => return Err(AppError::Funnel(e)),
             };
+            for w in crate::check::warnings(&cli.config) {
+                println!("{}", w.render_as("warning"));
+            }
             if problems.is_empty() {
                 println!("{}: ok", cli.config.display());
                 Ok(0)
@@ -481,7 +499,8 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 println!("wrote {}", file.display());
             }
             if let Some(to) = &to {
-                p.send_to(to, now).await?;
+                let store = open_store(&cli.config).await?;
+                p.send_to(&store, to, now).await?;
                 println!("sent `{template}` to {to} (a test send: no outbox row)");
             }
             if eml.is_none() && to.is_none() {
@@ -571,11 +590,13 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 eprintln!("rule error: {e} ({n} lead(s), e.g. lead {lead})");
             }
             // Rules skipped or emails failed: the pass ran, but something needs a look.
-            Ok(if pass.errors.is_empty() && d.failed == 0 {
-                0
-            } else {
-                1
-            })
+            Ok(
+                if pass.errors.is_empty() && d.failed == 0 && d.bounced == 0 {
+                    0
+                } else {
+                    1
+                },
+            )
         }
         Command::Import {
             file,

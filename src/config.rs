@@ -630,6 +630,28 @@ impl Config {
             ));
         }
 
+        if raw.limits.daily_capacity == Some(0) {
+            let (l, c) = at("daily_capacity");
+            return Err(invalid(
+                l,
+                c,
+                "limits.daily_capacity of 0 would hold every marketing email forever".into(),
+                Some(
+                    "give the number of emails a day the business can serve, or remove the key for no limit",
+                ),
+            ));
+        }
+        if let Some(q) = &raw.limits.quiet_hours
+            && q.from.0 == q.to.0
+        {
+            let (l, c) = at("quiet_hours");
+            return Err(invalid(
+                l,
+                c,
+                "limits.quiet_hours starts and ends at the same time, so it is never quiet".into(),
+                Some("write the night, e.g. { from: \"21:00\", to: \"08:00\" }, or remove the key"),
+            ));
+        }
         // HTTP: the public URL starts every link in every email.
         let url = raw.http.public_url.trim_end_matches('/');
         let host = url

@@ -72,7 +72,12 @@ impl Diagnostic {
     /// The rustc-style block: `error: …`, ` --> file:line:col`, the source line and a
     /// caret, then `= help: …`.
     pub fn render(&self) -> String {
-        let mut out = format!("error: {}\n", self.message);
+        self.render_as("error")
+    }
+
+    /// The same block under another label (`warning`).
+    pub fn render_as(&self, label: &str) -> String {
+        let mut out = format!("{label}: {}\n", self.message);
         let line_text = self
             .source
             .as_deref()

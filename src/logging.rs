@@ -6,7 +6,9 @@ use tracing_subscriber::EnvFilter;
 pub fn init(default: &str) {
     let filter = std::env::var("EMBUDO_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| default.into());
+        // sqlx warns about every slow statement (a locked database makes many); our own
+        // errors already say what happened.
+        .unwrap_or_else(|_| format!("{default},sqlx=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)

@@ -29,18 +29,43 @@ pub async fn unsubscribe_file(
     now: DateTime<Utc>,
 ) -> Result<(usize, Vec<BadRow>), AppError> {
     let shown = path.display().to_string();
+    let text =
+        std::fs::read(path).map_err(|e| AppError::Usage(format!("cannot read {shown}: {e}")))?;
+    // Spreadsheet exports in Spanish locales separate with `;`.
+    let first = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    let delimiter = if first.iter().filter(|b| **b == b';').count()
+        > first.iter().filter(|b| **b == b',').count()
+    {
+        b';'
+    } else {
+        b','
+    };
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_path(path)
-        .map_err(|e| AppError::Usage(format!("cannot read {shown}: {e}")))?;
+        .delimiter(delimiter)
+        .from_reader(text.as_slice());
     let header = rdr
         .headers()
         .map_err(|e| AppError::Usage(format!("{shown}:1: {e}")))?
         .clone();
+    // `email`, or what other tools call it: "Email Address" (Mailchimp), "E-mail"…
+    let normal = |h: &str| {
+        h.trim()
+            .trim_start_matches('\u{feff}')
+            .to_lowercase()
+            .replace(['-', '_', ' '], "")
+    };
     let col = header
         .iter()
-        .position(|h| h.trim().eq_ignore_ascii_case("email"))
-        .ok_or_else(|| AppError::Usage(format!("{shown}:1: no `email` column")))?;
+        .position(|h| normal(h) == "email")
+        .or_else(|| header.iter().position(|h| ["emailaddress", "correo", "correoelectronico", "correoelectrónico", "mail"].contains(&normal(h).as_str())))
+        .ok_or_else(|| {
+            let found: Vec<&str> = header.iter().collect();
+            AppError::Usage(format!(
+                "{shown}:1: no email column (found: {}); name the column with the addresses `email`",
+                found.join(", ")
+            ))
+        })?;
     let (mut done, mut bad) = (0, Vec::new());
     for rec in rdr.records() {
         let rec = match rec {
@@ -85,7 +110,12 @@ pub fn outbox_table(rows: &[OutboxRow]) -> String {
             template,
             r.state,
             fmt(r.requested_at),
-            r.at.map(fmt).unwrap_or_default(),
+            r.at.map(|t| if t.timestamp() == 0 {
+                "at once".to_string()
+            } else {
+                fmt(t)
+            })
+            .unwrap_or_default(),
             r.attempts,
             r.reason
         ));

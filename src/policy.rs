@@ -56,7 +56,8 @@ pub fn judge(
         let mut recent: Vec<_> = usage.lead_recent.iter().filter(|t| **t > since).collect();
         if recent.len() >= cap.max as usize {
             recent.sort();
-            // A slot frees when the oldest of the last `max` leaves the window.
+            // A slot frees when the oldest of the last `max` leaves the window: at
+            // `oldest + within` exactly (the window is (now - within, now]).
             let oldest = *recent[recent.len() - cap.max as usize];
             return Verdict::Hold {
                 reason: format!(
@@ -64,7 +65,7 @@ pub fn judge(
                     cap.max,
                     crate::domain::time::format_duration(cap.within.0)
                 ),
-                until: oldest + cap.within.0 + TimeDelta::seconds(1),
+                until: oldest + cap.within.0,
             };
         }
     }
@@ -214,12 +215,12 @@ mod tests {
         };
         let v = judge(&l, MADRID, MADRID, false, &usage, now);
         assert!(
-            matches!(&v, Verdict::Hold { until, reason } if *until == t("2026-03-08T10:00:01Z") && reason.contains("per-lead cap: 2 email(s) in 7d")),
+            matches!(&v, Verdict::Hold { until, reason } if *until == t("2026-03-08T10:00:00Z") && reason.contains("per-lead cap: 2 email(s) in 7d")),
             "{v:?}"
         );
         // Once the first leaves the window, it goes.
         assert_eq!(
-            judge(&l, MADRID, MADRID, false, &usage, t("2026-03-08T10:00:01Z")),
+            judge(&l, MADRID, MADRID, false, &usage, t("2026-03-08T10:00:00Z")),
             Verdict::Send
         );
     }

@@ -114,18 +114,50 @@ impl Preview {
     }
 
     /// Sends the preview to `to` instead of the lead (a test send), through the
-    /// configured transport.
-    pub async fn send_to(&self, to: &EmailAddress, now: DateTime<Utc>) -> Result<(), AppError> {
+    /// configured transport: the subject starts with `[test]`, the unsubscribe link is
+    /// the test address's own (never the lead's), and pause and suppression hold as for
+    /// any email.
+    pub async fn send_to(
+        &self,
+        store: &crate::store::Store,
+        to: &EmailAddress,
+        now: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        if store.paused().await?.0 {
+            return Err(AppError::Usage(
+                "sending is paused (embudo pause); resume first (embudo resume)".into(),
+            ));
+        }
+        let transactional = self.draft.rendered.transactional;
+        match store.suppression(to).await? {
+            Some(s) if s.blocks_receipts() || !transactional => {
+                return Err(AppError::Usage(format!(
+                    "{to} is on the suppression list ({}); a test send does not get around it",
+                    s.as_str()
+                )));
+            }
+            _ => {}
+        }
         let mut lead = self.lead.clone();
         lead.email = to.clone();
-        let msg = self
-            .draft
+        let signer = Signer::new(b"a test send's link unsubscribes nobody");
+        let mut draft = Draft::render(
+            &self.funnel,
+            &signer,
+            &lead,
+            &self.draft.template,
+            None,
+            now,
+        )
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+        draft.rendered.subject = format!("[test] {}", draft.rendered.subject);
+        let msg = draft
             .message(&self.funnel, &lead, &loose_message_id(&self.funnel), now)
             .map_err(AppError::Usage)?;
         let mailer = Mailer::from_config(&self.funnel.config).map_err(AppError::Mailer)?;
         mailer
             .send(msg)
             .await
-            .map_err(|e| AppError::Mailer(format!("test send to {to}: {e}")))
+            .map_err(|e| AppError::Send(format!("test send to {to}: {e}")))
     }
 }

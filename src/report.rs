@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub at: String,
+    /// `embudo pause`: nothing is sent until `resume`.
+    pub paused: bool,
+    pub paused_campaigns: Vec<String>,
     pub stages: Vec<StageRow>,
     pub templates: Vec<TemplateRow>,
     pub held: Vec<HeldRow>,
@@ -113,8 +116,11 @@ pub async fn report(store: &Store, cfg: &Config, now: DateTime<Utc>) -> Result<R
             r.clicks += n;
         }
     }
+    let (paused, paused_campaigns) = store.paused().await?;
     Ok(Report {
         at: rfc(now),
+        paused,
+        paused_campaigns,
         stages,
         templates: templates.into_values().collect(),
         held: store
@@ -132,7 +138,16 @@ pub async fn report(store: &Store, cfg: &Config, now: DateTime<Utc>) -> Result<R
 
 impl Report {
     pub fn table(&self) -> String {
-        let mut out = format!("funnel at {}\n\n", self.at);
+        let mut out = format!("funnel at {}\n", self.at);
+        if self.paused {
+            out.push_str("SENDING IS PAUSED: nothing leaves until `embudo resume`\n");
+        }
+        for c in &self.paused_campaigns {
+            out.push_str(&format!(
+                "campaign `{c}` is paused (embudo resume --campaign {c})\n"
+            ));
+        }
+        out.push('\n');
         out.push_str(&format!(
             "{:<14} {:>7} {:>8} {:>16} {:>12} {:>14}\n",
             "stage", "leads", "reached", "to next stage", "mean stay", "in it so far"

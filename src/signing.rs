@@ -4,6 +4,7 @@
 //! and nothing from the database.
 
 use crate::config::Config;
+use crate::domain::EmailAddress;
 use crate::store::{Store, StoreError};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -81,14 +82,29 @@ impl Signer {
         Some(payload)
     }
 
-    /// The unsubscribe link of a lead.
-    pub fn unsubscribe_url(&self, public_url: &str, lead: i64) -> String {
+    /// The unsubscribe link of a lead. The token carries the lead's id and a short
+    /// digest of its address: an id reused after `forget` does not match the old
+    /// link's digest, so an old email can never unsubscribe someone else.
+    pub fn unsubscribe_url(&self, public_url: &str, lead: i64, email: &EmailAddress) -> String {
         format!(
             "{}/unsubscribe/{}",
             public_url.trim_end_matches('/'),
-            self.sign("unsubscribe", &lead.to_string())
+            self.sign("unsubscribe", &unsubscribe_payload(lead, email))
         )
     }
+
+    /// The (lead id, address digest) of a genuine unsubscribe token; the caller acts
+    /// only if that lead's address still has that digest.
+    pub fn verify_unsubscribe(&self, token: &str) -> Option<(i64, String)> {
+        let payload = self.verify("unsubscribe", token)?;
+        let (id, digest) = payload.split_once(':')?;
+        Some((id.parse().ok()?, digest.to_string()))
+    }
+}
+
+/// `id:digest`, the digest being the first 16 hex digits of the address's SHA-256.
+pub fn unsubscribe_payload(lead: i64, email: &EmailAddress) -> String {
+    format!("{lead}:{}", &email.digest()[..16])
 }
 
 #[cfg(test)]
@@ -104,9 +120,18 @@ mod tests {
         assert_eq!(Signer::new(b"other").verify("unsubscribe", &t), None);
         let forged = format!("{}.{}", B64.encode("43"), t.split_once('.').unwrap().1);
         assert_eq!(s.verify("unsubscribe", &forged), None);
+        let ana = EmailAddress::parse("ana@example.com").unwrap();
+        let url = s.unsubscribe_url("https://t.example/e/", 42, &ana);
+        let token = url
+            .strip_prefix("https://t.example/e/unsubscribe/")
+            .unwrap();
+        let (id, digest) = s.verify_unsubscribe(token).unwrap();
+        assert_eq!(id, 42);
+        assert!(ana.digest().starts_with(&digest));
+        let bob = EmailAddress::parse("bob@example.com").unwrap();
         assert!(
-            s.unsubscribe_url("https://t.example/e/", 42)
-                .starts_with("https://t.example/e/unsubscribe/")
+            !bob.digest().starts_with(&digest),
+            "a reused id does not match"
         );
     }
 }

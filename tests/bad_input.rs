@@ -426,3 +426,43 @@ fn links_and_campaigns_are_checked_before_anything_runs() {
     let o = stdout(&f.run(&["check"], 1));
     assert!(o.contains("audience_file rules/audiences/none.rhai"), "{o}");
 }
+
+#[test]
+fn check_warns_when_a_capped_email_could_expire_and_rejects_settings_that_do_nothing() {
+    let f = Folder::with_files(&[
+        (
+            "embudo.yaml",
+            "limits:\n  per_lead: { max: 3, within: 7d }\n  expire_after: 7d\n",
+        ),
+        ("templates/welcome.html", TEMPLATE),
+    ]);
+    // The contract's own example: allowed, with a warning that says why and what to do.
+    let o = stdout(&f.run(&["check"], 0));
+    assert!(
+        o.contains("warning: limits.expire_after (7d) is not longer than per_lead.within (7d)")
+            && o.contains(" --> embudo.yaml:3:3")
+            && o.contains("make expire_after longer"),
+        "{o}"
+    );
+    f.write("embudo.yaml", "limits: { daily_capacity: 0 }\n");
+    let e = stderr(&f.run(&["check"], 2));
+    assert!(
+        e.contains("limits.daily_capacity of 0 would hold every marketing email forever"),
+        "{e}"
+    );
+    f.write(
+        "embudo.yaml",
+        "limits: { quiet_hours: { from: \"21:00\", to: \"21:00\" } }\n",
+    );
+    let e = stderr(&f.run(&["check"], 2));
+    assert!(e.contains("never quiet"), "{e}");
+    f.write(
+        "embudo.yaml",
+        "smtp: { url: \"smtp://127.0.0.1:2525\", username: shop, password_env: EMBUDO_TEST_UNSET_PASSWORD }\n",
+    );
+    let o = stdout(&f.run(&["check"], 1));
+    assert!(
+        o.contains("EMBUDO_TEST_UNSET_PASSWORD") && o.contains("which is not set"),
+        "{o}"
+    );
+}

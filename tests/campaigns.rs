@@ -346,6 +346,12 @@ c@example.es,C,customer,Atlantic/Canary,2026-03-01
 fn pausing_one_campaign_holds_its_emails_and_nothing_else() {
     let leads = "email,name,stage,attr.birthday\nana@example.es,Ana,customer,1990-12-14\n";
     let f = shop(leads);
+    // A typo in an emergency must not look like success.
+    let e = stderr(&f.run(&["pause", "--campaign", "xmas"], 2));
+    assert!(
+        e.contains("no campaign `xmas`") && e.contains("christmas"),
+        "{e}"
+    );
     f.run(&["pause", "--campaign", "christmas"], 0);
     let list = stdout(&f.run(&["campaign", "list", "--now", "2026-12-01T09:00:00Z"], 0));
     assert!(

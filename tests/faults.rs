@@ -138,7 +138,8 @@ async fn a_hard_bounce_suppresses_that_address_and_records_an_event_the_rules_re
     let smtp = SmtpServer::rejecting(&["lead0002@example.com"]);
     let f = folder(&smtp.url(), "{}", 3);
     f.run(&["import", "leads.csv", "--now", "2026-03-02T09:00:00Z"], 0);
-    let out = stdout(&f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 0));
+    // A bounce is a failure the operator should see: the tick exits 1.
+    let out = stdout(&f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 1));
     assert!(out.contains("sent 2") && out.contains("bounced 1"), "{out}");
     let got = by_recipient(&smtp);
     assert_eq!(got.len(), 2);

@@ -21,6 +21,7 @@ fn folder(limits: &str, rule: &str, leads: &str) -> Folder {
         ("templates/a.html", TEMPLATE),
         ("templates/b.html", TEMPLATE),
         ("templates/c.html", TEMPLATE),
+        ("templates/d.html", TEMPLATE),
         ("templates/receipt.html", RECEIPT),
         ("rules/10_send.rhai", rule),
         ("leads.csv", leads),
@@ -120,13 +121,13 @@ fn quiet_hours_hold_an_email_until_the_leads_own_morning_and_spare_receipts() {
 #[test]
 fn the_per_lead_cap_holds_the_extra_email_until_a_slot_frees() {
     let f = folder(
-        "{ per_lead: { max: 2, within: 3d } }",
-        "send(\"a\");\nsend(\"b\");\nsend(\"c\");\n",
+        "{ per_lead: { max: 3, within: 3d } }",
+        "send(\"a\");\nsend(\"b\");\nsend(\"c\");\nsend(\"d\");\n",
         "email,name\nana@example.com,Ana\n",
     );
     f.run(&["import", "leads.csv", "--now", "2026-03-02T09:00:00Z"], 0);
     let out = tick(&f, "2026-03-02T10:00:00Z");
-    assert!(out.contains("sent 2, held 1"), "{out}");
+    assert!(out.contains("sent 3, held 1"), "{out}");
     let list = stdout(&f.run(
         &[
             "outbox",
@@ -138,14 +139,14 @@ fn the_per_lead_cap_holds_the_extra_email_until_a_slot_frees() {
         ],
         0,
     ));
-    assert!(list.contains("per-lead cap: 2 email(s) in 3d"), "{list}");
-    assert!(list.contains("2026-03-05T10:00:01Z"), "{list}");
-    assert!(tick(&f, "2026-03-05T10:00:00Z").contains("sent 0"));
-    let out = tick(&f, "2026-03-05T10:00:01Z");
+    assert!(list.contains("per-lead cap: 3 email(s) in 3d"), "{list}");
+    assert!(list.contains("2026-03-05T10:00:00Z"), "{list}");
+    assert!(tick(&f, "2026-03-05T09:59:59Z").contains("sent 0"));
+    let out = tick(&f, "2026-03-05T10:00:00Z");
     assert!(out.contains("sent 1, held 0"), "{out}");
     let mut templates: Vec<String> = f.mails().iter().map(|m| m.template().to_string()).collect();
     templates.sort();
-    assert_eq!(templates, ["a", "b", "c"]);
+    assert_eq!(templates, ["a", "b", "c", "d"]);
 }
 
 #[test]

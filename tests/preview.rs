@@ -69,6 +69,42 @@ async fn preview_shows_writes_and_test_sends_without_touching_the_outbox() {
     let mail = smtp.wait_for(1, std::time::Duration::from_secs(10));
     assert_eq!(mail.len(), 1);
     assert!(mail[0].to.contains("me@shop.example"), "{:?}", mail[0]);
+    assert!(
+        mail[0].subject.starts_with("[test] "),
+        "{:?}",
+        mail[0].subject
+    );
+    // Its unsubscribe link is not the lead's: clicking it in a test inbox harms nobody.
+    let theirs = eml.header("List-Unsubscribe").unwrap();
+    let ours = mail[0].header("List-Unsubscribe").unwrap();
+    assert_ne!(theirs.split(',').next(), ours.split(',').next());
+    // Pause and suppression hold for test sends too.
+    f.run(&["pause"], 0);
+    let e = stderr(&f.run(
+        &[
+            "preview",
+            "edu-welcome",
+            "--sample",
+            "--to",
+            "me@shop.example",
+        ],
+        2,
+    ));
+    assert!(e.contains("sending is paused"), "{e}");
+    f.run(&["resume"], 0);
+    f.run(&["unsubscribe", "me@shop.example"], 0);
+    let e = stderr(&f.run(
+        &[
+            "preview",
+            "edu-welcome",
+            "--sample",
+            "--to",
+            "me@shop.example",
+        ],
+        2,
+    ));
+    assert!(e.contains("suppression list (unsubscribed)"), "{e}");
+    assert_eq!(smtp.messages().len(), 1);
 
     // Nothing of it is in the outbox: the lead still gets its real welcome later.
     let store = f.store().await;

@@ -18,6 +18,7 @@ use crate::templates::RenderContext;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::task::JoinSet;
 
 /// Rows claimed at a time.
@@ -63,6 +64,35 @@ pub struct Deliverer {
     store: Store,
     mailer: Mailer,
     signer: Signer,
+    /// Send tasks still running, including ones a failed round left behind: while any
+    /// runs, rows in `sending` may be theirs and are not taken back.
+    live: Arc<AtomicUsize>,
+}
+
+/// The round's send tasks. Dropped early (a database error ends the round), they are
+/// detached, not aborted: a send under way finishes and records its outcome.
+struct Running(JoinSet<Done>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.detach_all();
+    }
+}
+
+/// Counts one live send task.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(counter: &Arc<AtomicUsize>) -> Live {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Live(counter.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What a send task reports.
@@ -106,7 +136,9 @@ enum Gate {
 #[derive(Default)]
 struct BatchUsage {
     marketing_today: u32,
-    lead_recent: HashMap<LeadId, Vec<DateTime<Utc>>>,
+    /// The rows started in this batch, per lead, by id: a row already recorded as sent
+    /// is both here and in the database, and must count once.
+    lead_recent: HashMap<LeadId, Vec<(i64, DateTime<Utc>)>>,
 }
 
 impl Deliverer {
@@ -115,6 +147,7 @@ impl Deliverer {
             store,
             mailer,
             signer,
+            live: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -127,6 +160,17 @@ impl Deliverer {
         now: impl Fn() -> DateTime<Utc>,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
+        // Rows left `sending` by a round that a database error cut short are nobody's
+        // once its tasks have finished: back to `retry`, with their Message-IDs.
+        if self.live.load(Ordering::SeqCst) == 0 {
+            let n = self.store.recover_in_flight(now()).await?;
+            if n > 0 {
+                tracing::warn!(
+                    rows = n,
+                    "rows left `sending` by an interrupted round are retried"
+                );
+            }
+        }
         let (paused, paused_campaigns) = self.store.paused().await?;
         if paused {
             report.paused = true;
@@ -151,7 +195,7 @@ impl Deliverer {
                 marketing_today: self.marketing_sent_today(funnel, now()).await?,
                 ..Default::default()
             };
-            let mut tasks: JoinSet<Done> = JoinSet::new();
+            let mut tasks = Running(JoinSet::new());
             let mut in_flight: HashMap<tokio::task::Id, InFlight> = HashMap::new();
             for row in claimed {
                 let t = now();
@@ -162,8 +206,8 @@ impl Deliverer {
                     Gate::Done => continue,
                     Gate::Go(brief) => brief,
                 };
-                while tasks.len() >= IN_FLIGHT {
-                    if let Some(done) = tasks.join_next_with_id().await {
+                while tasks.0.len() >= IN_FLIGHT {
+                    if let Some(done) = tasks.0.join_next_with_id().await {
                         self.record(funnel, done, &mut in_flight, now(), &mut report)
                             .await?;
                     }
@@ -179,12 +223,38 @@ impl Deliverer {
                     attempts: row.attempts,
                     requested_at: row.requested_at,
                 };
-                let handle = tasks.spawn(async move { this.send_one(&f, &row, t).await });
+                let live = Live::new(&self.live);
+                let handle = tasks.0.spawn(async move {
+                    let _live = live;
+                    this.send_one(&f, &row, t).await
+                });
                 in_flight.insert(handle.id(), meta);
             }
-            while let Some(done) = tasks.join_next_with_id().await {
+            while let Some(done) = tasks.0.join_next_with_id().await {
                 self.record(funnel, done, &mut in_flight, now(), &mut report)
                     .await?;
+            }
+        }
+    }
+
+    /// Records a row the server accepted. The email has left: the record must be
+    /// written, so a busy database is waited out (up to about ten minutes) rather than
+    /// leaving the row to be sent again.
+    async fn record_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tries = 0;
+        loop {
+            match self.store.mark_sent(id, now).await {
+                Ok(()) => return Ok(()),
+                Err(e @ (StoreError::Busy(_) | StoreError::Sql(_))) if tries < 60 => {
+                    tries += 1;
+                    tracing::warn!(
+                        outbox = id,
+                        tries,
+                        "accepted by the server, not yet recorded: {e}"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -286,15 +356,20 @@ impl Deliverer {
             .unwrap_or_else(|| cfg.default_timezone());
         let mut lead_recent = Vec::new();
         if !transactional && let Some(cap) = &cfg.limits.per_lead {
+            let started = usage.lead_recent.get(&row.lead_id);
+            let started_ids: Vec<i64> =
+                started.iter().flat_map(|v| v.iter().map(|r| r.0)).collect();
             lead_recent = self
                 .store
                 .lead_sent_since(row.lead_id, now - cap.within.0)
                 .await?
                 .into_iter()
-                .filter(|(t, _)| !funnel.templates.is_transactional(t))
-                .map(|(_, at)| at)
+                .filter(|(id, t, _)| {
+                    !started_ids.contains(id) && !funnel.templates.is_transactional(t)
+                })
+                .map(|(_, _, at)| at)
                 .collect();
-            lead_recent.extend(usage.lead_recent.get(&row.lead_id).into_iter().flatten());
+            lead_recent.extend(started.into_iter().flatten().map(|r| r.1));
         }
         let verdict = policy::judge(
             &cfg.limits,
@@ -315,7 +390,11 @@ impl Deliverer {
         }
         if !transactional {
             usage.marketing_today += 1;
-            usage.lead_recent.entry(row.lead_id).or_default().push(now);
+            usage
+                .lead_recent
+                .entry(row.lead_id)
+                .or_default()
+                .push((row.id, now));
         }
         Ok(Gate::Go(brief))
     }
@@ -361,7 +440,7 @@ impl Deliverer {
             Ok(()) => {
                 // Recorded here, the moment the server has said 250: the window in which
                 // a crash makes a duplicate is this one write, not a wait for the batch.
-                self.store.mark_sent(row.id, now).await?;
+                self.record_sent(row.id, now).await?;
                 tracing::info!(outbox = row.id, lead = lead.id.0, email = %lead.email, template = %row.template, message_id = %mid, "sent");
                 Outcome::Sent
             }
@@ -491,7 +570,8 @@ impl Draft {
         campaign: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Draft, crate::templates::TemplateError> {
-        let unsubscribe_url = signer.unsubscribe_url(&funnel.config.http.public_url, lead.id.0);
+        let unsubscribe_url =
+            signer.unsubscribe_url(&funnel.config.http.public_url, lead.id.0, &lead.email);
         let ctx = RenderContext {
             unsubscribe_url: unsubscribe_url.clone(),
             now,

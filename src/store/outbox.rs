@@ -163,20 +163,23 @@ impl Store {
         .await?)
     }
 
-    /// A lead's emails sent since `since`: (template, sent_at).
+    /// A lead's emails sent since `since`: (row id, template, sent_at).
     pub async fn lead_sent_since(
         &self,
         lead: LeadId,
         since: DateTime<Utc>,
-    ) -> Result<Vec<(String, DateTime<Utc>)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT template, sent_at FROM outbox WHERE lead_id = ? AND state = 'sent' AND sent_at >= ?",
+    ) -> Result<Vec<(i64, String, DateTime<Utc>)>> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT id, template, sent_at FROM outbox WHERE lead_id = ? AND state = 'sent' AND sent_at >= ?",
         )
         .bind(lead.0)
         .bind(ms(since))
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.into_iter().map(|(t, at)| (t, from_ms(at))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, t, at)| (id, t, from_ms(at)))
+            .collect())
     }
 
     /// Gives a claimed row its Message-ID unless it has one; returns the row's id.
