@@ -67,7 +67,8 @@ enum SendExpect {
     Keyed { template: String, key: String },
 }
 
-/// One action written the way a test reads it, so expected and actual compare as text.
+/// One action written as an `expect:` item, so expected and actual compare as text
+/// and a line of the diff can be pasted into a test.
 fn describe(a: &Action) -> String {
     match a {
         Action::Send {
@@ -77,32 +78,52 @@ fn describe(a: &Action) -> String {
         Action::Send {
             template,
             key: Some(k),
-        } => format!("send: {template} (key {k})"),
+        } => keyed(template, k),
         Action::MoveTo(s) => format!("move_to: {s}"),
         Action::Tag(t) => format!("tag: {t}"),
         Action::Untag(t) => format!("untag: {t}"),
-        Action::Set(k, Some(v)) => format!("set: {k} = {v}"),
-        Action::Set(k, None) => format!("set: {k} = ()"),
+        Action::Set(k, v) => set(k, v.as_ref()),
     }
+}
+
+fn keyed(template: &str, key: &str) -> String {
+    format!("send: {{ template: {template}, key: {} }}", quoted(key))
+}
+
+fn set(k: &str, v: Option<&crate::domain::Value>) -> String {
+    use crate::domain::Value;
+    // A string reads as the test file would type it: "2026-03-01" is a date there.
+    let v = match v.map(|v| match v {
+        Value::Str(s) => Value::infer(s),
+        other => other.clone(),
+    }) {
+        None => "null".to_string(),
+        Some(Value::Str(s)) => quoted(&s),
+        Some(v) => v.to_string(),
+    };
+    format!("set: {{ {k}: {v} }}")
+}
+
+/// A YAML scalar that reads back as this string (JSON strings are YAML).
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
 }
 
 fn expected(e: &Expect) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     match &e.send {
         Some(SendExpect::Template(t)) => out.push(format!("send: {t}")),
-        Some(SendExpect::Keyed { template, key }) => {
-            out.push(format!("send: {template} (key {key})"))
-        }
+        Some(SendExpect::Keyed { template, key }) => out.push(keyed(template, key)),
         None => {}
     }
     out.extend(e.move_to.iter().map(|s| format!("move_to: {s}")));
     out.extend(e.tag.iter().map(|t| format!("tag: {t}")));
     out.extend(e.untag.iter().map(|t| format!("untag: {t}")));
     if let Some(m) = &e.set {
-        out.extend(m.iter().map(|(k, v)| match v {
-            Some(v) => format!("set: {k} = {}", v.value()),
-            None => format!("set: {k} = ()"),
-        }));
+        out.extend(
+            m.iter()
+                .map(|(k, v)| set(k, v.as_ref().map(|v| v.value()).as_ref())),
+        );
     }
     let keys = [
         e.send.is_some(),
@@ -284,8 +305,9 @@ pub fn report(run: &TestRun, dir: &Path) -> i32 {
         println!("error: {e}");
     }
     println!(
-        "\nrunning {} tests from {}",
+        "\nrunning {} test{} from {}",
         run.results.len(),
+        if run.results.len() == 1 { "" } else { "s" },
         dir.display()
     );
     for r in &run.results {
