@@ -25,7 +25,11 @@ pub async fn run(config: &Path, action: CampaignAction) -> Result<i32, AppError>
                 let next = match campaigns::next_firing(c, &funnel, now) {
                     Some(t) => format!(
                         "{} {} ({}), key {}",
-                        t.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+                        t.with_timezone(&tz).format(if t.timestamp() % 60 == 0 {
+                            "%Y-%m-%d %H:%M"
+                        } else {
+                            "%Y-%m-%d %H:%M:%S"
+                        }),
                         tz,
                         t.to_rfc3339_opts(SecondsFormat::Secs, true),
                         campaigns::key_for(c, tz, t)
@@ -75,19 +79,39 @@ pub async fn run(config: &Path, action: CampaignAction) -> Result<i32, AppError>
                     }
                 )));
             };
-            let scheduled = campaigns::current_firing(c, &funnel, now).unwrap_or(now);
-            let key = key.unwrap_or_else(|| campaigns::key_for(c, zone(c, &funnel), scheduled));
-            let r = campaigns::fire(&app.store, &funnel, c, &key, scheduled, now, dry_run).await?;
+            let tz = zone(c, &funnel);
+            let (key, scheduled) = match (key, campaigns::current_firing(c, &funnel, now)) {
+                (Some(k), at) => (k, at.unwrap_or(now)),
+                (None, Some(at)) => (campaigns::key_for(c, tz, at), at),
+                (None, None) => {
+                    return Err(AppError::Usage(format!(
+                        "campaign `{id}` has no firing within its dates (start/end); pass --key K to fire it anyway"
+                    )));
+                }
+            };
+            let spec = campaigns::FireSpec {
+                key: key.clone(),
+                scheduled_at: scheduled,
+                audience_at: now,
+                note: Some("fired by `embudo campaign run`".into()),
+                dry: dry_run,
+            };
+            let r = campaigns::fire(&app.store, &funnel, c, &spec, now).await?;
+            if let Some(p) = &r.problem {
+                return Err(AppError::Usage(format!("campaign `{id}` cannot fire: {p}")));
+            }
             if dry_run {
                 println!(
-                    "campaign {id} [{key}] (dry run): {} lead(s) in the audience now; nothing queued",
-                    r.audience
+                    "campaign {id} [{key}] (dry run): {} lead(s) in the audience now; {} would be queued, {} already have key {key}; nothing queued",
+                    r.audience,
+                    r.audience - r.already,
+                    r.already
                 );
                 for s in &r.sample {
                     println!("  {s}");
                 }
-                if r.audience > r.sample.len() {
-                    println!("  … and {} more", r.audience - r.sample.len());
+                if r.audience - r.already > r.sample.len() {
+                    println!("  … and {} more", r.audience - r.already - r.sample.len());
                 }
             } else {
                 println!(

@@ -65,13 +65,34 @@ pub fn next_firing(c: &Campaign, funnel: &Funnel, after: DateTime<Utc>) -> Optio
     None
 }
 
-/// The latest scheduled firing at or before `at`, else the next one: what `campaign
-/// run` fires when no key is given.
+/// The latest scheduled firing at or before `at` within the campaign's dates, else
+/// the next one: what `campaign run` fires when no key is given. `None` when the
+/// campaign has no firing in its window at all.
 pub fn current_firing(c: &Campaign, funnel: &Funnel, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let tz = zone(c, funnel);
-    schedule::latest_at_or_before(&c.schedule.cron, tz, at)
-        .filter(|t| in_window(c, tz, *t))
-        .or_else(|| next_firing(c, funnel, at))
+    // After `end`, look back from the end of its last day.
+    let mut t = match c.end {
+        Some(end) if at.with_timezone(&tz).date_naive() > end => {
+            local_instant(tz, end + chrono::Days::new(1), chrono::NaiveTime::MIN)
+                - TimeDelta::milliseconds(1)
+        }
+        _ => at,
+    };
+    for _ in 0..1000 {
+        let Some(p) = schedule::latest_at_or_before(&c.schedule.cron, tz, t) else {
+            break;
+        };
+        if c.start
+            .is_some_and(|s| p.with_timezone(&tz).date_naive() < s)
+        {
+            break;
+        }
+        if in_window(c, tz, p) {
+            return Some(p);
+        }
+        t = p - TimeDelta::milliseconds(1);
+    }
+    next_firing(c, funnel, at)
 }
 
 /// What one firing did (or, dry, would do).
@@ -89,6 +110,26 @@ pub struct FireReport {
     pub errors: Vec<RuleError>,
     /// Recorded as skipped (missed), with why.
     pub skipped: Option<String>,
+    /// Not fired at all, and why (its template is missing): fix and it fires.
+    pub problem: Option<String>,
+    /// Of the audience, leads that already have this key (a dry run counts them).
+    pub already: usize,
+}
+
+/// One firing to carry out.
+#[derive(Debug, Clone)]
+pub struct FireSpec {
+    pub key: String,
+    /// The instant the schedule said.
+    pub scheduled_at: DateTime<Utc>,
+    /// The clock the audience is judged at: the firing's own instant when it fires on
+    /// time or catches up (a birthday is the firing's day, not the day it was handled),
+    /// `now` for `campaign run`.
+    pub audience_at: DateTime<Utc>,
+    /// Kept with the firing's record (e.g. how late a catch-up was).
+    pub note: Option<String>,
+    /// Count and sample only: write nothing.
+    pub dry: bool,
 }
 
 /// Fires every firing of every campaign due at `now` and not yet handled; records
@@ -102,11 +143,31 @@ pub async fn fire_due(
     for c in &funnel.config.campaigns {
         let tz = zone(c, funnel);
         let first_seen = store.campaign_first_seen(&c.id, now).await?;
+        if !funnel.templates.contains(c.template.as_str()) {
+            let why = format!(
+                "not fired: its template `{}` does not exist; add templates/{}.html (embudo check)",
+                c.template, c.template
+            );
+            tracing::error!(campaign = %c.id, "{why}");
+            out.push(FireReport {
+                campaign: c.id.clone(),
+                problem: Some(why),
+                ..Default::default()
+            });
+            continue;
+        }
         // Resume a firing a crash left running.
         if let Some(last) = store.last_firing(&c.id).await?
             && last.state == FiringState::Running
         {
-            out.push(fire(store, funnel, c, &last.key, last.scheduled_at, now, false).await?);
+            let spec = FireSpec {
+                key: last.key.clone(),
+                scheduled_at: last.scheduled_at,
+                audience_at: last.scheduled_at.min(now),
+                note: last.note.clone(),
+                dry: false,
+            };
+            out.push(fire(store, funnel, c, &spec, now).await?);
         }
         // A firing at the very instant the campaign was first loaded counts.
         let loaded = first_seen - TimeDelta::milliseconds(1);
@@ -164,31 +225,59 @@ pub async fn fire_due(
                 });
                 continue;
             }
-            out.push(fire(store, funnel, c, &key, at, now, false).await?);
+            let note = is_late.then(|| {
+                let mut n = format!(
+                    "caught up {} late (missed: catch_up)",
+                    crate::domain::time::format_duration(now - at)
+                );
+                if late.len() > 1 {
+                    n.push_str(&format!(
+                        "; {} earlier firing(s) since {} were missed",
+                        late.len() - 1,
+                        late[0].to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ));
+                }
+                tracing::warn!(campaign = %c.id, key = %key, scheduled = %at, "{n}");
+                n
+            });
+            let spec = FireSpec {
+                key,
+                scheduled_at: at,
+                audience_at: at,
+                note,
+                dry: false,
+            };
+            out.push(fire(store, funnel, c, &spec, now).await?);
         }
     }
     Ok(out)
 }
 
-/// Fires `c` with `key` at `now` (its schedule said `scheduled_at`): the audience is
-/// evaluated page by page and each page's emails queued, so a crash loses nothing and
-/// a resumed firing adds only what is missing. `dry` counts and samples, and writes
-/// nothing.
+/// Carries out one firing of `c` at `now`: the audience is judged at
+/// `spec.audience_at` page by page and each page's emails queued, so a crash loses
+/// nothing and a resumed firing adds only what is missing. A dry spec counts and
+/// samples, and writes nothing.
 pub async fn fire(
     store: &Store,
     funnel: &Arc<Funnel>,
     c: &Campaign,
-    key: &str,
-    scheduled_at: DateTime<Utc>,
+    spec: &FireSpec,
     now: DateTime<Utc>,
-    dry: bool,
 ) -> Result<FireReport, StoreError> {
+    let (key, scheduled_at, dry) = (spec.key.as_str(), spec.scheduled_at, spec.dry);
     let mut report = FireReport {
         campaign: c.id.clone(),
         key: key.to_string(),
         scheduled_at: Some(scheduled_at),
         ..Default::default()
     };
+    if !funnel.templates.contains(c.template.as_str()) {
+        report.problem = Some(format!(
+            "its template `{}` does not exist; add templates/{}.html",
+            c.template, c.template
+        ));
+        return Ok(report);
+    }
     if !dry {
         store.begin_firing(&c.id, key, scheduled_at, now).await?;
     }
@@ -197,18 +286,25 @@ pub async fn fire(
     let default_tz = funnel.config.default_timezone();
     let mut members: Vec<(LeadId, String, Tz)> = Vec::new();
     let mut after = 0;
+    let keyed = if dry {
+        store.leads_with_key(c.template.as_str(), key).await?
+    } else {
+        Default::default()
+    };
     loop {
-        let page = store.load_page(after, PAGE, now).await?;
+        let page = store.load_page(after, PAGE, spec.audience_at).await?;
         let Some(last) = page.last() else { break };
         after = last.lead.id.0;
-        let (matched, errors) = audience_of(funnel, &c.id, page, now).await;
+        let (matched, errors) = audience_of(funnel, &c.id, page, spec.audience_at).await;
         for e in errors {
             if !report.errors.contains(&e) {
                 report.errors.push(e);
             }
         }
         for m in matched {
-            if report.sample.len() < 10 {
+            if keyed.contains(&m.0) {
+                report.already += 1;
+            } else if report.sample.len() < 10 {
                 report.sample.push(m.1.clone());
             }
             members.push((m.0, m.2, m.3.unwrap_or(default_tz)));
@@ -236,10 +332,14 @@ pub async fn fire(
                 .enqueue_campaign(&c.id, &c.template, key, chunk, now)
                 .await?;
         }
-        let note = report
-            .errors
-            .first()
-            .map(|e| format!("audience error: {e}"));
+        let mut notes: Vec<String> = spec.note.iter().cloned().collect();
+        notes.extend(
+            report
+                .errors
+                .first()
+                .map(|e| format!("audience error: {e}")),
+        );
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
         store
             .finish_firing(
                 &c.id,

@@ -81,18 +81,46 @@ pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
                     c.id
                 );
                 let (_, errs) = RuleSet::compile(vec![(label, src.clone())], catalog());
-                problems.extend(
-                    errs.iter()
-                        .map(|e| Diagnostic::from(e).with_source(src.clone())),
-                );
+                // Positions inside the audience string, moved to where it is written.
+                let at = inline_at(&cfg, &c.id, src);
+                let place = |line: usize, col: usize, message: String| match at {
+                    Some((l, c0)) => Diagnostic::new(
+                        cfg.display_path(&cfg.path),
+                        l + line.saturating_sub(1),
+                        if line <= 1 {
+                            c0 + col.saturating_sub(1)
+                        } else {
+                            col
+                        },
+                        message,
+                    ),
+                    None => Diagnostic::new(
+                        format!(
+                            "{} (campaign `{}` audience)",
+                            cfg.display_path(&cfg.path),
+                            c.id
+                        ),
+                        line,
+                        col,
+                        message,
+                    )
+                    .with_source(src.clone()),
+                };
+                problems.extend(errs.iter().map(|e| place(e.line, e.col, e.message.clone())));
+                problems.extend(audience_problems(&cfg, &t, src, &c.id, &place));
             }
             (None, Some(file)) => {
                 let path = cfg.root.join(file);
                 match std::fs::read_to_string(&path) {
                     Ok(src) => {
+                        let shown = cfg.display_path(&path);
                         let (_, errs) =
-                            RuleSet::compile(vec![(cfg.display_path(&path), src)], catalog());
+                            RuleSet::compile(vec![(shown.clone(), src.clone())], catalog());
                         problems.extend(errs.iter().map(Diagnostic::from));
+                        let place = |line: usize, col: usize, message: String| {
+                            Diagnostic::new(shown.clone(), line, col, message)
+                        };
+                        problems.extend(audience_problems(&cfg, &t, &src, &c.id, &place));
                     }
                     Err(e) => {
                         let (l, col) = cfg.position_of("audience_file", "");
@@ -176,6 +204,75 @@ pub fn warnings(config_path: &Path) -> Vec<Diagnostic> {
             .with_hint("make expire_after longer than per_lead.within, e.g. within: 7d and expire_after: 10d")
             .with_source(src.clone()),
         );
+    }
+    out
+}
+
+/// Where an inline audience's text starts in embudo.yaml (1-based line and column),
+/// when it is written on one line after `audience:`.
+fn inline_at(cfg: &Config, campaign: &str, src: &str) -> Option<(usize, usize)> {
+    let yaml = std::fs::read_to_string(&cfg.path).ok()?;
+    let first = src.lines().next()?.trim();
+    if first.is_empty() {
+        return None;
+    }
+    let mut in_campaign = false;
+    for (i, line) in yaml.lines().enumerate() {
+        let t = line.trim_start().trim_start_matches("- ");
+        if let Some(id) = t.strip_prefix("id:") {
+            in_campaign = id.trim().trim_matches(|c| c == '"' || c == '\'') == campaign;
+        }
+        if in_campaign
+            && t.starts_with("audience:")
+            && let Some(p) = line.find(first)
+        {
+            return Some((i + 1, line[..p].chars().count() + 1));
+        }
+    }
+    None
+}
+
+/// An audience reads: actions are errors, and the stages and templates it names must
+/// exist.
+fn audience_problems(
+    cfg: &Config,
+    t: &Templates,
+    src: &str,
+    campaign: &str,
+    place: &dyn Fn(usize, usize, String) -> Diagnostic,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (name, line, col) in crate::rules::action_calls(src) {
+        out.push(
+            place(
+                line,
+                col,
+                format!(
+                    "`{name}` in the audience of campaign `{campaign}`: an audience only reads"
+                ),
+            )
+            .with_len(name.len())
+            .with_hint("an audience gives true or false; the campaign itself sends its template"),
+        );
+    }
+    for (kind, name, line, col) in crate::rules::literal_names(src) {
+        let known = if kind == "stage" {
+            cfg.funnel.has(&name)
+        } else {
+            t.contains(&name)
+        };
+        if !known {
+            let hint = if kind == "stage" {
+                format!("the funnel's stages are: {}", cfg.funnel.stage_list())
+            } else {
+                format!("add templates/{name}.html")
+            };
+            out.push(
+                place(line, col, format!("unknown {kind} `{name}`"))
+                    .with_len(name.chars().count() + 2)
+                    .with_hint(hint),
+            );
+        }
     }
     out
 }

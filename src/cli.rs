@@ -548,13 +548,25 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         Command::Tick { now } => {
             let app = App::open(&cli.config).await?;
             let now = now.unwrap_or_else(Utc::now);
-            for f in app.fire_campaigns(now).await? {
-                match &f.skipped {
-                    Some(why) => println!("campaign {} [{}]: skipped, {why}", f.campaign, f.key),
-                    None => println!(
+            let fired = app.fire_campaigns(now).await?;
+            let mut campaign_trouble = false;
+            for f in &fired {
+                match (&f.problem, &f.skipped) {
+                    (Some(p), _) => {
+                        campaign_trouble = true;
+                        println!("campaign {}: {p}", f.campaign)
+                    }
+                    (None, Some(why)) => {
+                        println!("campaign {} [{}]: skipped, {why}", f.campaign, f.key)
+                    }
+                    (None, None) => println!(
                         "campaign {} [{}]: {} lead(s) in the audience, {} email(s) queued",
                         f.campaign, f.key, f.audience, f.queued
                     ),
+                }
+                for e in &f.errors {
+                    campaign_trouble = true;
+                    eprintln!("audience error (lead left out): {e}");
                 }
             }
             let Some(pass) = app.evaluate(now).await? else {
@@ -591,7 +603,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             }
             // Rules skipped or emails failed: the pass ran, but something needs a look.
             Ok(
-                if pass.errors.is_empty() && d.failed == 0 && d.bounced == 0 {
+                if pass.errors.is_empty() && d.failed == 0 && d.bounced == 0 && !campaign_trouble {
                     0
                 } else {
                     1

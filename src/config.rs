@@ -703,6 +703,19 @@ impl Config {
                 ));
             }
             if let Some(key) = &c.key {
+                if key.trim().is_empty() {
+                    return Err(invalid(
+                        l,
+                        col,
+                        format!(
+                            "campaign `{}`: an empty key would make it fire once, ever",
+                            c.id
+                        ),
+                        Some(
+                            "leave `key` out for the default \"{date}\", or write e.g. \"{year}\"",
+                        ),
+                    ));
+                }
                 let mut rest = key.as_str();
                 while let Some(open) = rest.find('{') {
                     let Some(close) = rest[open..].find('}') else {

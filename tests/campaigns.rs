@@ -376,3 +376,100 @@ fn pausing_one_campaign_holds_its_emails_and_nothing_else() {
     assert!(out.contains("sent 1"), "{out}");
     assert_eq!(f.mails().len(), 2);
 }
+
+/// A firing caught up late judges its audience at its own instant: the birthday of
+/// 14 May is the 14 May leads', even when handled after midnight in their zone.
+#[tokio::test]
+async fn a_caught_up_firing_judges_its_audience_at_the_firings_time() {
+    let leads = "email,name,stage,timezone,attr.birthday
+tok14@example.jp,T14,customer,Asia/Tokyo,1990-05-14
+tok15@example.jp,T15,customer,Asia/Tokyo,1990-05-15
+";
+    let f = shop(leads);
+    tick(&f, "2026-05-13T07:00:00Z");
+    // 14 May's firing (09:00 Madrid, 07:00 UTC) handled 9 hours late, inside the 12-hour
+    // grace: it is already 15 May, 01:00, in Tokyo.
+    let out = tick(&f, "2026-05-14T16:00:00Z");
+    assert!(
+        out.contains(
+            "campaign birthday [2026-05-14]: 1 lead(s) in the audience, 1 email(s) queued"
+        ),
+        "{out}"
+    );
+    tick(&f, "2026-05-15T07:00:00Z");
+    let keys = |r: Vec<(String, String, String, Option<DateTime<Utc>>)>| {
+        r.into_iter()
+            .filter(|r| r.0 == "cust-birthday")
+            .map(|r| r.1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(rows(&f, "tok14@example.jp").await), ["2026-05-14"]);
+    assert_eq!(keys(rows(&f, "tok15@example.jp").await), ["2026-05-15"]);
+    let list = stdout(&f.run(&["campaign", "list", "--now", "2026-05-15T08:00:00Z"], 0));
+    assert!(list.contains("last: key 2026-05-15 done"), "{list}");
+}
+
+#[test]
+fn campaign_run_keeps_to_the_campaigns_dates_and_a_missing_template_fires_nothing() {
+    let f = shop("email,name,stage,tags\na@school.es,A,customer,school\n");
+    // back-to-school ends 2030-12-31: in 2031 `campaign run` means its last firing.
+    let out = stdout(&f.run(
+        &[
+            "campaign",
+            "run",
+            "back-to-school",
+            "--dry-run",
+            "--now",
+            "2031-09-01T00:00:00Z",
+        ],
+        0,
+    ));
+    assert!(out.contains("campaign back-to-school [2030]"), "{out}");
+    // A campaign whose template is gone: tick says so, exits 1, records nothing.
+    std::fs::remove_file(f.path().join("templates/christmas.html")).unwrap();
+    std::fs::remove_file(f.path().join("templates/christmas.en.html")).unwrap();
+    let out = f.run(&["tick", "--now", "2026-12-14T09:00:00Z"], 1);
+    assert!(
+        stdout(&out)
+            .contains("campaign christmas: not fired: its template `christmas` does not exist"),
+        "{}",
+        stdout(&out)
+    );
+    let e = stderr(&f.run(&["campaign", "run", "christmas"], 2));
+    assert!(e.contains("cannot fire"), "{e}");
+    let list = stdout(&f.run(&["campaign", "list", "--now", "2026-12-14T09:01:00Z"], 0));
+    let christmas = list
+        .lines()
+        .skip_while(|l| !l.starts_with("christmas"))
+        .nth(1);
+    assert!(
+        christmas.is_none_or(|l| !l.contains("last:")),
+        "no firing recorded:\n{list}"
+    );
+}
+
+#[test]
+fn check_reads_audiences_like_rules_and_points_into_embudo_yaml() {
+    let f = shop("email,name\na@example.es,A\n");
+    let yaml = std::fs::read_to_string(f.path().join("embudo.yaml")).unwrap();
+    f.write(
+        "embudo.yaml",
+        &yaml.replace(
+            "audience: 'lead.stage == \"customer\"'",
+            "audience: 'lead.stage == \"custmer\" && send(\"christmas\")'",
+        ),
+    );
+    let o = stdout(&f.run(&["check"], 1));
+    assert!(o.contains("error: unknown stage `custmer`"), "{o}");
+    assert!(
+        o.contains("error: `send` in the audience of campaign `christmas`: an audience only reads"),
+        "{o}"
+    );
+    // Both point at the line of embudo.yaml where the audience is written.
+    let line = yaml
+        .lines()
+        .position(|l| l.contains("audience: 'lead.stage == \"customer\"'"))
+        .unwrap()
+        + 1;
+    assert!(o.contains(&format!(" --> embudo.yaml:{line}:")), "{o}");
+}

@@ -167,6 +167,52 @@ pub fn literal_names(src: &str) -> Vec<(&'static str, String, usize, usize)> {
                 out.push((kind, rest[1..1 + end].to_string(), i + 1, col));
             }
         }
+        // `lead.stage == "evaluation"` and `!=`: a misspelt stage never matches.
+        let mut from = 0;
+        while let Some(p) = code[from..].find("lead.stage") {
+            let at = from + p;
+            from = at + "lead.stage".len();
+            let rest = code[from..].trim_start();
+            let Some(rest) = rest.strip_prefix("==").or_else(|| rest.strip_prefix("!=")) else {
+                continue;
+            };
+            let rest = rest.trim_start();
+            if !rest.starts_with('"') {
+                continue;
+            }
+            let Some(end) = rest[1..].find('"') else {
+                continue;
+            };
+            let col = code.len() - rest.len() + 1;
+            out.push(("stage", rest[1..1 + end].to_string(), i + 1, col));
+        }
+    }
+    out
+}
+
+/// Calls to actions (`send`, `move_to`, `tag`, `untag`, `set`) with their 1-based line
+/// and column: an audience may only read, and `check` says so before it fires.
+pub fn action_calls(src: &str) -> Vec<(&'static str, usize, usize)> {
+    const ACTIONS: [&str; 5] = ["send", "move_to", "tag", "untag", "set"];
+    let mut out = Vec::new();
+    for (i, line) in src.lines().enumerate() {
+        let code = match line.find("//") {
+            Some(c) if !line[..c].contains('"') => &line[..c],
+            _ => line,
+        };
+        for name in ACTIONS {
+            let mut from = 0;
+            while let Some(p) = code[from..].find(name) {
+                let at = from + p;
+                from = at + name.len();
+                let before = at.checked_sub(1).map(|b| code.as_bytes()[b]);
+                let boundary =
+                    before.is_none_or(|b| !b.is_ascii_alphanumeric() && b != b'_' && b != b'.');
+                if boundary && code[from..].trim_start().starts_with('(') {
+                    out.push((name, i + 1, at + 1));
+                }
+            }
+        }
     }
     out
 }

@@ -145,6 +145,21 @@ impl Store {
         Ok(())
     }
 
+    /// Leads that already have an outbox row for (template, key).
+    pub async fn leads_with_key(
+        &self,
+        template: &str,
+        key: &str,
+    ) -> Result<std::collections::HashSet<LeadId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT lead_id FROM outbox WHERE template = ? AND dedupe_key = ?")
+                .bind(template)
+                .bind(key)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(ids.into_iter().map(LeadId).collect())
+    }
+
     /// Queues a campaign's email for each (lead, stage, send time); the dedupe key
     /// makes it once per lead and key however often a firing is resumed. Returns the
     /// rows inserted.
