@@ -106,7 +106,13 @@ pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
                     )
                     .with_source(src.clone()),
                 };
-                problems.extend(errs.iter().map(|e| place(e.line, e.col, e.message.clone())));
+                problems.extend(errs.iter().map(|e| {
+                    place(
+                        e.line,
+                        e.col,
+                        format!("campaign `{}` audience: {}", c.id, e.message),
+                    )
+                }));
                 problems.extend(audience_problems(&cfg, &t, src, &c.id, &place));
             }
             (None, Some(file)) => {
