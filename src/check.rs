@@ -261,6 +261,18 @@ fn audience_problems(
             .with_hint("an audience gives true or false; the campaign itself sends its template"),
         );
     }
+    out.extend(unknown_names(cfg, t, src, place));
+    out
+}
+
+/// The stage and template names written literally in `src` that the folder lacks.
+fn unknown_names(
+    cfg: &Config,
+    t: &Templates,
+    src: &str,
+    place: &dyn Fn(usize, usize, String) -> Diagnostic,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
     for (kind, name, line, col) in crate::rules::literal_names(src) {
         let known = if kind == "stage" {
             cfg.funnel.has(&name)
@@ -299,30 +311,11 @@ fn literal_names(cfg: &Config, t: &Templates) -> Vec<Diagnostic> {
         let Ok(src) = std::fs::read_to_string(&f) else {
             continue;
         };
-        for (kind, name, line, col) in crate::rules::literal_names(&src) {
-            let known = if kind == "stage" {
-                cfg.funnel.has(&name)
-            } else {
-                t.contains(&name)
-            };
-            if !known {
-                let hint = if kind == "stage" {
-                    format!("the funnel's stages are: {}", cfg.funnel.stage_list())
-                } else {
-                    format!("add templates/{name}.html")
-                };
-                out.push(
-                    Diagnostic::new(
-                        cfg.display_path(&f),
-                        line,
-                        col,
-                        format!("unknown {kind} `{name}`"),
-                    )
-                    .with_len(name.chars().count() + 2)
-                    .with_hint(hint),
-                );
-            }
-        }
+        let shown = cfg.display_path(&f);
+        let place = |line: usize, col: usize, message: String| {
+            Diagnostic::new(shown.clone(), line, col, message)
+        };
+        out.extend(unknown_names(cfg, t, &src, &place));
     }
     out
 }

@@ -79,6 +79,33 @@ pub(crate) struct Ctx {
     pub moves: Vec<(StageId, StageId, String)>,
 }
 
+impl Ctx {
+    /// A fresh evaluation of one lead: rules (`read_only` false) or an audience (true).
+    pub fn new(
+        loaded: crate::store::LoadedLead,
+        now: DateTime<Utc>,
+        default_tz: Tz,
+        catalog: Arc<Catalog>,
+        rule: String,
+        read_only: bool,
+    ) -> Ctx {
+        Ctx {
+            lead: loaded.lead,
+            events: Arc::new(loaded.events),
+            sends: loaded.sends,
+            now,
+            default_tz,
+            catalog,
+            rule,
+            moved_in_rule: false,
+            read_only,
+            actions: Vec::new(),
+            new_sends: Vec::new(),
+            moves: Vec::new(),
+        }
+    }
+}
+
 thread_local! {
     static CTX: RefCell<Option<Ctx>> = const { RefCell::new(None) };
 }

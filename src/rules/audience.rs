@@ -7,7 +7,6 @@ use crate::store::LoadedLead;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rhai::{AST, Dynamic};
-use std::sync::Arc;
 
 /// A compiled audience.
 pub struct Audience {
@@ -43,20 +42,14 @@ impl RuleSet {
         now: DateTime<Utc>,
         default_tz: Tz,
     ) -> Result<bool, RuleError> {
-        install_ctx(Ctx {
-            lead: loaded.lead,
-            events: Arc::new(loaded.events),
-            sends: loaded.sends,
+        install_ctx(Ctx::new(
+            loaded,
             now,
             default_tz,
-            catalog: self.catalog.clone(),
-            rule: audience.file.clone(),
-            moved_in_rule: false,
-            read_only: true,
-            actions: Vec::new(),
-            new_sends: Vec::new(),
-            moves: Vec::new(),
-        });
+            self.catalog.clone(),
+            audience.file.clone(),
+            true,
+        ));
         let mut scope = sandbox::run_scope(now);
         let result = self
             .engine

@@ -5,7 +5,6 @@ use super::{RuleError, RuleSet, sandbox};
 use crate::store::{LeadChanges, LoadedLead};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use std::sync::Arc;
 
 /// Passes over the rules for one lead: a stage change re-runs them, at most this often.
 pub const MAX_PASSES: usize = 3;
@@ -43,20 +42,14 @@ impl RuleSet {
         only: Option<&[String]>,
     ) -> Evaluation {
         let before = loaded.lead.clone();
-        install_ctx(Ctx {
-            lead: loaded.lead,
-            events: Arc::new(loaded.events),
-            sends: loaded.sends,
+        install_ctx(Ctx::new(
+            loaded,
             now,
             default_tz,
-            catalog: self.catalog.clone(),
-            rule: String::new(),
-            moved_in_rule: false,
-            read_only: false,
-            actions: Vec::new(),
-            new_sends: Vec::new(),
-            moves: Vec::new(),
-        });
+            self.catalog.clone(),
+            String::new(),
+            false,
+        ));
         let selected: Vec<_> = self
             .rules
             .iter()
