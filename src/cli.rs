@@ -109,6 +109,15 @@ pub enum Command {
         #[arg(long, value_parser = instant)]
         now: Option<DateTime<Utc>>,
     },
+    /// Each rule's decision for one lead and the sending policy's verdict on each
+    /// email, at T; nothing is written.
+    Explain {
+        /// The lead, by email or id.
+        lead: String,
+        /// The clock (RFC 3339); default: now.
+        #[arg(long, value_parser = instant)]
+        at: Option<DateTime<Utc>>,
+    },
     /// Scheduled campaigns: their next firings, or fire one now.
     Campaign {
         #[command(subcommand)]
@@ -379,6 +388,12 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 &run,
                 Path::new(&cfg.display_path(&cfg.rules_dir().join("tests"))),
             ))
+        }
+        Command::Explain { lead, at } => {
+            let app = App::open(&cli.config).await?;
+            let at = at.unwrap_or_else(Utc::now);
+            print!("{}", crate::explain::explain(&app, &lead, at).await?);
+            Ok(0)
         }
         Command::Campaign { action } => crate::campaign_cli::run(&cli.config, action).await,
         Command::Report { format, now } => {

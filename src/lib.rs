@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod diagnostic;
 pub mod domain;
+pub mod explain;
 pub mod funnel;
 pub mod import;
 pub mod leadspec;

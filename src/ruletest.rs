@@ -69,7 +69,7 @@ enum SendExpect {
 
 /// One action written as an `expect:` item, so expected and actual compare as text
 /// and a line of the diff can be pasted into a test.
-fn describe(a: &Action) -> String {
+pub(crate) fn describe(a: &Action) -> String {
     match a {
         Action::Send {
             template,

@@ -189,3 +189,45 @@ fn the_daily_capacity_sends_the_oldest_first_and_the_rest_at_the_business_midnig
     assert!(out.contains("sent 2, held 0"), "{out}");
     assert_eq!(f.mails().iter().filter(|m| m.template() == "a").count(), 5);
 }
+
+#[tokio::test]
+async fn explain_shows_each_rules_decision_and_the_policys_verdict_and_writes_nothing() {
+    let f = folder(
+        "{ quiet_hours: { from: \"21:00\", to: \"08:00\" }, per_lead: { max: 1, within: 7d } }",
+        "if lead.stage == \"interest\" { send(\"a\"); send(\"b\"); }\n",
+        "email,name,timezone\nana@example.com,Ana,Europe/Madrid\n",
+    );
+    f.write("rules/20_quiet.rhai", "// nothing to do here\n");
+    f.run(&["import", "leads.csv", "--now", "2026-03-02T20:00:00Z"], 0);
+    let out = stdout(&f.run(
+        &["explain", "ana@example.com", "--at", "2026-03-02T21:30:00Z"],
+        0,
+    ));
+    assert!(
+        out.contains("lead 1 ana@example.com (Ana): stage `interest`"),
+        "{out}"
+    );
+    assert!(out.contains("10_send   send: a; send: b"), "{out}");
+    assert!(out.contains("20_quiet  nothing to do"), "{out}");
+    assert!(
+        out.contains("a (new, asked by rule 10_send): held until 2026-03-03T07:00:00Z: quiet hours 21:00–08:00 in Europe/Madrid"),
+        "{out}"
+    );
+    // At 10:00 the first goes and the second meets the per-lead cap of 1 a week.
+    let out = stdout(&f.run(&["explain", "1", "--at", "2026-03-03T10:00:00Z"], 0));
+    assert!(
+        out.contains("a (new, asked by rule 10_send): goes now"),
+        "{out}"
+    );
+    assert!(
+        out.contains("b (new, asked by rule 10_send): held until 2026-03-10T10:00:00Z: per-lead cap: 1 email(s) in 7d"),
+        "{out}"
+    );
+    let store = f.store().await;
+    assert!(
+        store.outbox_counts().await.unwrap().is_empty(),
+        "explain wrote nothing"
+    );
+    let e = stderr(&f.run(&["explain", "nobody@example.com"], 2));
+    assert!(e.contains("no lead `nobody@example.com`"), "{e}");
+}

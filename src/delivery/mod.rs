@@ -125,6 +125,20 @@ struct InFlight {
     requested_at: DateTime<Utc>,
 }
 
+/// What the sender decides for a claimed row before rendering it.
+#[derive(Debug, Clone)]
+pub enum Fate {
+    /// It ends here, in this state, for this reason.
+    End(OutboxState, String),
+    /// The policy holds it until then.
+    Hold {
+        reason: String,
+        until: DateTime<Utc>,
+    },
+    /// It goes now.
+    Go(LeadBrief),
+}
+
 /// What the sender decided for a claimed row before sending it.
 enum Gate {
     /// Ended or held: nothing to send.
@@ -278,8 +292,7 @@ impl Deliverer {
             .sum())
     }
 
-    /// Decides a claimed row's fate before any rendering: expired, gone, stale,
-    /// suppressed, held by the policy, or on its way.
+    /// Applies a row's fate: ends it, holds it, or lets it go (and counts it).
     async fn precheck(
         &self,
         funnel: &Arc<Funnel>,
@@ -288,22 +301,80 @@ impl Deliverer {
         usage: &mut BatchUsage,
         report: &mut DeliveryReport,
     ) -> Result<Gate, StoreError> {
-        let cfg = &funnel.config;
-        let end = |state: OutboxState, why: String, report: &mut DeliveryReport| {
-            match state {
-                OutboxState::Stale => report.stale += 1,
-                OutboxState::Expired => report.expired += 1,
-                OutboxState::Suppressed => report.suppressed += 1,
-                _ => report.failed += 1,
-            }
-            async move {
+        match self.fate(funnel, row, now, usage, None).await? {
+            Fate::End(state, why) => {
+                match state {
+                    OutboxState::Stale => report.stale += 1,
+                    OutboxState::Expired => report.expired += 1,
+                    OutboxState::Suppressed => report.suppressed += 1,
+                    _ => report.failed += 1,
+                }
                 tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, state = state.as_str(), "{why}");
-                self.store
-                    .mark_final(row.id, state, &why, now)
-                    .await
-                    .map(|_| Gate::Done)
+                self.store.mark_final(row.id, state, &why, now).await?;
+                Ok(Gate::Done)
             }
+            Fate::Hold { reason, until } => {
+                tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, until = %until, "held: {reason}");
+                self.store.mark_held(row.id, until, &reason).await?;
+                report.held += 1;
+                Ok(Gate::Done)
+            }
+            Fate::Go(brief) => {
+                if !funnel.templates.is_transactional(&row.template) {
+                    usage.marketing_today += 1;
+                    usage
+                        .lead_recent
+                        .entry(row.lead_id)
+                        .or_default()
+                        .push((row.id, now));
+                }
+                Ok(Gate::Go(brief))
+            }
+        }
+    }
+
+    /// What would happen to these rows, in this order, if they were claimed together at
+    /// `now` with the lead in `stage` (where a pass at `now` would leave it): the
+    /// decisions the sender makes, each seeing the ones before it, written nowhere.
+    /// For `embudo explain`.
+    pub async fn fates_now(
+        &self,
+        funnel: &Arc<Funnel>,
+        rows: &[Claimed],
+        now: DateTime<Utc>,
+        stage: &str,
+    ) -> Result<Vec<Fate>, StoreError> {
+        let mut usage = BatchUsage {
+            marketing_today: self.marketing_sent_today(funnel, now).await?,
+            ..Default::default()
         };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let fate = self.fate(funnel, row, now, &usage, Some(stage)).await?;
+            if matches!(fate, Fate::Go(_)) && !funnel.templates.is_transactional(&row.template) {
+                usage.marketing_today += 1;
+                usage
+                    .lead_recent
+                    .entry(row.lead_id)
+                    .or_default()
+                    .push((row.id, now));
+            }
+            out.push(fate);
+        }
+        Ok(out)
+    }
+
+    /// Decides a claimed row's fate before any rendering: expired, gone, stale,
+    /// suppressed, held by the policy, or on its way. Reads, never writes.
+    async fn fate(
+        &self,
+        funnel: &Arc<Funnel>,
+        row: &Claimed,
+        now: DateTime<Utc>,
+        usage: &BatchUsage,
+        stage: Option<&str>,
+    ) -> Result<Fate, StoreError> {
+        let cfg = &funnel.config;
         let since = row.released_at.unwrap_or(row.requested_at);
         if now - since > cfg.limits.expire_after.0 {
             let why = format!(
@@ -315,16 +386,17 @@ impl Deliverer {
                     "requested"
                 }
             );
-            return end(OutboxState::Expired, why, report).await;
+            return Ok(Fate::End(OutboxState::Expired, why));
         }
-        let Some(brief) = self.store.lead_brief(row.lead_id).await? else {
-            return end(
+        let Some(mut brief) = self.store.lead_brief(row.lead_id).await? else {
+            return Ok(Fate::End(
                 OutboxState::Failed,
                 "the lead no longer exists".into(),
-                report,
-            )
-            .await;
+            ));
         };
+        if let Some(s) = stage {
+            brief.stage = s.to_string();
+        }
         let transactional = funnel.templates.is_transactional(&row.template);
         // A receipt is owed whatever the stage: transactional rows never go stale.
         if row.campaign.is_none() && brief.stage != row.stage && !transactional {
@@ -332,11 +404,11 @@ impl Deliverer {
                 "requested in stage `{}`, the lead is now in `{}`",
                 row.stage, brief.stage
             );
-            return end(OutboxState::Stale, why, report).await;
+            return Ok(Fate::End(OutboxState::Stale, why));
         }
         if !funnel.templates.contains(&row.template) {
             let why = format!("template `{}` no longer exists", row.template);
-            return end(OutboxState::Failed, why, report).await;
+            return Ok(Fate::End(OutboxState::Failed, why));
         }
         let suppression = self.store.suppression(&brief.email).await?;
         let blocked = match suppression {
@@ -347,7 +419,7 @@ impl Deliverer {
         };
         if let Some(reason) = blocked {
             let why = format!("the address is suppressed ({reason})");
-            return end(OutboxState::Suppressed, why, report).await;
+            return Ok(Fate::End(OutboxState::Suppressed, why));
         }
         let lead_tz = brief
             .timezone
@@ -382,21 +454,10 @@ impl Deliverer {
             },
             now,
         );
-        if let policy::Verdict::Hold { reason, until } = verdict {
-            tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, until = %until, "held: {reason}");
-            self.store.mark_held(row.id, until, &reason).await?;
-            report.held += 1;
-            return Ok(Gate::Done);
-        }
-        if !transactional {
-            usage.marketing_today += 1;
-            usage
-                .lead_recent
-                .entry(row.lead_id)
-                .or_default()
-                .push((row.id, now));
-        }
-        Ok(Gate::Go(brief))
+        Ok(match verdict {
+            policy::Verdict::Hold { reason, until } => Fate::Hold { reason, until },
+            policy::Verdict::Send => Fate::Go(brief),
+        })
     }
 
     async fn send_one(

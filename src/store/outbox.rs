@@ -109,25 +109,21 @@ impl Store {
             q = q.bind(c);
         }
         let rows = q.bind(limit).fetch_all(self.pool()).await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.try_get(0)?,
-                    lead_id: LeadId(r.try_get(1)?),
-                    template: r.try_get(2)?,
-                    key: r.try_get(3)?,
-                    stage: r.try_get(4)?,
-                    campaign: r.try_get(5)?,
-                    requested_at: from_ms(r.try_get(6)?),
-                    attempts: r.try_get(7)?,
-                    message_id: r.try_get(8)?,
-                    released_at: r.try_get::<Option<i64>, _>(9)?.map(from_ms),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut out = rows.iter().map(claimed).collect::<Result<Vec<_>>>()?;
         out.sort_by_key(|c| c.id);
         Ok(out)
+    }
+
+    /// A lead's rows still to go (queued, retry, held), as the sender would claim them.
+    pub async fn pending_of(&self, lead: LeadId) -> Result<Vec<Claimed>> {
+        let rows = sqlx::query(
+            "SELECT id, lead_id, template, dedupe_key, stage, campaign, requested_at, attempts, message_id, released_at
+             FROM outbox WHERE lead_id = ? AND state IN ('queued', 'retry', 'held') ORDER BY next_attempt_at, id",
+        )
+        .bind(lead.0)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(claimed).collect()
     }
 
     /// After a crash: rows left `sending` by a sender that is gone go back to `retry`
@@ -302,6 +298,22 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// A row in the column order of `claim_due`'s RETURNING.
+fn claimed(r: &sqlx::sqlite::SqliteRow) -> Result<Claimed> {
+    Ok(Claimed {
+        id: r.try_get(0)?,
+        lead_id: LeadId(r.try_get(1)?),
+        template: r.try_get(2)?,
+        key: r.try_get(3)?,
+        stage: r.try_get(4)?,
+        campaign: r.try_get(5)?,
+        requested_at: from_ms(r.try_get(6)?),
+        attempts: r.try_get(7)?,
+        message_id: r.try_get(8)?,
+        released_at: r.try_get::<Option<i64>, _>(9)?.map(from_ms),
+    })
 }
 
 /// Which rows an operator command acts on.
