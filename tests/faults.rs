@@ -123,9 +123,21 @@ fn with_the_smtp_server_down_emails_wait_and_all_arrive_when_it_is_back() {
         || smtp.messages().len() >= 20,
     );
     std::thread::sleep(Duration::from_millis(500));
+    let log = daemon.log();
     daemon.stop();
     let got = by_recipient(&smtp);
     assert_eq!(got.len(), 20);
+    // While it was down, a batch stopped trying after the first failures instead of
+    // every email failing (and logging) on its own.
+    let failures = log.matches("temporary failure, will retry").count();
+    let summaries = log.matches("the SMTP server is unreachable").count();
+    println!("server down: {failures} failure line(s), {summaries} summary line(s)");
+    assert!(summaries > 0, "{log}");
+    // At most the sends already under way (4) and the one being started fail on their own.
+    assert!(
+        failures <= 5 * summaries,
+        "{failures} failures for {summaries} rounds:\n{log}"
+    );
     assert_eq!(
         got.values().map(|v| v.len()).sum::<usize>(),
         20,

@@ -54,8 +54,8 @@ impl DirectSmtp {
             tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
         )
         .await
-        .map_err(|_| SendError::Temporary(format!("connecting to {where_}: timed out")))?
-        .map_err(|e| SendError::Temporary(format!("connecting to {where_}: {e}")))?;
+        .map_err(|_| SendError::Unreachable(format!("connecting to {where_}: timed out")))?
+        .map_err(|e| SendError::Unreachable(format!("connecting to {where_}: {e}")))?;
         tcp.set_nodelay(true)
             .map_err(|e| SendError::Temporary(format!("TCP_NODELAY on {where_}: {e}")))?;
         let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)

@@ -105,6 +105,8 @@ enum Outcome {
     Retry {
         why: String,
         ours: bool,
+        /// The server could not be reached: the rest of the batch waits too.
+        unreachable: bool,
     },
     Failed(String),
     /// The server says the address does not exist: suppress it.
@@ -211,8 +213,29 @@ impl Deliverer {
             };
             let mut tasks = Running(JoinSet::new());
             let mut in_flight: HashMap<tokio::task::Id, InFlight> = HashMap::new();
+            // Set when the server cannot be reached: the batch's other rows wait for
+            // their next attempt without each trying (and logging) on its own.
+            let mut down: Option<String> = None;
+            let mut deferred = 0;
             for row in claimed {
                 let t = now();
+                if down.is_some() {
+                    let at = t + backoff(
+                        row.attempts,
+                        funnel.config.limits.retry_after.0,
+                        self.mailer.is_real(),
+                    );
+                    self.store
+                        .mark_retry(
+                            row.id,
+                            at,
+                            "not tried: the SMTP server was unreachable a moment ago",
+                        )
+                        .await?;
+                    report.retried += 1;
+                    deferred += 1;
+                    continue;
+                }
                 let brief = match self
                     .precheck(funnel, &row, t, &mut usage, &mut report)
                     .await?
@@ -222,7 +245,7 @@ impl Deliverer {
                 };
                 while tasks.0.len() >= IN_FLIGHT {
                     if let Some(done) = tasks.0.join_next_with_id().await {
-                        self.record(funnel, done, &mut in_flight, now(), &mut report)
+                        self.record(funnel, &mut down, done, &mut in_flight, now(), &mut report)
                             .await?;
                     }
                 }
@@ -245,8 +268,15 @@ impl Deliverer {
                 in_flight.insert(handle.id(), meta);
             }
             while let Some(done) = tasks.0.join_next_with_id().await {
-                self.record(funnel, done, &mut in_flight, now(), &mut report)
+                self.record(funnel, &mut down, done, &mut in_flight, now(), &mut report)
                     .await?;
+            }
+            if let Some(why) = down {
+                tracing::warn!(
+                    deferred,
+                    "the SMTP server is unreachable ({why}); {deferred} more email(s) wait for their next attempt"
+                );
+                return Ok(report);
             }
         }
     }
@@ -482,7 +512,11 @@ impl Deliverer {
             Ok(d) => d,
             Err(e) => {
                 let why = format!("rendering: {e}; fix the template and the row is retried");
-                return Ok(Outcome::Retry { why, ours: true });
+                return Ok(Outcome::Retry {
+                    why,
+                    ours: true,
+                    unreachable: false,
+                });
             }
         };
         let mid = match &row.message_id {
@@ -505,7 +539,16 @@ impl Deliverer {
                 tracing::info!(outbox = row.id, lead = lead.id.0, email = %lead.email, template = %row.template, message_id = %mid, "sent");
                 Outcome::Sent
             }
-            Err(SendError::Temporary(why)) => Outcome::Retry { why, ours: false },
+            Err(SendError::Temporary(why)) => Outcome::Retry {
+                why,
+                ours: false,
+                unreachable: false,
+            },
+            Err(SendError::Unreachable(why)) => Outcome::Retry {
+                why,
+                ours: false,
+                unreachable: true,
+            },
             Err(e @ SendError::Permanent { .. }) => Outcome::Failed(e.to_string()),
             Err(SendError::HardBounce { code, message }) => Outcome::Bounced { code, why: message },
         })
@@ -514,6 +557,7 @@ impl Deliverer {
     async fn record(
         &self,
         funnel: &Arc<Funnel>,
+        down: &mut Option<String>,
         done: Result<(tokio::task::Id, Done), tokio::task::JoinError>,
         in_flight: &mut HashMap<tokio::task::Id, InFlight>,
         now: DateTime<Utc>,
@@ -543,7 +587,14 @@ impl Deliverer {
         };
         match outcome {
             Outcome::Sent => report.sent += 1,
-            Outcome::Retry { why, ours } => {
+            Outcome::Retry {
+                why,
+                ours,
+                unreachable,
+            } => {
+                if unreachable {
+                    *down = Some(why.clone());
+                }
                 if now - row.requested_at > funnel.config.limits.retry_for.0 {
                     tracing::error!(
                         outbox = row.id,

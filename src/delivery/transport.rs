@@ -13,6 +13,10 @@ pub enum SendError {
     /// A connection error, a timeout or a 4xx reply: try again later.
     #[error("temporary: {0}")]
     Temporary(String),
+    /// The server could not be reached at all: try again later, and do not try the
+    /// rest of the batch now (it would only fail the same way).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
     /// A 5xx reply. `code` is the SMTP reply code when the server gave one.
     #[error("permanent ({}): {message}", code.map(|c| c.to_string()).unwrap_or_else(|| "no code".into()))]
     Permanent { code: Option<u16>, message: String },
