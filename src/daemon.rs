@@ -123,6 +123,16 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
         })
     };
 
+    let http = {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(app, clock, shutdown).await {
+                tracing::error!(
+                    "the HTTP API is not running ({e}); the rest of the daemon is; free the address or change http.listen and restart"
+                );
+            }
+        })
+    };
     let watcher = tokio::spawn(watch(app.clone(), shutdown.clone()));
     let campaigner = tokio::spawn(campaigns(
         app.clone(),
@@ -131,7 +141,7 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
         wake_sender.clone(),
     ));
 
-    let _ = tokio::join!(ticker, sender, watcher, campaigner);
+    let _ = tokio::join!(ticker, sender, watcher, campaigner, http);
     tracing::info!("embudo stopped");
     app.store.close().await;
     Ok(())

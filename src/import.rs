@@ -142,40 +142,74 @@ fn cell(r: &csv::StringRecord, i: Option<usize>) -> Option<&str> {
 }
 
 fn lead_row(cols: &LeadColumns, r: &csv::StringRecord, cfg: &Config) -> Result<LeadUpsert, String> {
-    let email =
-        EmailAddress::parse(r.get(cols.email).unwrap_or("")).map_err(|e| format!("email: {e}"))?;
-    let stage = cell(r, cols.stage)
-        .map(|s| cfg.funnel.stage(s).map_err(|e| format!("stage: {e}")))
-        .transpose()?;
-    let locale = cell(r, cols.locale)
-        .map(|l| {
-            crate::templates::check_locale(l)
-                .map(|_| l.to_string())
-                .map_err(|e| format!("locale: {e}"))
-        })
-        .transpose()?;
-    let timezone = cell(r, cols.timezone)
-        .map(|t| parse_tz(t).map_err(|e| format!("timezone: {e}")))
-        .transpose()?;
-    let created_at = cell(r, cols.created_at)
-        .map(|t| parse_instant_or_date(t).map_err(|e| format!("created_at: {e}")))
-        .transpose()?;
     let tags = cell(r, cols.tags)
-        .map(|t| {
-            t.split(';')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|t| t.split(';').map(str::to_string).collect())
         .unwrap_or_default();
     let attrs = cols
         .attrs
         .iter()
         .filter_map(|(i, k)| cell(r, Some(*i)).map(|v| (k.clone(), Value::infer(v))))
         .collect();
+    lead_upsert(
+        LeadFields {
+            email: r.get(cols.email).unwrap_or(""),
+            name: cell(r, cols.name),
+            stage: cell(r, cols.stage),
+            tags,
+            locale: cell(r, cols.locale),
+            timezone: cell(r, cols.timezone),
+            created_at: cell(r, cols.created_at),
+            attrs,
+        },
+        cfg,
+    )
+}
+
+/// A lead as given (a CSV row or a JSON object), before validation.
+pub struct LeadFields<'a> {
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub stage: Option<&'a str>,
+    pub tags: Vec<String>,
+    pub locale: Option<&'a str>,
+    pub timezone: Option<&'a str>,
+    pub created_at: Option<&'a str>,
+    pub attrs: ValueMap,
+}
+
+/// Validates a lead the same way whatever it came from; the error names the field.
+pub fn lead_upsert(f: LeadFields<'_>, cfg: &Config) -> Result<LeadUpsert, String> {
+    let email = EmailAddress::parse(f.email).map_err(|e| format!("email: {e}"))?;
+    let stage = f
+        .stage
+        .map(|s| cfg.funnel.stage(s).map_err(|e| format!("stage: {e}")))
+        .transpose()?;
+    let locale = f
+        .locale
+        .map(|l| {
+            crate::templates::check_locale(l)
+                .map(|_| l.to_string())
+                .map_err(|e| format!("locale: {e}"))
+        })
+        .transpose()?;
+    let timezone = f
+        .timezone
+        .map(|t| parse_tz(t).map_err(|e| format!("timezone: {e}")))
+        .transpose()?;
+    let created_at = f
+        .created_at
+        .map(|t| parse_instant_or_date(t).map_err(|e| format!("created_at: {e}")))
+        .transpose()?;
+    let tags = f
+        .tags
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
     // A name is one line of text: a line break from a spreadsheet cell becomes a space.
-    let name = cell(r, cols.name)
+    let name = f
+        .name
         .map(crate::domain::one_line)
         .filter(|n| !n.is_empty());
     Ok(LeadUpsert {
@@ -186,7 +220,7 @@ fn lead_row(cols: &LeadColumns, r: &csv::StringRecord, cfg: &Config) -> Result<L
         locale,
         timezone,
         created_at,
-        attrs,
+        attrs: f.attrs,
     })
 }
 

@@ -17,6 +17,7 @@ pub mod diagnostic;
 pub mod domain;
 pub mod explain;
 pub mod funnel;
+pub mod http;
 pub mod import;
 pub mod leadspec;
 pub mod logging;

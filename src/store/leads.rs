@@ -29,6 +29,14 @@ pub enum UpsertResult {
     Updated(LeadId),
 }
 
+impl UpsertResult {
+    pub fn id(&self) -> LeadId {
+        match self {
+            UpsertResult::Created(id) | UpsertResult::Updated(id) => *id,
+        }
+    }
+}
+
 /// A lead with the history its rules read, as of one clock.
 #[derive(Debug, Clone)]
 pub struct LoadedLead {

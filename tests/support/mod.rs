@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SIGNING_KEY: &str = "test-signing-key";
+pub const API_TOKEN: &str = "test-api-token";
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -93,6 +94,7 @@ impl Folder {
         let mut c = Command::new(env!("CARGO_BIN_EXE_embudo"));
         c.current_dir(self.path())
             .env("EMBUDO_SIGNING_KEY", SIGNING_KEY)
+            .env("EMBUDO_API_TOKEN", API_TOKEN)
             .env("EMBUDO_LOG", "info")
             .env_remove("EMBUDO_DATABASE_URL")
             .env_remove("EMBUDO_CONFIG");
@@ -410,5 +412,53 @@ impl Mail {
 
     pub fn template(&self) -> &str {
         self.header("X-Embudo-Template").unwrap_or("")
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`; returns (status, body).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Waits until something listens on `port`.
+pub fn wait_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,0 +1,539 @@
+//! The HTTP API (axum), served by `embudo run` on `http.listen`.
+//!
+//! Write endpoints and personal data need `Authorization: Bearer <token>` (the token
+//! from `http.token_env`); the unsubscribe links in emails carry their own signature.
+//! Bodies are capped at 1 MiB. Errors are JSON `{"error": "..."}` naming the item and
+//! field, and a batch is all or nothing: a bad item stores none.
+
+use crate::app::App;
+use crate::clock::Clock;
+use crate::domain::{EmailAddress, Event, LeadId, Value, ValueMap};
+use crate::import::{LeadFields, lead_upsert};
+use crate::store::Suppression;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::SecondsFormat;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// The most items in one batch.
+pub const MAX_BATCH: usize = 10_000;
+
+#[derive(Clone)]
+struct Api {
+    app: App,
+    clock: Clock,
+    token: Option<String>,
+}
+
+/// The router; `token` is the bearer token (`None`: write endpoints refuse).
+pub fn router(app: App, clock: Clock) -> Router {
+    let cfg = &app.funnel().config;
+    let token = std::env::var(&cfg.http.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    if token.is_none() {
+        tracing::warn!(
+            env = %cfg.http.token_env,
+            "no API token in the environment: POST /leads, POST /events and GET /leads/ID answer 401 until {} is set",
+            cfg.http.token_env
+        );
+    }
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/funnel", get(funnel))
+        .route("/leads", axum::routing::post(post_leads))
+        .route("/leads/{id}", get(get_lead))
+        .route("/events", axum::routing::post(post_events))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe_page).post(unsubscribe),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(Api { app, clock, token })
+}
+
+/// Serves the API until `shutdown`.
+pub async fn serve(
+    app: App,
+    clock: Clock,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let listen = app.funnel().config.http.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("http.listen {listen}: {e}")))?;
+    tracing::info!(%listen, "HTTP API listening");
+    axum::serve(listener, router(app, clock))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("HTTP API: {e}");
+    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// Checks the bearer token in constant time.
+fn authorised(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = &api.token else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "the API token is not configured: set the variable named by http.token_env",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <token>)",
+        ))
+    }
+}
+
+async fn healthz(State(api): State<Api>) -> Response {
+    match api.app.store.outbox_counts().await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    let store = &api.app.store;
+    let now = api.clock.now();
+    let (stages, outbox, held, paused) = match tokio::try_join!(
+        store.stage_now(now),
+        store.outbox_counts(),
+        store.held(),
+        store.paused()
+    ) {
+        Ok(x) => x,
+        Err(e) => return internal(e),
+    };
+    let mut out =
+        String::from("# HELP embudo_leads Leads in each stage.\n# TYPE embudo_leads gauge\n");
+    for (stage, n, _) in &stages {
+        out.push_str(&format!("embudo_leads{{stage=\"{stage}\"}} {n}\n"));
+    }
+    out.push_str("# HELP embudo_outbox Outbox rows in each state.\n# TYPE embudo_outbox gauge\n");
+    for (state, n) in &outbox {
+        out.push_str(&format!("embudo_outbox{{state=\"{state}\"}} {n}\n"));
+    }
+    out.push_str(
+        "# HELP embudo_held Emails the sending policy holds back, by reason.\n# TYPE embudo_held gauge\n",
+    );
+    for (reason, n, _) in &held {
+        let reason = reason.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push_str(&format!("embudo_held{{reason=\"{reason}\"}} {n}\n"));
+    }
+    out.push_str(&format!(
+        "# HELP embudo_paused 1 while all sending is paused.\n# TYPE embudo_paused gauge\nembudo_paused {}\n",
+        u8::from(paused.0)
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+async fn funnel(State(api): State<Api>) -> Response {
+    let cfg = api.app.funnel().config.clone();
+    match crate::report::report(&api.app.store, &cfg, api.clock.now()).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeadIn {
+    email: String,
+    name: Option<String>,
+    stage: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    locale: Option<String>,
+    timezone: Option<String>,
+    created_at: Option<String>,
+    #[serde(default)]
+    attrs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A JSON scalar as a stored value: strings are typed by inference, as in a CSV.
+fn value(v: &serde_json::Value) -> Result<Value, String> {
+    match v {
+        serde_json::Value::Bool(b) => Ok(Value::Bool(*b)),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::Int)
+            .or_else(|| n.as_f64().map(Value::Float))
+            .ok_or_else(|| format!("{n} is out of range")),
+        serde_json::Value::String(s) => Ok(Value::infer(s)),
+        other => Err(format!("{other} is not a string, number or boolean")),
+    }
+}
+
+fn values(
+    map: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<ValueMap, String> {
+    map.iter()
+        .map(|(k, v)| {
+            crate::domain::ids::check_name("key", k).map_err(|e| format!("{field}.{k}: {e}"))?;
+            value(v)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| format!("{field}.{k}: {e}"))
+        })
+        .collect()
+}
+
+fn batch<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<Vec<T>, Response> {
+    let items: Vec<serde_json::Value> = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(a)) => a,
+        Ok(one @ serde_json::Value::Object(_)) => vec![one],
+        Ok(_) => {
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the body must be a JSON array of {what} (or one object)"),
+            ));
+        }
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body is not JSON: {e} (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            ));
+        }
+    };
+    if items.len() > MAX_BATCH {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} {what} in one request; send at most {MAX_BATCH}",
+                items.len()
+            ),
+        ));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_json::from_value(v).map_err(|e| {
+                error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("{what}[{i}]: {e}"),
+                )
+            })
+        })
+        .collect()
+}
+
+async fn post_leads(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorised(&api, &headers) {
+        return r;
+    }
+    let items: Vec<LeadIn> = match batch(&body, "leads") {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let funnel = api.app.funnel();
+    let mut rows = Vec::with_capacity(items.len());
+    for (i, l) in items.iter().enumerate() {
+        let attrs = match values(&l.attrs, "attrs") {
+            Ok(a) => a,
+            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("leads[{i}].{e}")),
+        };
+        let fields = LeadFields {
+            email: &l.email,
+            name: l.name.as_deref(),
+            stage: l.stage.as_deref(),
+            tags: l.tags.clone(),
+            locale: l.locale.as_deref(),
+            timezone: l.timezone.as_deref(),
+            created_at: l.created_at.as_deref(),
+            attrs,
+        };
+        match lead_upsert(fields, &funnel.config) {
+            Ok(u) => rows.push(u),
+            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("leads[{i}].{e}")),
+        }
+    }
+    let now = api.clock.now();
+    let initial = funnel.config.funnel.initial().clone();
+    match api
+        .app
+        .store
+        .upsert_leads(&rows, &initial, false, now)
+        .await
+    {
+        Ok(results) => {
+            let ids: Vec<i64> = results.iter().map(|r| r.id().0).collect();
+            let created = results
+                .iter()
+                .filter(|r| matches!(r, crate::store::UpsertResult::Created(_)))
+                .count();
+            Json(json!({ "created": created, "updated": ids.len() - created, "ids": ids }))
+                .into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventIn {
+    /// The lead, by email or id.
+    #[serde(alias = "email")]
+    lead: serde_json::Value,
+    kind: String,
+    at: Option<String>,
+    #[serde(default)]
+    props: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn post_events(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorised(&api, &headers) {
+        return r;
+    }
+    let items: Vec<EventIn> = match batch(&body, "events") {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let now = api.clock.now();
+    let mut events: Vec<(LeadId, Event)> = Vec::with_capacity(items.len());
+    for (i, e) in items.iter().enumerate() {
+        let who = match &e.lead {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("events[{i}].lead: give the lead's email or id"),
+                );
+            }
+        };
+        let id = match api.app.store.find_lead_id(&who).await {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("events[{i}].lead: no lead `{who}`; POST it to /leads first"),
+                );
+            }
+            Err(e) => return internal(e),
+        };
+        if let Err(m) = crate::domain::ids::check_name("event kind", &e.kind) {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("events[{i}].kind: {m}"),
+            );
+        }
+        let at = match e
+            .at
+            .as_deref()
+            .map(crate::domain::time::parse_instant_or_date)
+        {
+            None => now,
+            Some(Ok(t)) => t,
+            Some(Err(m)) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("events[{i}].at: {m}"),
+                );
+            }
+        };
+        let props = match values(&e.props, "props") {
+            Ok(p) => p,
+            Err(m) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("events[{i}].{m}")),
+        };
+        events.push((
+            id,
+            Event {
+                kind: e.kind.clone(),
+                at,
+                props,
+            },
+        ));
+    }
+    if let Err(e) = api.app.store.insert_events(&events, now).await {
+        return internal(e);
+    }
+    // An event makes its lead's rules run at once (at the daemon's clock: an event
+    // dated later is read when its time comes); the sender delivers within a second.
+    let funnel = api.app.funnel();
+    let (mut queued, mut moves) = (0, 0);
+    let mut leads: Vec<LeadId> = events.iter().map(|(id, _)| *id).collect();
+    leads.sort();
+    leads.dedup();
+    for id in leads {
+        match crate::tick::evaluate_lead(&api.app.store, &funnel, id, now).await {
+            Ok(Some(r)) => {
+                queued += r.queued;
+                moves += r.moves;
+                r.log_errors();
+            }
+            Ok(None) => {}
+            Err(e) => return internal(e),
+        }
+    }
+    Json(json!({ "recorded": events.len(), "queued": queued, "moves": moves })).into_response()
+}
+
+async fn get_lead(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = authorised(&api, &headers) {
+        return r;
+    }
+    let store = &api.app.store;
+    let now = api.clock.now();
+    let lead_id = match store.find_lead_id(&id).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no lead `{id}`")),
+        Err(e) => return internal(e),
+    };
+    let (loaded, history, outbox) = match tokio::try_join!(
+        store.load_lead(lead_id, now),
+        store.stage_history(lead_id),
+        store.outbox_of(lead_id)
+    ) {
+        Ok((Some(l), h, o)) => (l, h, o),
+        Ok((None, _, _)) => return error(StatusCode::NOT_FOUND, format!("no lead `{id}`")),
+        Err(e) => return internal(e),
+    };
+    let rfc = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let l = &loaded.lead;
+    let attrs: serde_json::Map<String, serde_json::Value> = l
+        .attrs
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v.to_string())))
+        .collect();
+    Json(json!({
+        "id": l.id.0,
+        "email": l.email.as_str(),
+        "name": l.name,
+        "stage": l.stage.as_str(),
+        "stage_entered_at": rfc(l.stage_entered_at),
+        "created_at": rfc(l.created_at),
+        "tags": l.tags,
+        "attrs": attrs,
+        "locale": l.locale,
+        "timezone": l.timezone.map(|z| z.to_string()),
+        "unsubscribed": l.unsubscribed_at.is_some(),
+        "events": loaded.events.iter().map(|e| json!({
+            "kind": e.kind,
+            "at": rfc(e.at),
+            "props": e.props.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect::<serde_json::Map<_, _>>(),
+        })).collect::<Vec<_>>(),
+        "sends": outbox.iter().map(|(t, k, s, req, sent, _)| json!({
+            "template": t, "key": k, "state": s, "requested_at": rfc(*req), "sent_at": sent.map(rfc),
+        })).collect::<Vec<_>>(),
+        "stage_history": history.iter().map(|(from, to, at, cause)| json!({
+            "from": from, "to": to, "at": rfc(*at), "cause": cause,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+/// The lead a genuine unsubscribe token names, if its address still matches.
+async fn token_lead(api: &Api, token: &str) -> Result<EmailAddress, Response> {
+    let signer = crate::signing::Signer::from_config(&api.app.funnel().config, &api.app.store)
+        .await
+        .map_err(internal)?;
+    let Some((id, digest)) = signer.verify_unsubscribe(token) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "this unsubscribe link is not valid (it may have been cut short by the mail client)",
+        ));
+    };
+    let lead = api
+        .app
+        .store
+        .lead_brief(LeadId(id))
+        .await
+        .map_err(internal)?;
+    match lead {
+        Some(l) if l.email.digest().starts_with(&digest) => Ok(l.email),
+        // Forgotten, or the id now belongs to someone else: nothing to do, and say so
+        // without naming anyone.
+        _ => Err((
+            StatusCode::OK,
+            Html(page(
+                "You are unsubscribed",
+                "This address receives no more emails from us.",
+            )),
+        )
+            .into_response()),
+    }
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head><body style=\"font-family:sans-serif;max-width:32em;margin:3em auto\"><h1>{title}</h1>{body}</body></html>"
+    )
+}
+
+/// GET: a page with one button. Mail scanners follow links; only the button (or a
+/// one-click POST from the mail client) unsubscribes.
+async fn unsubscribe_page(State(api): State<Api>, Path(token): Path<String>) -> Response {
+    match token_lead(&api, &token).await {
+        Err(r) => r,
+        Ok(_) => Html(page(
+            "Unsubscribe",
+            "<p>Stop all marketing emails to this address?</p><form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>",
+        ))
+        .into_response(),
+    }
+}
+
+/// POST: the one-click unsubscribe of RFC 8058 (`List-Unsubscribe=One-Click`), or the
+/// page's button.
+async fn unsubscribe(State(api): State<Api>, Path(token): Path<String>) -> Response {
+    let email = match token_lead(&api, &token).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let now = api.clock.now();
+    if let Err(e) = api
+        .app
+        .store
+        .suppress(&email, Suppression::Unsubscribed, "unsubscribe link", now)
+        .await
+    {
+        return internal(e);
+    }
+    tracing::info!(email = %email, "unsubscribed by link");
+    Html(page(
+        "You are unsubscribed",
+        "<p>This address receives no more marketing emails from us. Receipts for your orders still arrive.</p>",
+    ))
+    .into_response()
+}

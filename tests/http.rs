@@ -1,0 +1,129 @@
+//! The HTTP API of a running daemon, driven over real HTTP: leads and events in (with a
+//! token), an event's email out at once, the lead's state back, and the email's own
+//! one-click unsubscribe link verified against the endpoint.
+
+mod support;
+
+use std::time::Duration;
+use support::*;
+
+fn daemon_with_api(smtp: &SmtpServer) -> (Folder, u16, Daemon) {
+    let f = Folder::demo();
+    f.set_smtp_url(&smtp.url());
+    let port = free_port();
+    let yaml = std::fs::read_to_string(f.path().join("embudo.yaml"))
+        .unwrap()
+        .replace("\"127.0.0.1:8080\"", &format!("\"127.0.0.1:{port}\""))
+        .replace(
+            "\"https://tienda.example/embudo\"",
+            &format!("\"http://127.0.0.1:{port}\""),
+        )
+        .replace("0 */5 * * * *", "0 0 0 1 1 *");
+    f.write("embudo.yaml", &yaml);
+    let daemon = Daemon::start(&f, &[]);
+    wait_port(port, Duration::from_secs(20));
+    (f, port, daemon)
+}
+
+#[test]
+fn leads_and_events_in_emails_out_and_the_one_click_link_unsubscribes() {
+    let smtp = SmtpServer::start();
+    let (_f, port, daemon) = daemon_with_api(&smtp);
+
+    assert_eq!(
+        http(port, "GET", "/healthz", None, b""),
+        (200, "ok\n".into())
+    );
+
+    // Writes need the token.
+    let lead = br#"[{"email": " Ana@Example.com", "name": "Ana", "tags": ["school"], "locale": "es", "attrs": {"city": "Sevilla", "kids": 2}}]"#;
+    let (status, body) = http(port, "POST", "/leads", None, lead);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http(port, "POST", "/leads", Some("wrong"), lead);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http(port, "POST", "/leads", Some(API_TOKEN), lead);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"created\":1"), "{body}");
+
+    // Bad input names the item and field, and stores nothing of the batch.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/leads",
+        Some(API_TOKEN),
+        br#"[{"email": "bob@example.com"}, {"email": "not-an-address"}]"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("leads[1].email"), "{body}");
+    let (status, _) = http(port, "GET", "/leads/bob@example.com", Some(API_TOKEN), b"");
+    assert_eq!(status, 404);
+    let (status, body) = http(port, "POST", "/leads", Some(API_TOKEN), b"{not json");
+    assert_eq!(status, 400, "{body}");
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let (status, _) = http(port, "POST", "/leads", Some(API_TOKEN), &big);
+    assert_eq!(status, 413);
+
+    // An event: the rules run at once and the daemon sends within a second or so.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/events",
+        Some(API_TOKEN),
+        br#"{"lead": "ana@example.com", "kind": "quote_requested", "props": {"url": "/presupuesto"}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"recorded\":1") && body.contains("\"moves\":1"),
+        "{body}"
+    );
+    let mail = smtp.wait_for(1, Duration::from_secs(10));
+    let comparison = mail
+        .iter()
+        .find(|m| m.template() == "eval-comparison")
+        .expect("the comparison went out");
+
+    let (status, body) = http(port, "GET", "/leads/ana@example.com", Some(API_TOKEN), b"");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["stage"], "evaluation");
+    assert_eq!(v["events"][0]["kind"], "quote_requested");
+    assert_eq!(v["stage_history"].as_array().unwrap().len(), 2);
+    assert_eq!(v["unsubscribed"], false);
+    let (status, _) = http(port, "GET", "/leads/1", None, b"");
+    assert_eq!(status, 401, "personal data needs the token");
+
+    // The email's own List-Unsubscribe link, as a mail client's one-click POST.
+    let lu = comparison.header("List-Unsubscribe").unwrap();
+    let url = lu.split('<').nth(1).unwrap().split('>').next().unwrap();
+    let path = url
+        .strip_prefix(&format!("http://127.0.0.1:{port}"))
+        .unwrap();
+    let (status, page) = http(port, "GET", path, None, b"");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<form method=\"post\">"),
+        "a GET only asks: {page}"
+    );
+    let (_, v) = http(port, "GET", "/leads/1", Some(API_TOKEN), b"");
+    assert!(v.contains("\"unsubscribed\":false"), "{v}");
+    let (status, page) = http(port, "POST", path, None, b"List-Unsubscribe=One-Click");
+    assert_eq!(status, 200);
+    assert!(page.contains("You are unsubscribed"), "{page}");
+    let (_, v) = http(port, "GET", "/leads/1", Some(API_TOKEN), b"");
+    assert!(v.contains("\"unsubscribed\":true"), "{v}");
+    // A forged or cut token does nothing.
+    let forged = format!("{}x", &path[..path.len() - 1]);
+    let (status, _) = http(port, "POST", &forged, None, b"");
+    assert_eq!(status, 404);
+
+    // Metrics and the funnel.
+    let (status, m) = http(port, "GET", "/metrics", None, b"");
+    assert_eq!(status, 200);
+    assert!(m.contains("embudo_leads{stage=\"evaluation\"} 1"), "{m}");
+    assert!(m.contains("embudo_outbox{state=\"sent\"}"), "{m}");
+    let (status, j) = http(port, "GET", "/funnel", None, b"");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v["stages"][1]["stage"], "evaluation");
+    daemon.stop();
+}
