@@ -84,10 +84,36 @@ fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
+/// A refusal from a helper, small enough to pass around; a handler turns it into its
+/// response with `into_response`.
+#[derive(Debug)]
+enum Refusal {
+    Json(StatusCode, String),
+    Page(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Json(status, message) => error(status, message),
+            Refusal::Page(html) => (StatusCode::OK, Html(html)).into_response(),
+        }
+    }
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal::Json(status, message.into())
+}
+
+fn broken(e: impl std::fmt::Display) -> Refusal {
+    tracing::error!("HTTP API: {e}");
+    refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
 /// Checks the bearer token in constant time.
-fn authorised(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
+fn authorised(api: &Api, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(expected) = &api.token else {
-        return Err(error(
+        return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "the API token is not configured: set the variable named by http.token_env",
         ));
@@ -106,7 +132,7 @@ fn authorised(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
     if same {
         Ok(())
     } else {
-        Err(error(
+        Err(refuse(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token (Authorization: Bearer <token>)",
         ))
@@ -206,18 +232,18 @@ fn values(
         .collect()
 }
 
-fn batch<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<Vec<T>, Response> {
+fn batch<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<Vec<T>, Refusal> {
     let items: Vec<serde_json::Value> = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Array(a)) => a,
         Ok(one @ serde_json::Value::Object(_)) => vec![one],
         Ok(_) => {
-            return Err(error(
+            return Err(refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("the body must be a JSON array of {what} (or one object)"),
             ));
         }
         Err(e) => {
-            return Err(error(
+            return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "the body is not JSON: {e} (line {}, column {})",
@@ -228,7 +254,7 @@ fn batch<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<Vec<T>
         }
     };
     if items.len() > MAX_BATCH {
-        return Err(error(
+        return Err(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "{} {what} in one request; send at most {MAX_BATCH}",
@@ -241,7 +267,7 @@ fn batch<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<Vec<T>
         .enumerate()
         .map(|(i, v)| {
             serde_json::from_value(v).map_err(|e| {
-                error(
+                refuse(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     format!("{what}[{i}]: {e}"),
                 )
@@ -256,11 +282,11 @@ async fn post_leads(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = authorised(&api, &headers) {
-        return r;
+        return r.into_response();
     }
     let items: Vec<LeadIn> = match batch(&body, "leads") {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let funnel = api.app.funnel();
     let mut rows = Vec::with_capacity(items.len());
@@ -323,11 +349,11 @@ async fn post_events(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = authorised(&api, &headers) {
-        return r;
+        return r.into_response();
     }
     let items: Vec<EventIn> = match batch(&body, "events") {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let now = api.clock.now();
     let mut events: Vec<(LeadId, Event)> = Vec::with_capacity(items.len());
@@ -411,7 +437,7 @@ async fn post_events(
 
 async fn get_lead(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = authorised(&api, &headers) {
-        return r;
+        return r.into_response();
     }
     let store = &api.app.store;
     let now = api.clock.now();
@@ -464,34 +490,25 @@ async fn get_lead(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Str
 }
 
 /// The lead a genuine unsubscribe token names, if its address still matches.
-async fn token_lead(api: &Api, token: &str) -> Result<EmailAddress, Response> {
+async fn token_lead(api: &Api, token: &str) -> Result<EmailAddress, Refusal> {
     let signer = crate::signing::Signer::from_config(&api.app.funnel().config, &api.app.store)
         .await
-        .map_err(internal)?;
+        .map_err(broken)?;
     let Some((id, digest)) = signer.verify_unsubscribe(token) else {
-        return Err(error(
+        return Err(refuse(
             StatusCode::NOT_FOUND,
             "this unsubscribe link is not valid (it may have been cut short by the mail client)",
         ));
     };
-    let lead = api
-        .app
-        .store
-        .lead_brief(LeadId(id))
-        .await
-        .map_err(internal)?;
+    let lead = api.app.store.lead_brief(LeadId(id)).await.map_err(broken)?;
     match lead {
         Some(l) if l.email.digest().starts_with(&digest) => Ok(l.email),
         // Forgotten, or the id now belongs to someone else: nothing to do, and say so
         // without naming anyone.
-        _ => Err((
-            StatusCode::OK,
-            Html(page(
-                "You are unsubscribed",
-                "This address receives no more emails from us.",
-            )),
-        )
-            .into_response()),
+        _ => Err(Refusal::Page(page(
+            "You are unsubscribed",
+            "This address receives no more emails from us.",
+        ))),
     }
 }
 
@@ -505,7 +522,7 @@ fn page(title: &str, body: &str) -> String {
 /// one-click POST from the mail client) unsubscribes.
 async fn unsubscribe_page(State(api): State<Api>, Path(token): Path<String>) -> Response {
     match token_lead(&api, &token).await {
-        Err(r) => r,
+        Err(r) => r.into_response(),
         Ok(_) => Html(page(
             "Unsubscribe",
             "<p>Stop all marketing emails to this address?</p><form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>",
@@ -519,7 +536,7 @@ async fn unsubscribe_page(State(api): State<Api>, Path(token): Path<String>) -> 
 async fn unsubscribe(State(api): State<Api>, Path(token): Path<String>) -> Response {
     let email = match token_lead(&api, &token).await {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let now = api.clock.now();
     if let Err(e) = api
