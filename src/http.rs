@@ -51,6 +51,8 @@ pub fn router(app: App, clock: Clock) -> Router {
         .route("/leads", axum::routing::post(post_leads))
         .route("/leads/{id}", get(get_lead))
         .route("/events", axum::routing::post(post_events))
+        .route("/t/o/{token}", get(opened))
+        .route("/t/c/{token}", get(clicked))
         .route(
             "/unsubscribe/{token}",
             get(unsubscribe_page).post(unsubscribe),
@@ -491,10 +493,7 @@ async fn get_lead(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Str
 
 /// The lead a genuine unsubscribe token names, if its address still matches.
 async fn token_lead(api: &Api, token: &str) -> Result<EmailAddress, Refusal> {
-    let signer = crate::signing::Signer::from_config(&api.app.funnel().config, &api.app.store)
-        .await
-        .map_err(broken)?;
-    let Some((id, digest)) = signer.verify_unsubscribe(token) else {
+    let Some((id, digest)) = signer(api).await?.verify_unsubscribe(token) else {
         return Err(refuse(
             StatusCode::NOT_FOUND,
             "this unsubscribe link is not valid (it may have been cut short by the mail client)",
@@ -553,4 +552,80 @@ async fn unsubscribe(State(api): State<Api>, Path(token): Path<String>) -> Respo
         "<p>This address receives no more marketing emails from us. Receipts for your orders still arrive.</p>",
     ))
     .into_response()
+}
+
+/// A transparent 1×1 GIF.
+const PIXEL: [u8; 43] = [
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// Records an `open` or `click` event that rules read (`has_event("click")`,
+/// `last_event_props("click").url`); a lead since forgotten records nothing.
+async fn record(api: &Api, lead: i64, kind: &str, props: ValueMap) {
+    let now = api.clock.now();
+    match api.app.store.lead_brief(LeadId(lead)).await {
+        Ok(Some(_)) => {
+            let event = Event {
+                kind: kind.to_string(),
+                at: now,
+                props,
+            };
+            if let Err(e) = api
+                .app
+                .store
+                .insert_events(&[(LeadId(lead), event)], now)
+                .await
+            {
+                tracing::error!("recording a {kind}: {e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!("recording a {kind}: {e}"),
+    }
+}
+
+async fn signer(api: &Api) -> Result<crate::signing::Signer, Refusal> {
+    crate::signing::Signer::from_config(&api.app.funnel().config, &api.app.store)
+        .await
+        .map_err(broken)
+}
+
+async fn opened(State(api): State<Api>, Path(token): Path<String>) -> Response {
+    if let Ok(s) = signer(&api).await
+        && let Some((lead, template)) = crate::tracking::open(&s, &token)
+    {
+        let props = ValueMap::from([("template".to_string(), Value::Str(template))]);
+        record(&api, lead, "open", props).await;
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "image/gif"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PIXEL.to_vec(),
+    )
+        .into_response()
+}
+
+/// Redirects to the link's own target, which the signature covers: a token cannot
+/// send anyone anywhere else.
+async fn clicked(State(api): State<Api>, Path(token): Path<String>) -> Response {
+    let s = match signer(&api).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let Some((lead, template, url)) = crate::tracking::click(&s, &token) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this link is not valid (it may have been cut short by the mail client)",
+        );
+    };
+    let props = ValueMap::from([
+        ("template".to_string(), Value::Str(template)),
+        ("url".to_string(), Value::Str(url.clone())),
+    ]);
+    record(&api, lead, "click", props).await;
+    (StatusCode::FOUND, [(header::LOCATION, url)]).into_response()
 }

@@ -35,3 +35,4 @@ pub mod simulate;
 pub mod store;
 pub mod templates;
 pub mod tick;
+pub mod tracking;

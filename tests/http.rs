@@ -116,6 +116,58 @@ fn leads_and_events_in_emails_out_and_the_one_click_link_unsubscribes() {
     let (status, _) = http(port, "POST", &forged, None, b"");
     assert_eq!(status, 404);
 
+    // Tracking: its links go through a signed redirect to the same place, and the
+    // pixel records an open; both become events the rules read.
+    let html = &comparison.html;
+    let click = html
+        .split("href=\"")
+        .skip(1)
+        .map(|h| h.split('"').next().unwrap())
+        .find(|h| h.contains("/t/c/"))
+        .expect("a tracked link");
+    let click_path = click
+        .strip_prefix(&format!("http://127.0.0.1:{port}"))
+        .unwrap();
+    let raw = std::fs::read_to_string(repo().join("templates/eval-comparison.html")).unwrap();
+    let first_target = raw
+        .split("href=\"")
+        .skip(1)
+        .map(|h| h.split('"').next().unwrap())
+        .find(|h| h.starts_with("http"))
+        .unwrap();
+    let (status, _) = http(port, "GET", click_path, None, b"");
+    assert_eq!(status, 302);
+    let location = raw_header(port, click_path, "location");
+    assert_eq!(location.as_deref(), Some(first_target));
+    let pixel = html
+        .split("/t/o/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let (status, _) = http(port, "GET", &format!("/t/o/{pixel}"), None, b"");
+    assert_eq!(status, 200);
+    // A link whose target was changed is refused: no open redirect.
+    let token = click_path.strip_prefix("/t/c/").unwrap();
+    let (payload, tag) = token.split_once('.').unwrap();
+    let evil = base64_url("1\neval-comparison\nhttps://evil.example/");
+    assert_ne!(payload, evil);
+    let (status, _) = http(port, "GET", &format!("/t/c/{evil}.{tag}"), None, b"");
+    assert_eq!(status, 404);
+    let (_, v) = http(port, "GET", "/leads/1", Some(API_TOKEN), b"");
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"click") && kinds.contains(&"open"),
+        "{kinds:?}"
+    );
+
     // Metrics and the funnel.
     let (status, m) = http(port, "GET", "/metrics", None, b"");
     assert_eq!(status, 200);
@@ -125,5 +177,49 @@ fn leads_and_events_in_emails_out_and_the_one_click_link_unsubscribes() {
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&j).unwrap();
     assert_eq!(v["stages"][1]["stage"], "evaluation");
+    let t = v["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["template"] == "eval-comparison")
+        .unwrap();
+    assert_eq!(
+        (t["opens"].as_i64(), t["clicks"].as_i64()),
+        (Some(1), Some(2)),
+        "{t}"
+    );
     daemon.stop();
+}
+
+/// One header of a GET's response (lower-case name).
+fn raw_header(port: u16, path: &str, name: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.lines()
+        .find(|l| l.to_lowercase().starts_with(&format!("{name}:")))
+        .map(|l| l.split_once(':').unwrap().1.trim().to_string())
+}
+
+/// Unpadded URL-safe base64, as the tokens use.
+fn base64_url(s: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, c)| acc | (u32::from(*c) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }

@@ -689,9 +689,21 @@ impl Draft {
             now,
             campaign,
         };
+        let mut rendered = funnel.templates.render(template, lead, &ctx)?;
+        // Marketing email counts opens and clicks; receipts are left alone.
+        if !rendered.transactional {
+            rendered.html = crate::tracking::track(
+                &rendered.html,
+                signer,
+                &funnel.config.http.public_url,
+                lead.id.0,
+                template,
+                &unsubscribe_url,
+            );
+        }
         Ok(Draft {
             template: template.to_string(),
-            rendered: funnel.templates.render(template, lead, &ctx)?,
+            rendered,
             unsubscribe_url,
         })
     }

@@ -72,7 +72,7 @@ impl Store {
     /// `open` and `click` events per template (the tracking links record them).
     pub async fn engagement_by_template(&self) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT COALESCE(json_extract(props, '$.template'), ''), kind, COUNT(*) FROM events
+            "SELECT COALESCE(json_extract(props, '$.template.str'), ''), kind, COUNT(*) FROM events
              WHERE kind IN ('open', 'click') GROUP BY 1, 2",
         )
         .fetch_all(self.pool())
