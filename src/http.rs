@@ -278,15 +278,23 @@ fn batch<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<Vec<T>
         .collect()
 }
 
+/// A write endpoint's body, once the token is checked.
+fn authorised_batch<T: for<'de> Deserialize<'de>>(
+    api: &Api,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<Vec<T>, Refusal> {
+    authorised(api, headers)?;
+    batch(body, what)
+}
+
 async fn post_leads(
     State(api): State<Api>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorised(&api, &headers) {
-        return r.into_response();
-    }
-    let items: Vec<LeadIn> = match batch(&body, "leads") {
+    let items: Vec<LeadIn> = match authorised_batch(&api, &headers, &body, "leads") {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
@@ -350,10 +358,7 @@ async fn post_events(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorised(&api, &headers) {
-        return r.into_response();
-    }
-    let items: Vec<EventIn> = match batch(&body, "events") {
+    let items: Vec<EventIn> = match authorised_batch(&api, &headers, &body, "events") {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };

@@ -528,7 +528,8 @@ fn attr(tag: &str, name: &str) -> Option<String> {
     Some(decode_entities(v.split(q).next().unwrap_or("")))
 }
 
-fn decode_entities(s: &str) -> String {
+/// HTML character references back to text (the ones templates and minijinja write).
+pub(crate) fn decode_entities(s: &str) -> String {
     s.replace("&nbsp;", " ")
         .replace("&lt;", "<")
         .replace("&gt;", ">")

@@ -26,7 +26,7 @@ pub fn track(
             rest = tail;
             break;
         };
-        let target = unescape(&tail[..end]);
+        let target = crate::templates::decode_entities(&tail[..end]);
         let trackable = (target.starts_with("http://") || target.starts_with("https://"))
             && target != unsubscribe_url;
         if trackable {
@@ -62,15 +62,6 @@ pub fn open(signer: &Signer, token: &str) -> Option<(i64, String)> {
     let payload = signer.verify("open", token)?;
     let (lead, template) = payload.split_once('\n')?;
     Some((lead.parse().ok()?, template.to_string()))
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&amp;", "&")
-        .replace("&#38;", "&")
-        .replace("&quot;", "\"")
-        .replace("&#34;", "\"")
-        .replace("&#x2f;", "/")
-        .replace("&#x2F;", "/")
 }
 
 #[cfg(test)]

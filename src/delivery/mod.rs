@@ -157,6 +157,20 @@ struct BatchUsage {
     lead_recent: HashMap<LeadId, Vec<(i64, DateTime<Utc>)>>,
 }
 
+impl BatchUsage {
+    /// Counts a row that goes now: marketing email uses the day's capacity and the
+    /// lead's cap; receipts use neither.
+    fn count(&mut self, funnel: &Funnel, row: &Claimed, now: DateTime<Utc>) {
+        if !funnel.templates.is_transactional(&row.template) {
+            self.marketing_today += 1;
+            self.lead_recent
+                .entry(row.lead_id)
+                .or_default()
+                .push((row.id, now));
+        }
+    }
+}
+
 impl Deliverer {
     pub fn new(store: Store, mailer: Mailer, signer: Signer) -> Deliverer {
         Deliverer {
@@ -350,14 +364,7 @@ impl Deliverer {
                 Ok(Gate::Done)
             }
             Fate::Go(brief) => {
-                if !funnel.templates.is_transactional(&row.template) {
-                    usage.marketing_today += 1;
-                    usage
-                        .lead_recent
-                        .entry(row.lead_id)
-                        .or_default()
-                        .push((row.id, now));
-                }
+                usage.count(funnel, row, now);
                 Ok(Gate::Go(brief))
             }
         }
@@ -381,13 +388,8 @@ impl Deliverer {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let fate = self.fate(funnel, row, now, &usage, Some(stage)).await?;
-            if matches!(fate, Fate::Go(_)) && !funnel.templates.is_transactional(&row.template) {
-                usage.marketing_today += 1;
-                usage
-                    .lead_recent
-                    .entry(row.lead_id)
-                    .or_default()
-                    .push((row.id, now));
+            if matches!(fate, Fate::Go(_)) {
+                usage.count(funnel, row, now);
             }
             out.push(fate);
         }
