@@ -37,7 +37,24 @@ pub async fn run(config: &Path, action: CampaignAction) -> Result<i32, AppError>
                     None => "never again".into(),
                 };
                 println!("{}  template {}  next: {next}", c.id, c.template);
-                if let Some(l) = app.store.last_firing(&c.id).await? {
+                // A firing whose time has come but that no daemon or tick has handled.
+                let last = app.store.last_firing(&c.id).await?;
+                let since = match (&last, app.store.campaign_seen(&c.id).await?) {
+                    (Some(l), _) => Some(l.scheduled_at),
+                    (None, Some(seen)) => Some(seen - chrono::TimeDelta::milliseconds(1)),
+                    (None, None) => None,
+                };
+                if let Some(since) = since
+                    && let Some(due) =
+                        campaigns::next_firing(c, &funnel, since).filter(|t| *t <= now)
+                {
+                    println!(
+                        "    due since {} (key {}): the next daemon round or `embudo tick` fires it, or skips it if missed",
+                        due.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+                        campaigns::key_for(c, tz, due)
+                    );
+                }
+                if let Some(l) = last {
                     println!(
                         "    last: key {} {} ({} in the audience, {} queued){}",
                         l.key,

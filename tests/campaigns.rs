@@ -270,6 +270,12 @@ fn a_missed_firing_is_skipped_or_caught_up_as_the_campaign_says() {
     // Christmas says catch_up within 2 days; back-to-school says skip.
     let f = shop(leads);
     tick(&f, "2026-07-01T08:00:00Z");
+    // Before anything runs, `campaign list` shows the firing as due.
+    let list = stdout(&f.run(&["campaign", "list", "--now", "2026-08-02T07:59:00Z"], 0));
+    assert!(
+        list.contains("due since 2026-08-01 09:00 (key 2026)"),
+        "{list}"
+    );
     // Nothing ran on 1 August: a day later, back-to-school is skipped, visibly.
     let out = tick(&f, "2026-08-02T08:00:00Z");
     assert!(out.contains("campaign back-to-school [2026]: skipped, missed: no daemon or tick ran at its time (missed: skip)"), "{out}");

@@ -65,6 +65,16 @@ impl Store {
         Ok(from_ms(t))
     }
 
+    /// When `campaign` was first loaded, if it ever was (reads only).
+    pub async fn campaign_seen(&self, campaign: &str) -> Result<Option<DateTime<Utc>>> {
+        let t: Option<i64> =
+            sqlx::query_scalar("SELECT first_loaded_at FROM campaigns_seen WHERE campaign = ?")
+                .bind(campaign)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(t.map(from_ms))
+    }
+
     pub async fn firing(&self, campaign: &str, key: &str) -> Result<Option<Firing>> {
         let r: Option<FiringTuple> = sqlx::query_as(
             "SELECT campaign, key, scheduled_at, state, audience, queued, note FROM campaign_firings WHERE campaign = ? AND key = ?",
