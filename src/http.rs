@@ -57,6 +57,12 @@ pub fn router(app: App, clock: Clock) -> Router {
             "/unsubscribe/{token}",
             get(unsubscribe_page).post(unsubscribe),
         )
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see the README's HTTP API section",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Api { app, clock, token })
 }
@@ -92,6 +98,8 @@ fn internal(e: impl std::fmt::Display) -> Response {
 enum Refusal {
     Json(StatusCode, String),
     Page(String),
+    /// A page for a person, with this status.
+    Status(StatusCode, String),
 }
 
 impl IntoResponse for Refusal {
@@ -99,6 +107,7 @@ impl IntoResponse for Refusal {
         match self {
             Refusal::Json(status, message) => error(status, message),
             Refusal::Page(html) => (StatusCode::OK, Html(html)).into_response(),
+            Refusal::Status(status, html) => (status, Html(html)).into_response(),
         }
     }
 }
@@ -123,7 +132,11 @@ fn authorised(api: &Api, headers: &HeaderMap) -> Result<(), Refusal> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t.trim())
+        })
         .unwrap_or("");
     let same = given.len() == expected.len()
         && given
@@ -499,9 +512,13 @@ async fn get_lead(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Str
 /// The lead a genuine unsubscribe token names, if its address still matches.
 async fn token_lead(api: &Api, token: &str) -> Result<EmailAddress, Refusal> {
     let Some((id, digest)) = signer(api).await?.verify_unsubscribe(token) else {
-        return Err(refuse(
+        // A person in a browser reads this: a page, not JSON.
+        return Err(Refusal::Status(
             StatusCode::NOT_FOUND,
-            "this unsubscribe link is not valid (it may have been cut short by the mail client)",
+            page(
+                "This link is not valid",
+                "<p>It may have been cut short by your mail client: open the whole link from the email, or reply to the email and ask us to remove you.</p>",
+            ),
         ));
     };
     let lead = api.app.store.lead_brief(LeadId(id)).await.map_err(broken)?;
@@ -566,28 +583,32 @@ const PIXEL: [u8; 43] = [
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
-/// Records an `open` or `click` event that rules read (`has_event("click")`,
-/// `last_event_props("click").url`); a lead since forgotten records nothing.
-async fn record(api: &Api, lead: i64, kind: &str, props: ValueMap) {
+/// Records an `open` or `click` event and runs the lead's rules at once, as for any
+/// event (`has_event("click")`, `last_event_props("click").url`). A lead since
+/// forgotten, or an id now someone else's (the address digest differs), records nothing.
+async fn record(api: &Api, who: &crate::tracking::Who, kind: &str, props: ValueMap) {
     let now = api.clock.now();
-    match api.app.store.lead_brief(LeadId(lead)).await {
-        Ok(Some(_)) => {
-            let event = Event {
-                kind: kind.to_string(),
-                at: now,
-                props,
-            };
-            if let Err(e) = api
-                .app
-                .store
-                .insert_events(&[(LeadId(lead), event)], now)
-                .await
-            {
-                tracing::error!("recording a {kind}: {e}");
-            }
+    let id = LeadId(who.lead);
+    let result = async {
+        match api.app.store.lead_brief(id).await? {
+            Some(l) if l.email.digest().starts_with(&who.digest) => {}
+            _ => return Ok(()),
         }
-        Ok(None) => {}
-        Err(e) => tracing::error!("recording a {kind}: {e}"),
+        let event = Event {
+            kind: kind.to_string(),
+            at: now,
+            props,
+        };
+        api.app.store.insert_events(&[(id, event)], now).await?;
+        if let Some(r) =
+            crate::tick::evaluate_lead(&api.app.store, &api.app.funnel(), id, now).await?
+        {
+            r.log_errors();
+        }
+        Ok::<(), crate::store::StoreError>(())
+    };
+    if let Err(e) = result.await {
+        tracing::error!("recording a {kind}: {e}");
     }
 }
 
@@ -599,10 +620,10 @@ async fn signer(api: &Api) -> Result<crate::signing::Signer, Refusal> {
 
 async fn opened(State(api): State<Api>, Path(token): Path<String>) -> Response {
     if let Ok(s) = signer(&api).await
-        && let Some((lead, template)) = crate::tracking::open(&s, &token)
+        && let Some((who, template)) = crate::tracking::open(&s, &token)
     {
         let props = ValueMap::from([("template".to_string(), Value::Str(template))]);
-        record(&api, lead, "open", props).await;
+        record(&api, &who, "open", props).await;
     }
     (
         [
@@ -621,7 +642,7 @@ async fn clicked(State(api): State<Api>, Path(token): Path<String>) -> Response 
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let Some((lead, template, url)) = crate::tracking::click(&s, &token) else {
+    let Some((who, template, url)) = crate::tracking::click(&s, &token) else {
         return error(
             StatusCode::NOT_FOUND,
             "this link is not valid (it may have been cut short by the mail client)",
@@ -631,6 +652,6 @@ async fn clicked(State(api): State<Api>, Path(token): Path<String>) -> Response 
         ("template".to_string(), Value::Str(template)),
         ("url".to_string(), Value::Str(url.clone())),
     ]);
-    record(&api, lead, "click", props).await;
+    record(&api, &who, "click", props).await;
     (StatusCode::FOUND, [(header::LOCATION, url)]).into_response()
 }

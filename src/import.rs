@@ -10,6 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Read;
 use std::path::Path;
 
+/// The longest name accepted.
+pub const MAX_NAME: usize = 200;
+
 /// Rows committed per transaction.
 const BATCH: usize = 1000;
 
@@ -212,6 +215,15 @@ pub fn lead_upsert(f: LeadFields<'_>, cfg: &Config) -> Result<LeadUpsert, String
         .name
         .map(crate::domain::one_line)
         .filter(|n| !n.is_empty());
+    // It goes into the To header of every email: a header line has a limit.
+    if let Some(n) = &name
+        && n.chars().count() > MAX_NAME
+    {
+        return Err(format!(
+            "name: {} characters; at most {MAX_NAME}",
+            n.chars().count()
+        ));
+    }
     Ok(LeadUpsert {
         email,
         name,

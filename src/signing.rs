@@ -74,6 +74,11 @@ impl Signer {
         let (p, t) = token.split_once('.')?;
         let payload = String::from_utf8(B64.decode(p).ok()?).ok()?;
         let tag = B64.decode(t).ok()?;
+        // The whole tag or nothing: a shortened one would be guessed in a few hundred
+        // tries.
+        if tag.len() != TAG_LEN {
+            return None;
+        }
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).ok()?;
         mac.update(purpose.as_bytes());
         mac.update(b"\0");
@@ -120,6 +125,13 @@ mod tests {
         assert_eq!(Signer::new(b"other").verify("unsubscribe", &t), None);
         let forged = format!("{}.{}", B64.encode("43"), t.split_once('.').unwrap().1);
         assert_eq!(s.verify("unsubscribe", &forged), None);
+        // A shortened tag is refused at every length, down to one byte.
+        let (payload, tag) = t.split_once('.').unwrap();
+        let bytes = B64.decode(tag).unwrap();
+        for n in 1..bytes.len() {
+            let short = format!("{payload}.{}", B64.encode(&bytes[..n]));
+            assert_eq!(s.verify("unsubscribe", &short), None, "{n} bytes");
+        }
         let ana = EmailAddress::parse("ana@example.com").unwrap();
         let url = s.unsubscribe_url("https://t.example/e/", 42, &ana);
         let token = url

@@ -6,23 +6,25 @@
 
 use crate::signing::Signer;
 
-/// Rewrites every `href="http(s)://…"` of `html` (but the unsubscribe link) into a
-/// signed click link, and appends the open pixel.
+/// Rewrites every `href="http(s)://…"` (or `'…'`, any case) of `html`, but the
+/// unsubscribe link, into a signed click link, and appends the open pixel. `lead` is
+/// the lead's `id:digest` (see `signing::unsubscribe_payload`), so an id reused after
+/// `forget` is not credited with someone else's clicks.
 pub fn track(
     html: &str,
     signer: &Signer,
     public_url: &str,
-    lead: i64,
+    lead: &str,
     template: &str,
     unsubscribe_url: &str,
 ) -> String {
     let base = public_url.trim_end_matches('/');
     let mut out = String::with_capacity(html.len() + 256);
     let mut rest = html;
-    while let Some(p) = rest.find("href=\"") {
-        let (head, tail) = rest.split_at(p + "href=\"".len());
+    while let Some((p, quote)) = find_href(rest) {
+        let (head, tail) = rest.split_at(p);
         out.push_str(head);
-        let Some(end) = tail.find('"') else {
+        let Some(end) = tail.find(quote) else {
             rest = tail;
             break;
         };
@@ -49,19 +51,48 @@ pub fn track(
     out
 }
 
+/// Where the next `href=` value of `html` starts (just after its quote), and the quote.
+fn find_href(html: &str) -> Option<(usize, char)> {
+    let lower = html.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(p) = lower[from..].find("href=") {
+        let at = from + p + "href=".len();
+        match html[at..].chars().next() {
+            Some(q @ ('"' | '\'')) => return Some((at + 1, q)),
+            _ => from = at,
+        }
+    }
+    None
+}
+
+/// The lead a tracking token names: `id:digest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    pub lead: i64,
+    pub digest: String,
+}
+
+fn who(s: &str) -> Option<Who> {
+    let (id, digest) = s.split_once(':')?;
+    Some(Who {
+        lead: id.parse().ok()?,
+        digest: digest.to_string(),
+    })
+}
+
 /// A click token's (lead, template, target), if genuine.
-pub fn click(signer: &Signer, token: &str) -> Option<(i64, String, String)> {
+pub fn click(signer: &Signer, token: &str) -> Option<(Who, String, String)> {
     let payload = signer.verify("click", token)?;
     let mut parts = payload.splitn(3, '\n');
-    let lead = parts.next()?.parse().ok()?;
+    let lead = who(parts.next()?)?;
     Some((lead, parts.next()?.to_string(), parts.next()?.to_string()))
 }
 
 /// An open token's (lead, template), if genuine.
-pub fn open(signer: &Signer, token: &str) -> Option<(i64, String)> {
+pub fn open(signer: &Signer, token: &str) -> Option<(Who, String)> {
     let payload = signer.verify("open", token)?;
     let (lead, template) = payload.split_once('\n')?;
-    Some((lead.parse().ok()?, template.to_string()))
+    Some((who(lead)?, template.to_string()))
 }
 
 #[cfg(test)]
@@ -71,12 +102,12 @@ mod tests {
     #[test]
     fn links_become_signed_redirects_to_the_same_place_and_the_rest_is_untouched() {
         let s = Signer::new(b"k");
-        let html = "<p><a href=\"https://shop.example/a?x=1&amp;y=2\">A</a> <a href=\"mailto:x@y.z\">m</a> <a href=\"https://u.example/unsub/T\">baja</a></p></body>";
+        let html = "<p><a href=\"https://shop.example/a?x=1&amp;y=2\">A</a> <a href=\"mailto:x@y.z\">m</a> <a href=\"https://u.example/unsub/T\">baja</a> <A HREF='https://shop.example/b'>B</A></p></body>";
         let out = track(
             html,
             &s,
             "https://t.example/e/",
-            7,
+            "7:abc",
             "edu",
             "https://u.example/unsub/T",
         );
@@ -85,6 +116,10 @@ mod tests {
             out.contains("href=\"https://u.example/unsub/T\""),
             "the unsubscribe link stays direct: {out}"
         );
+        assert!(
+            out.contains("HREF='https://t.example/e/t/c/"),
+            "single quotes and capitals too: {out}"
+        );
         let token = out
             .split("https://t.example/e/t/c/")
             .nth(1)
@@ -92,13 +127,21 @@ mod tests {
             .split('"')
             .next()
             .unwrap();
+        let seven = Who {
+            lead: 7,
+            digest: "abc".into(),
+        };
         assert_eq!(
             click(&s, token),
-            Some((7, "edu".into(), "https://shop.example/a?x=1&y=2".into()))
+            Some((seven, "edu".into(), "https://shop.example/a?x=1&y=2".into()))
         );
         assert!(out.contains("/t/o/") && out.ends_with("</body>"), "{out}");
         // A token cannot be pointed elsewhere.
-        assert_eq!(click(&s, &token.replace('a', "b")), None);
+        use base64::Engine as _;
+        let tag = token.split_once('.').unwrap().1;
+        let evil = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode("7:abc\nedu\nhttps://evil.example/");
+        assert_eq!(click(&s, &format!("{evil}.{tag}")), None);
         assert_eq!(click(&Signer::new(b"other"), token), None);
     }
 }

@@ -55,6 +55,16 @@ fn leads_and_events_in_emails_out_and_the_one_click_link_unsubscribes() {
     );
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("leads[1].email"), "{body}");
+    let long = format!(
+        r#"{{"email": "long@example.com", "name": "{}"}}"#,
+        "x".repeat(1000)
+    );
+    let (status, body) = http(port, "POST", "/leads", Some(API_TOKEN), long.as_bytes());
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("leads[0].name: 1000 characters; at most 200"),
+        "{body}"
+    );
     let (status, _) = http(port, "GET", "/leads/bob@example.com", Some(API_TOKEN), b"");
     assert_eq!(status, 404);
     let (status, body) = http(port, "POST", "/leads", Some(API_TOKEN), b"{not json");
@@ -154,6 +164,23 @@ fn leads_and_events_in_emails_out_and_the_one_click_link_unsubscribes() {
     let evil = base64_url("1\neval-comparison\nhttps://evil.example/");
     assert_ne!(payload, evil);
     let (status, _) = http(port, "GET", &format!("/t/c/{evil}.{tag}"), None, b"");
+    assert_eq!(status, 404);
+    // Nor does a signature cut short (guessable byte by byte if it were accepted).
+    let (status, _) = http(
+        port,
+        "GET",
+        &format!("/t/c/{evil}.{}", &tag[..2]),
+        None,
+        b"",
+    );
+    assert_eq!(status, 404);
+    let (status, _) = http(
+        port,
+        "GET",
+        &format!("/t/c/{payload}.{}", &tag[..2]),
+        None,
+        b"",
+    );
     assert_eq!(status, 404);
     let (_, v) = http(port, "GET", "/leads/1", Some(API_TOKEN), b"");
     let v: serde_json::Value = serde_json::from_str(&v).unwrap();

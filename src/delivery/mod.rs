@@ -698,7 +698,7 @@ impl Draft {
                 &rendered.html,
                 signer,
                 &funnel.config.http.public_url,
-                lead.id.0,
+                &crate::signing::unsubscribe_payload(lead.id.0, &lead.email),
                 template,
                 &unsubscribe_url,
             );
