@@ -156,10 +156,9 @@ pub async fn fire_due(
             });
             continue;
         }
+        let last = store.last_firing(&c.id).await?;
         // Resume a firing a crash left running.
-        if let Some(last) = store.last_firing(&c.id).await?
-            && last.state == FiringState::Running
-        {
+        if let Some(last) = last.as_ref().filter(|l| l.state == FiringState::Running) {
             let spec = FireSpec {
                 key: last.key.clone(),
                 scheduled_at: last.scheduled_at,
@@ -171,7 +170,7 @@ pub async fn fire_due(
         }
         // A firing at the very instant the campaign was first loaded counts.
         let loaded = first_seen - TimeDelta::milliseconds(1);
-        let since = match store.last_firing(&c.id).await? {
+        let since = match &last {
             Some(l) => l.scheduled_at.max(loaded),
             None => loaded,
         };

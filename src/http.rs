@@ -511,7 +511,7 @@ async fn get_lead(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Str
 
 /// The lead a genuine unsubscribe token names, if its address still matches.
 async fn token_lead(api: &Api, token: &str) -> Result<EmailAddress, Refusal> {
-    let Some((id, digest)) = signer(api).await?.verify_unsubscribe(token) else {
+    let Some((id, digest)) = signer(api).verify_unsubscribe(token) else {
         // A person in a browser reads this: a page, not JSON.
         return Err(Refusal::Status(
             StatusCode::NOT_FOUND,
@@ -612,16 +612,12 @@ async fn record(api: &Api, who: &crate::tracking::Who, kind: &str, props: ValueM
     }
 }
 
-async fn signer(api: &Api) -> Result<crate::signing::Signer, Refusal> {
-    crate::signing::Signer::from_config(&api.app.funnel().config, &api.app.store)
-        .await
-        .map_err(broken)
+fn signer(api: &Api) -> &crate::signing::Signer {
+    api.app.deliverer.signer()
 }
 
 async fn opened(State(api): State<Api>, Path(token): Path<String>) -> Response {
-    if let Ok(s) = signer(&api).await
-        && let Some((who, template)) = crate::tracking::open(&s, &token)
-    {
+    if let Some((who, template)) = crate::tracking::open(signer(&api), &token) {
         let props = ValueMap::from([("template".to_string(), Value::Str(template))]);
         record(&api, &who, "open", props).await;
     }
@@ -638,11 +634,7 @@ async fn opened(State(api): State<Api>, Path(token): Path<String>) -> Response {
 /// Redirects to the link's own target, which the signature covers: a token cannot
 /// send anyone anywhere else.
 async fn clicked(State(api): State<Api>, Path(token): Path<String>) -> Response {
-    let s = match signer(&api).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let Some((who, template, url)) = crate::tracking::click(&s, &token) else {
+    let Some((who, template, url)) = crate::tracking::click(signer(&api), &token) else {
         return error(
             StatusCode::NOT_FOUND,
             "this link is not valid (it may have been cut short by the mail client)",

@@ -51,7 +51,7 @@ pub async fn preview(
             let Some(loaded) = app.store.load_lead(id, now).await? else {
                 return Err(AppError::Usage(format!("no lead `{who}`")));
             };
-            let signer = Signer::from_config(&app.funnel().config, &app.store).await?;
+            let signer = app.deliverer.signer().clone();
             (app.funnel(), signer, loaded.lead)
         }
     };

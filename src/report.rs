@@ -89,27 +89,19 @@ pub async fn report(store: &Store, cfg: &Config, now: DateTime<Utc>) -> Result<R
         });
     }
     let mut templates: BTreeMap<String, TemplateRow> = BTreeMap::new();
-    let row = |t: &str, map: &mut BTreeMap<String, TemplateRow>| {
-        map.entry(t.to_string())
-            .or_insert_with(|| TemplateRow {
-                template: t.to_string(),
-                states: BTreeMap::new(),
-                opens: 0,
-                clicks: 0,
-            })
-            .clone()
-    };
+    fn row<'a>(map: &'a mut BTreeMap<String, TemplateRow>, t: &str) -> &'a mut TemplateRow {
+        map.entry(t.to_string()).or_insert_with(|| TemplateRow {
+            template: t.to_string(),
+            states: BTreeMap::new(),
+            opens: 0,
+            clicks: 0,
+        })
+    }
     for (t, state, n) in store.sends_by_template().await? {
-        row(&t, &mut templates);
-        templates
-            .get_mut(&t)
-            .expect("inserted")
-            .states
-            .insert(state, n);
+        row(&mut templates, &t).states.insert(state, n);
     }
     for (t, kind, n) in store.engagement_by_template().await? {
-        row(&t, &mut templates);
-        let r = templates.get_mut(&t).expect("inserted");
+        let r = row(&mut templates, &t);
         if kind == "open" {
             r.opens += n;
         } else {

@@ -287,12 +287,7 @@ async fn plan(
 
 /// Copies the funnel's own database, read-only, as the scratch starting point.
 async fn copy_real_database(url: &str, scratch: &Path) -> Result<(), AppError> {
-    let file = url
-        .strip_prefix("sqlite://")
-        .map(|p| p.split('?').next().unwrap_or(p))
-        .filter(|p| !p.contains(":memory:"))
-        .map(PathBuf::from);
-    let Some(file) = file.filter(|f| f.exists()) else {
+    let Some(file) = crate::store::sqlite_file(url).filter(|f| f.exists()) else {
         return Err(AppError::Usage(format!(
             "no leads to simulate: {url} does not exist; pass --leads CSV (and --events CSV), or import leads first"
         )));

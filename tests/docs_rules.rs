@@ -645,13 +645,7 @@ fn the_reference_shows_every_part_of_the_rule_api_in_a_tested_example() {
     let tested: String = items
         .iter()
         .filter_map(|i| match i {
-            Item::Example { rules, .. } => Some(
-                rules
-                    .iter()
-                    .map(|(_, s)| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
+            Item::Example { rules, .. } => Some(joined(rules)),
             _ => None,
         })
         .collect::<Vec<_>>()
@@ -737,13 +731,7 @@ fn the_reference_shows_every_part_of_the_rule_api_in_a_tested_example() {
     let rejected: String = items
         .iter()
         .filter_map(|i| match i {
-            Item::CompileFail { rules, .. } => Some(
-                rules
-                    .iter()
-                    .map(|(_, s)| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
+            Item::CompileFail { rules, .. } => Some(joined(rules)),
             _ => None,
         })
         .collect();
@@ -754,4 +742,13 @@ fn the_reference_shows_every_part_of_the_rule_api_in_a_tested_example() {
             "{DOC}: no ```rhai,compile_fail example shows that `{sym}` is disabled"
         );
     }
+}
+
+/// The sources of an item's rules, one after another.
+fn joined(rules: &[(String, String)]) -> String {
+    rules
+        .iter()
+        .map(|(_, s)| s.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -181,6 +181,11 @@ impl Deliverer {
         }
     }
 
+    /// The link signer of this funnel (its key read or generated once, at start).
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
     /// Sends every row due at `now` (in batches, paced by `limits.rate_per_second`),
     /// stamping results with `now`, under the sending policy. Returns when nothing due
     /// is left, or at once when sending is paused.

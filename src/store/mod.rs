@@ -60,6 +60,14 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The file of a `sqlite://FILE[?…]` URL; `None` for an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    url.strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p))
+        .filter(|p| !p.contains(":memory:"))
+        .map(std::path::PathBuf::from)
+}
+
 /// Milliseconds since the epoch, the stored form of an instant.
 pub fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -109,10 +117,8 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        if let Some(dir) = url
-            .strip_prefix("sqlite://")
-            .map(|p| p.split('?').next().unwrap_or(p))
-            .and_then(|p| std::path::Path::new(p).parent())
+        if let Some(file) = sqlite_file(url)
+            && let Some(dir) = file.parent()
             && !dir.as_os_str().is_empty()
         {
             let _ = std::fs::create_dir_all(dir);
