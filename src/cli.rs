@@ -63,6 +63,10 @@ pub enum Command {
         /// Start the clock at this RFC 3339 time; it then runs in real time (tests, demos).
         #[arg(long, value_parser = instant)]
         now: Option<DateTime<Utc>>,
+        /// Serve the HTTP API on this address instead of `http.listen` (e.g. 127.0.0.1:0
+        /// for any free port; the log names the one taken).
+        #[arg(long, env = "EMBUDO_HTTP_LISTEN")]
+        listen: Option<String>,
     },
     /// Run one evaluation pass at NOW, deliver what is due, and exit.
     Tick {
@@ -553,11 +557,12 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             println!("{}: {n} migration(s) applied", cfg.database);
             Ok(0)
         }
-        Command::Run { now } => {
+        Command::Run { now, listen } => {
             let app = App::open(&cli.config).await?;
             let token = tokio_util::sync::CancellationToken::new();
             crate::daemon::cancel_on_signal(token.clone());
-            crate::daemon::run(app, Clock::from_option(now), token).await?;
+            let options = crate::daemon::Options { listen };
+            crate::daemon::run(app, Clock::from_option(now), options, token).await?;
             Ok(0)
         }
         Command::Tick { now } => {

@@ -72,6 +72,20 @@ pub struct Config {
     pub defaults: Defaults,
     pub http: Http,
     pub campaigns: Vec<Campaign>,
+    /// Sample data `embudo run` imports into a database that has never had leads.
+    pub seed: Seed,
+}
+
+/// Sample leads and events for a demo: imported once by `embudo run` into a database
+/// that has never had a lead, so a fresh clone shows the funnel at work. Paths are
+/// resolved against the config file's folder.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    #[serde(default)]
+    pub leads: Option<PathBuf>,
+    #[serde(default)]
+    pub events: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -488,6 +502,8 @@ struct RawConfig {
     http: Http,
     #[serde(default)]
     campaigns: Vec<Campaign>,
+    #[serde(default)]
+    seed: Seed,
 }
 
 fn default_database() -> String {
@@ -753,6 +769,10 @@ impl Config {
             }
         }
 
+        let seed = Seed {
+            leads: raw.seed.leads.map(|p| root.join(p)),
+            events: raw.seed.events.map(|p| root.join(p)),
+        };
         Ok(Config {
             path: path.to_path_buf(),
             root,
@@ -770,6 +790,7 @@ impl Config {
             defaults: raw.defaults,
             http: raw.http,
             campaigns: raw.campaigns,
+            seed,
         })
     }
 

@@ -17,7 +17,19 @@ const POLL: Duration = Duration::from_millis(250);
 /// How often the funnel folder is looked at for changes.
 const WATCH: Duration = Duration::from_millis(500);
 
-pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<(), AppError> {
+/// How `embudo run` was asked to run, beyond the funnel folder.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Overrides `http.listen`.
+    pub listen: Option<String>,
+}
+
+pub async fn run(
+    app: App,
+    clock: Clock,
+    options: Options,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
     let funnel = app.funnel();
     let cfg = &funnel.config;
     tracing::info!(
@@ -39,6 +51,7 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
         }
         Err(e) => tracing::error!("cannot check the stages in use: {e}"),
     }
+    greet(&app, &clock, &options).await;
     let wake_sender = Arc::new(Notify::new());
 
     let ticker = {
@@ -125,8 +138,12 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
 
     let http = {
         let (app, shutdown) = (app.clone(), shutdown.clone());
+        let listen = options
+            .listen
+            .clone()
+            .unwrap_or_else(|| app.funnel().config.http.listen.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::http::serve(app, clock, shutdown).await {
+            if let Err(e) = crate::http::serve(app, clock, listen, shutdown).await {
                 tracing::error!(
                     "the HTTP API is not running ({e}); the rest of the daemon is; free the address or change http.listen and restart"
                 );
@@ -145,6 +162,45 @@ pub async fn run(app: App, clock: Clock, shutdown: CancellationToken) -> Result<
     tracing::info!("embudo stopped");
     app.store.close().await;
     Ok(())
+}
+
+/// Seeds a new demo database (`seed:`) and tells the operator where to look: where
+/// the emails go, how to see the ones that wait, and what to do when there are no
+/// leads yet, so a first run is never silent.
+async fn greet(app: &App, clock: &Clock, options: &Options) {
+    let funnel = app.funnel();
+    let cfg = &funnel.config;
+    match crate::seed::seed_new_database(&app.store, cfg, clock.now()).await {
+        Ok(Some(s)) => {
+            let n = |r: &Option<crate::import::ImportReport>| {
+                r.as_ref().map(|r| r.created + r.updated + r.events).unwrap_or(0)
+            };
+            tracing::info!(
+                leads = n(&s.leads),
+                events = n(&s.events),
+                "seeded the new database with the sample data named by `seed:` in {}; remove that key for a funnel of your own",
+                cfg.display_path(&cfg.path)
+            );
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!("the sample data (`seed:`) was not imported: {e}"),
+    }
+    match &cfg.smtp.transport {
+        crate::config::Transport::File(dir) => tracing::info!(
+            "emails are written as .eml files into {}; `embudo outbox list` shows every email's state (sent, held until when and why, retry)",
+            dir.display()
+        ),
+        _ => tracing::info!(
+            "emails go to {}; `embudo outbox list` shows every email's state (sent, held until when and why, retry)",
+            cfg.smtp.url
+        ),
+    }
+    if let Ok(0) = app.store.lead_count().await {
+        let listen = options.listen.as_deref().unwrap_or(&cfg.http.listen);
+        tracing::warn!(
+            "no leads yet: import some with `embudo import leads.csv` (columns email,name,stage,tags,…) or POST them to http://{listen}/leads; each pass evaluates every lead"
+        );
+    }
 }
 
 /// Fires each campaign at its computed instants (and, at start-up, what was missed,

@@ -71,12 +71,16 @@ pub fn router(app: App, clock: Clock) -> Router {
 pub async fn serve(
     app: App,
     clock: Clock,
+    listen: String,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    let listen = app.funnel().config.http.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("http.listen {listen}: {e}")))?;
+    let listen = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(listen);
     tracing::info!(%listen, "HTTP API listening");
     axum::serve(listener, router(app, clock))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -29,6 +29,7 @@ pub mod report;
 pub mod rules;
 pub mod ruletest;
 pub mod scaffold;
+pub mod seed;
 pub mod schedule;
 pub mod signing;
 pub mod simulate;

@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 use support::*;
 
@@ -28,23 +27,14 @@ async fn the_daemon_evaluates_on_its_cron_schedule_with_a_clock_started_at_now()
     let f = Folder::demo();
     f.set_smtp_url(&smtp.url());
     set_tick(&f, "*/2 * * * * *");
-    let mut daemon = f
-        .embudo()
-        .args(["run", "--now", "2026-03-02T10:00:00Z"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Give the start-up pass time to run on an empty database.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The daemon's clock starts on a Monday morning: no quiet hours, whenever the suite runs.
+    let daemon = Daemon::start(&f, &["--now", "2026-03-02T10:00:00Z"]);
+    daemon.wait_log("evaluation pass", 1, Duration::from_secs(20));
     // A lead imported while the daemon runs is welcomed by the next scheduled pass.
     f.write("one.csv", "email,name\nana@example.com,Ana\n");
     f.run(&["import", "one.csv", "--now", "2026-03-02T10:00:01Z"], 0);
     let mail = smtp.wait_for(1, Duration::from_secs(15));
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status();
-    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+    daemon.stop();
     assert_eq!(mail.len(), 1, "a scheduled pass welcomed the new lead");
     assert_eq!(mail[0].template(), "edu-welcome");
     let store = f.store().await;
@@ -64,8 +54,9 @@ fn required_tls_never_falls_back_to_plaintext() {
     let f = Folder::demo();
     f.set_smtp_url(&format!("smtp://127.0.0.1:{}?tls=required", smtp.port));
     f.write("one.csv", "email,name\nana@example.com,Ana\n");
-    f.run(&["import", "one.csv"], 0);
-    let out = f.run(&["tick"], 0);
+    // Chosen clocks on a Monday morning: the demo's quiet hours never hold the email.
+    f.run(&["import", "one.csv", "--now", "2026-03-02T09:00:00Z"], 0);
+    let out = f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 0);
     assert!(
         stdout(&out).contains("sent 0, held 0, retry 1"),
         "{}",
@@ -80,7 +71,7 @@ fn required_tls_never_falls_back_to_plaintext() {
     // Opportunistic TLS sends in plaintext to a server that offers no STARTTLS.
     f.set_smtp_url(&format!("smtp://127.0.0.1:{}?tls=opportunistic", smtp.port));
     f.write("two.csv", "email,name\nbob@example.com,Bob\n");
-    f.run(&["import", "two.csv"], 0);
-    let out = f.run(&["tick"], 0);
+    f.run(&["import", "two.csv", "--now", "2026-03-02T09:00:00Z"], 0);
+    let out = f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 0);
     assert!(stdout(&out).contains("sent 1"), "{}", stdout(&out));
 }

@@ -182,22 +182,7 @@ fn a_locked_database_is_a_clear_error_and_the_next_run_loses_nothing() {
     f.run(&["import", "leads.csv", "--now", "2026-03-02T09:00:00Z"], 0);
     // Another process holds an exclusive lock for longer than embudo waits (10 s).
     let db = f.path().join("embudo.db");
-    let mut locker = std::process::Command::new(python())
-        .args([
-            "-c",
-            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(14)\n",
-        ])
-        .arg(&db)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "locked");
+    let locker = Locker::lock(&db);
     let out = f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 1);
     let e = stderr(&out);
     assert!(
@@ -205,7 +190,7 @@ fn a_locked_database_is_a_clear_error_and_the_next_run_loses_nothing() {
         "{e}"
     );
     assert!(smtp.messages().is_empty());
-    locker.wait().unwrap();
+    locker.release();
     let out = stdout(&f.run(&["tick", "--now", "2026-03-02T10:01:00Z"], 0));
     assert!(out.contains("sent 2"), "{out}");
     assert_eq!(by_recipient(&smtp).len(), 2);
@@ -251,16 +236,10 @@ fn a_running_daemon_rides_out_a_locked_database() {
         !smtp.messages().is_empty()
     });
     let db = f.path().join("embudo.db");
-    let status = std::process::Command::new(python())
-        .args([
-            "-c",
-            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\ntime.sleep(13)\n",
-        ])
-        .arg(&db)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    daemon.wait_log("database is busy or locked", 1, Duration::from_secs(5));
+    // Held for longer than the daemon waits (10 s): until it has said so.
+    let locker = Locker::lock(&db);
+    daemon.wait_log("database is busy or locked", 1, Duration::from_secs(60));
+    locker.release();
     assert!(daemon.alive(), "the daemon survived:\n{}", daemon.log());
     // After the lock: a new lead is welcomed by the same daemon.
     f.write("more.csv", "email,name\nnew@example.com,New\n");

@@ -10,18 +10,14 @@ use support::*;
 fn daemon_with_api(smtp: &SmtpServer) -> (Folder, u16, Daemon) {
     let f = Folder::demo();
     f.set_smtp_url(&smtp.url());
-    let port = free_port();
     let yaml = std::fs::read_to_string(f.path().join("embudo.yaml"))
         .unwrap()
-        .replace("\"127.0.0.1:8080\"", &format!("\"127.0.0.1:{port}\""))
-        .replace(
-            "\"https://tienda.example/embudo\"",
-            &format!("\"http://127.0.0.1:{port}\""),
-        )
         .replace("0 */5 * * * *", "0 0 0 1 1 *");
     f.write("embudo.yaml", &yaml);
-    let daemon = Daemon::start(&f, &[]);
-    wait_port(port, Duration::from_secs(20));
+    // The API works on the daemon's clock: a Monday morning, so the demo's quiet hours
+    // never hold the emails the test waits for, whatever the hour it runs.
+    let daemon = Daemon::start(&f, &["--now", "2026-03-02T10:00:00Z"]);
+    let port = daemon.port();
     (f, port, daemon)
 }
 
@@ -106,7 +102,7 @@ fn leads_and_events_in_emails_out_and_the_one_click_link_unsubscribes() {
     let lu = comparison.header("List-Unsubscribe").unwrap();
     let url = lu.split('<').nth(1).unwrap().split('>').next().unwrap();
     let path = url
-        .strip_prefix(&format!("http://127.0.0.1:{port}"))
+        .strip_prefix("https://tienda.example/embudo")
         .unwrap();
     let (status, page) = http(port, "GET", path, None, b"");
     assert_eq!(status, 200);
@@ -136,7 +132,7 @@ fn leads_and_events_in_emails_out_and_the_one_click_link_unsubscribes() {
         .find(|h| h.contains("/t/c/"))
         .expect("a tracked link");
     let click_path = click
-        .strip_prefix(&format!("http://127.0.0.1:{port}"))
+        .strip_prefix("https://tienda.example/embudo")
         .unwrap();
     let raw = std::fs::read_to_string(repo().join("templates/eval-comparison.html")).unwrap();
     let first_target = raw

@@ -267,15 +267,12 @@ fn the_daemon_sends_the_welcome_at_start_and_an_events_email_within_seconds() {
     let smtp = SmtpServer::start();
     let f = Folder::copy_of("examples/tienda");
     f.set_smtp_url(&smtp.url());
+    // The daemon and `embudo event` share the machine's clock: without quiet hours the
+    // welcome leaves at once at any hour the suite runs.
+    f.without_quiet_hours();
     f.write("new-leads.csv", LEADS);
     f.run(&["import", "new-leads.csv"], 0);
-    let mut daemon = f
-        .embudo()
-        .args(["run"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let daemon = Daemon::start(&f, &[]);
     let mail = smtp.wait_for(2, Duration::from_secs(20));
     assert_eq!(mail.len(), 2, "the start-up pass welcomes both leads");
     f.run(&["event", "bob@example.com", "purchase"], 0);
@@ -289,16 +286,7 @@ fn the_daemon_sends_the_welcome_at_start_and_an_events_email_within_seconds() {
         "the running daemon sent the event's email after {waited:?}"
     );
     // SIGTERM: a clean stop.
-    unsafe_kill_term(daemon.id());
-    let status = daemon.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
-}
-
-fn unsafe_kill_term(pid: u32) {
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    daemon.stop();
 }
 
 #[tokio::test]

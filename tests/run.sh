@@ -1,7 +1,8 @@
 #!/usr/bin/env sh
 # The whole test suite, from a fresh checkout: installs what the integration tests
-# need (aiosmtpd, a real SMTP server, under target/), then runs cargo test.
-# Quiet and idempotent; caches nothing outside target/.
+# need (aiosmtpd, a real SMTP server, under target/), then runs every test program
+# (--no-fail-fast: every failure shows, not only the first) and ends with a one-line
+# summary. Quiet and idempotent; caches nothing outside target/.
 set -eu
 cd "$(dirname "$0")/.."
 mkdir -p target
@@ -23,4 +24,20 @@ else
     PYTHONPATH="$PWD/$deps"; export PYTHONPATH
 fi
 export EMBUDO_TEST_PYTHON
-exec cargo test "$@"
+
+log=target/test-output.log
+rc_file=target/test-rc
+{ cargo test --no-fail-fast "$@"; echo $? > "$rc_file"; } 2>&1 | tee "$log"
+rc=$(cat "$rc_file")
+# One line: the totals of every test program, and the names of the failures.
+awk '
+    /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
+    /^test .* \.\.\. FAILED$/ { names = names " " $2 }
+    END {
+        if (f > 0) printf "SUMMARY: %d passed, %d FAILED (%s ), %d ignored\n", p, f, names, g
+        else printf "SUMMARY: %d passed, 0 failed, %d ignored\n", p, g
+    }' "$log"
+if [ "$rc" -ne 0 ] && ! grep -q "^test result:" "$log"; then
+    echo "SUMMARY: the tests did not build or run (cargo exited $rc); see above"
+fi
+exit "$rc"

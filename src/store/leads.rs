@@ -188,6 +188,14 @@ impl Store {
         Ok(out)
     }
 
+    /// How many leads the database holds.
+    pub async fn lead_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n as u64)
+    }
+
     /// Finds a lead by its email or its id, as the CLI names one.
     pub async fn find_lead_id(&self, who: &str) -> Result<Option<LeadId>> {
         if let Ok(id) = who.trim().parse::<i64>() {

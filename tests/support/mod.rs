@@ -28,8 +28,23 @@ impl Folder {
         Folder { dir }
     }
 
-    /// The demo funnel, as `embudo init` writes it.
+    /// The demo funnel, as `embudo init` writes it, without its `seed:` sample data
+    /// (tests bring their own leads).
     pub fn demo() -> Folder {
+        let f = Folder::demo_with_seed();
+        let p = f.path().join("embudo.yaml");
+        let yaml = std::fs::read_to_string(&p).unwrap();
+        let kept: Vec<&str> = yaml
+            .lines()
+            .filter(|l| !l.starts_with("seed:"))
+            .collect();
+        assert!(kept.len() < yaml.lines().count(), "the demo has a seed: line");
+        std::fs::write(p, kept.join("\n") + "\n").unwrap();
+        f
+    }
+
+    /// The demo funnel exactly as `embudo init` writes it.
+    pub fn demo_with_seed() -> Folder {
         let f = Folder::with_files(&[]);
         f.run(&["init", "."], 0);
         f
@@ -54,6 +69,20 @@ impl Folder {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, contents).unwrap();
+    }
+
+    /// Drops `limits.quiet_hours`, for tests where the daemon and other commands share
+    /// the machine's real clock (an `embudo event` next to an `embudo run`): with quiet
+    /// hours, whether an email leaves would depend on the hour the suite runs.
+    pub fn without_quiet_hours(&self) {
+        let p = self.path().join("embudo.yaml");
+        let yaml = std::fs::read_to_string(&p).unwrap();
+        let kept: Vec<&str> = yaml
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("quiet_hours:"))
+            .collect();
+        assert!(kept.len() < yaml.lines().count(), "no quiet_hours line");
+        std::fs::write(p, kept.join("\n") + "\n").unwrap();
     }
 
     /// Points `smtp.url` at `url` (the line `  url: …` of the smtp block).
@@ -173,19 +202,25 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-/// A daemon whose log is written to `daemon.log` in the folder.
+/// A running `embudo run` whose log is written to `daemon.log` in the folder. It is
+/// killed when the handle drops, also when a test panics, so no test leaves a daemon
+/// behind; its HTTP API listens on a port the system picks, never 8080.
 pub struct Daemon {
     pub child: Child,
     log: std::path::PathBuf,
 }
 
 impl Daemon {
+    /// Starts the daemon with `args` (e.g. `["--now", "2026-03-02T10:00:00Z"]`). Tests
+    /// that wait for a marketing email give `--now` at a daytime hour, so quiet hours
+    /// and weekday rules never depend on when the suite runs.
     pub fn start(f: &Folder, args: &[&str]) -> Daemon {
         let log = f.path().join("daemon.log");
         let file = std::fs::File::create(&log).unwrap();
         let child = f
             .embudo()
             .arg("run")
+            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(file)
@@ -196,6 +231,18 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The port of the HTTP API, once it listens (read from the log).
+    pub fn port(&self) -> u16 {
+        self.wait_log("HTTP API listening", 1, Duration::from_secs(20));
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("HTTP API listening"))
+            .unwrap();
+        let addr = line.split("listen=").nth(1).unwrap().trim();
+        addr.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     /// Waits until the log contains `what` `n` times; panics with the log if it does not.
@@ -211,15 +258,14 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM, then the exit code must be 0.
     pub fn stop(mut self) {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         assert_eq!(self.child.wait().unwrap().code(), Some(0), "{}", self.log());
     }
-}
 
-impl Daemon {
     /// kill -9: no chance to finish anything.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -229,6 +275,57 @@ impl Daemon {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // A no-op for a process already waited for (std remembers its status).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Another process holding an exclusive lock on a SQLite file until the test releases
+/// it (or the handle drops). It waits on its stdin, not on a timer: a fixed sleep
+/// would tie the test to the machine's clock (and fails under a shifted clock).
+pub struct Locker {
+    child: Child,
+}
+
+impl Locker {
+    pub fn lock(db: &Path) -> Locker {
+        let mut child = Command::new(python())
+            .args([
+                "-c",
+                "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\nsys.stdin.read()\n",
+            ])
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "locked");
+        Locker { child }
+    }
+
+    /// Lets the lock go and waits for the process to end.
+    pub fn release(mut self) {
+        drop(self.child.stdin.take());
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Locker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
