@@ -355,7 +355,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             let written = crate::scaffold::init(&dir, force).map_err(AppError::Usage)?;
             println!("wrote {} files into {}", written.len(), dir.display());
             println!(
-                "next: cd {} && embudo check && embudo import leads.csv && embudo tick",
+                "next: cd {} && embudo check && embudo run   (a new database is seeded with the sample leads.csv and events.csv; emails land in outbox-mail/)",
                 dir.display()
             );
             Ok(0)

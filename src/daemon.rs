@@ -173,7 +173,9 @@ async fn greet(app: &App, clock: &Clock, options: &Options) {
     match crate::seed::seed_new_database(&app.store, cfg, clock.now()).await {
         Ok(Some(s)) => {
             let n = |r: &Option<crate::import::ImportReport>| {
-                r.as_ref().map(|r| r.created + r.updated + r.events).unwrap_or(0)
+                r.as_ref()
+                    .map(|r| r.created + r.updated + r.events)
+                    .unwrap_or(0)
             };
             tracing::info!(
                 leads = n(&s.leads),
@@ -188,7 +190,7 @@ async fn greet(app: &App, clock: &Clock, options: &Options) {
     match &cfg.smtp.transport {
         crate::config::Transport::File(dir) => tracing::info!(
             "emails are written as .eml files into {}; `embudo outbox list` shows every email's state (sent, held until when and why, retry)",
-            dir.display()
+            tidy(dir).display()
         ),
         _ => tracing::info!(
             "emails go to {}; `embudo outbox list` shows every email's state (sent, held until when and why, retry)",
@@ -200,6 +202,20 @@ async fn greet(app: &App, clock: &Clock, options: &Options) {
         tracing::warn!(
             "no leads yet: import some with `embudo import leads.csv` (columns email,name,stage,tags,…) or POST them to http://{listen}/leads; each pass evaluates every lead"
         );
+    }
+}
+
+/// `./././x` as `./x`: a path as the user wrote it, without the `./` that joining
+/// relative paths piles up.
+fn tidy(p: &std::path::Path) -> std::path::PathBuf {
+    let rest: std::path::PathBuf = p
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if p.is_relative() {
+        std::path::Path::new(".").join(rest)
+    } else {
+        rest
     }
 }
 

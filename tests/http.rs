@@ -101,9 +101,7 @@ fn leads_and_events_in_emails_out_and_the_one_click_link_unsubscribes() {
     // The email's own List-Unsubscribe link, as a mail client's one-click POST.
     let lu = comparison.header("List-Unsubscribe").unwrap();
     let url = lu.split('<').nth(1).unwrap().split('>').next().unwrap();
-    let path = url
-        .strip_prefix("https://tienda.example/embudo")
-        .unwrap();
+    let path = url.strip_prefix("https://tienda.example/embudo").unwrap();
     let (status, page) = http(port, "GET", path, None, b"");
     assert_eq!(status, 200);
     assert!(
@@ -131,9 +129,7 @@ fn leads_and_events_in_emails_out_and_the_one_click_link_unsubscribes() {
         .map(|h| h.split('"').next().unwrap())
         .find(|h| h.contains("/t/c/"))
         .expect("a tracked link");
-    let click_path = click
-        .strip_prefix("https://tienda.example/embudo")
-        .unwrap();
+    let click_path = click.strip_prefix("https://tienda.example/embudo").unwrap();
     let raw = std::fs::read_to_string(repo().join("templates/eval-comparison.html")).unwrap();
     let first_target = raw
         .split("href=\"")

@@ -34,11 +34,11 @@ impl Folder {
         let f = Folder::demo_with_seed();
         let p = f.path().join("embudo.yaml");
         let yaml = std::fs::read_to_string(&p).unwrap();
-        let kept: Vec<&str> = yaml
-            .lines()
-            .filter(|l| !l.starts_with("seed:"))
-            .collect();
-        assert!(kept.len() < yaml.lines().count(), "the demo has a seed: line");
+        let kept: Vec<&str> = yaml.lines().filter(|l| !l.starts_with("seed:")).collect();
+        assert!(
+            kept.len() < yaml.lines().count(),
+            "the demo has a seed: line"
+        );
         std::fs::write(p, kept.join("\n") + "\n").unwrap();
         f
     }
