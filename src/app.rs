@@ -2,6 +2,7 @@
 //! database starts with, and the one place the pieces are wired together.
 
 use crate::delivery::{Deliverer, DeliveryReport, Lease, Mailer, SenderLease};
+use crate::lease::{Acquired, NamedLease};
 use crate::funnel::{Funnel, FunnelCell, FunnelError};
 use crate::signing::Signer;
 use crate::store::{Store, StoreError};
@@ -9,6 +10,7 @@ use crate::tick::{PassReport, evaluate_all};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::path::Path;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Errors below the CLI, each saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,8 @@ pub struct App {
     pub cell: FunnelCell,
     pub store: Store,
     pub deliverer: Deliverer,
+    /// What the daemon's tasks report about themselves; `/healthz` reads it.
+    pub health: crate::health::Health,
 }
 
 impl App {
@@ -62,6 +66,7 @@ impl App {
             deliverer: Deliverer::new(store.clone(), mailer, signer),
             cell: FunnelCell::new(funnel),
             store,
+            health: crate::health::Health::new(),
         })
     }
 
@@ -73,19 +78,23 @@ impl App {
     /// One evaluation pass at `now`, unless another process is in one (then `None`:
     /// the tick is coalesced into the running one and logged).
     pub async fn evaluate(&self, now: DateTime<Utc>) -> Result<Option<PassReport>, AppError> {
-        let holder = format!("{}:{}", std::process::id(), rand::random::<u32>());
-        let wall = Utc::now();
-        if !self
-            .store
-            .try_lock("tick", &holder, wall, wall + TimeDelta::minutes(30))
-            .await?
-        {
-            tracing::warn!("another tick is running; this one is coalesced into it");
-            return Ok(None);
+        // Renewed while the pass runs, however long; a holder that died is not waited for.
+        let lease = NamedLease::new("tick", TimeDelta::seconds(60));
+        match lease.acquire(&self.store).await? {
+            Acquired::Busy { holder } => {
+                tracing::warn!(%holder, "another tick is running; this one is coalesced into it");
+                return Ok(None);
+            }
+            Acquired::Fresh {
+                dead: Some(holder), ..
+            } => tracing::warn!(%holder, "the previous pass's process is gone; its tick lock is taken over"),
+            _ => {}
         }
+        let keep = lease.keep_alive(&self.store, CancellationToken::new());
         let started = std::time::Instant::now();
         let result = evaluate_all(&self.store, &self.funnel(), now).await;
-        self.store.unlock("tick", &holder).await?;
+        drop(keep);
+        lease.release(&self.store).await?;
         let report = result?;
         report.log_errors();
         tracing::info!(
@@ -111,13 +120,24 @@ impl App {
 
     /// Delivers what is due at `now` with the fixed clock `now` (for `tick --now`);
     /// `None` when a running daemon holds the sender lease (it delivers instead).
-    pub async fn deliver_at(&self, now: DateTime<Utc>) -> Result<Option<DeliveryReport>, AppError> {
+    /// `stop` ends the delivery between two sends (Ctrl-C, SIGTERM).
+    pub async fn deliver_at(
+        &self,
+        now: DateTime<Utc>,
+        stop: &CancellationToken,
+    ) -> Result<Option<DeliveryReport>, AppError> {
         let lease = SenderLease::new();
         if let Lease::Busy { holder } = lease.acquire(&self.store).await? {
             tracing::info!(%holder, "another sender (a running daemon) delivers; this tick only evaluated");
             return Ok(None);
         }
-        let report = self.deliverer.deliver_due(&self.funnel(), || now).await;
+        let stop = stop.child_token();
+        let keep = lease.keep_alive(&self.store, stop.clone());
+        let report = self
+            .deliverer
+            .deliver_due(&self.funnel(), || now, &stop)
+            .await;
+        drop(keep);
         lease.release(&self.store).await?;
         Ok(Some(report?))
     }

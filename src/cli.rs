@@ -67,6 +67,10 @@ pub enum Command {
         /// for any free port; the log names the one taken).
         #[arg(long, env = "EMBUDO_HTTP_LISTEN")]
         listen: Option<String>,
+        /// After SIGTERM or Ctrl-C: how long sends under way may take before the daemon
+        /// exits anyway (a duration: 10s, 1m).
+        #[arg(long, value_parser = span, default_value = "10s")]
+        shutdown_timeout: TimeDelta,
     },
     /// Run one evaluation pass at NOW, deliver what is due, and exit.
     Tick {
@@ -557,11 +561,18 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             println!("{}: {n} migration(s) applied", cfg.database);
             Ok(0)
         }
-        Command::Run { now, listen } => {
+        Command::Run {
+            now,
+            listen,
+            shutdown_timeout,
+        } => {
             let app = App::open(&cli.config).await?;
             let token = tokio_util::sync::CancellationToken::new();
             crate::daemon::cancel_on_signal(token.clone());
-            let options = crate::daemon::Options { listen };
+            let options = crate::daemon::Options {
+                listen,
+                shutdown_timeout: shutdown_timeout.to_std().unwrap_or_default(),
+            };
             crate::daemon::run(app, Clock::from_option(now), options, token).await?;
             Ok(0)
         }
@@ -593,7 +604,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 eprintln!("another tick is running; nothing done");
                 return Ok(0);
             };
-            let d = app.deliver_at(now).await?;
+            let stop = tokio_util::sync::CancellationToken::new();
+            crate::daemon::cancel_on_signal(stop.clone());
+            let d = app.deliver_at(now, &stop).await?;
             let delivered = match &d {
                 None => "delivery left to the running daemon".to_string(),
                 Some(d) if d.paused => "sending is paused (embudo resume)".to_string(),

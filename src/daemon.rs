@@ -18,10 +18,23 @@ const POLL: Duration = Duration::from_millis(250);
 const WATCH: Duration = Duration::from_millis(500);
 
 /// How `embudo run` was asked to run, beyond the funnel folder.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Overrides `http.listen`.
     pub listen: Option<String>,
+    /// After SIGTERM or Ctrl-C, how long the work in hand may take before the daemon
+    /// exits anyway (emails still in flight then are retried by the next sender, with
+    /// their Message-IDs).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: None,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 pub async fn run(
@@ -114,7 +127,11 @@ pub async fn run(
                     }
                     Ok(_) => {
                         waiting_for = None;
-                        backoff = deliver_round(&app, &clock, backoff).await;
+                        // The lease is renewed all round long, however long the round;
+                        // if it is lost anyway, the round stops between two sends.
+                        let stop = shutdown.child_token();
+                        let _keep = lease.keep_alive(&app.store, stop.clone());
+                        backoff = deliver_round(&app, &clock, backoff, &stop).await;
                     }
                     Err(e) => {
                         backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -158,9 +175,25 @@ pub async fn run(
         wake_sender.clone(),
     ));
 
-    let _ = tokio::join!(ticker, sender, watcher, campaigner, http);
-    tracing::info!("embudo stopped");
-    app.store.close().await;
+    let all = async {
+        let _ = tokio::join!(ticker, sender, watcher, campaigner, http);
+    };
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(options.shutdown_timeout).await;
+    };
+    tokio::select! {
+        _ = all => {
+            tracing::info!("embudo stopped");
+            app.store.close().await;
+        }
+        _ = deadline => {
+            tracing::error!(
+                timeout_s = options.shutdown_timeout.as_secs_f64(),
+                "the work in hand did not finish in time; exiting anyway: emails still in flight are retried by the next sender with their Message-IDs"
+            );
+        }
+    }
     Ok(())
 }
 
@@ -312,10 +345,15 @@ async fn watch(app: App, shutdown: CancellationToken) {
 }
 
 /// One delivery round; returns how long to wait before the next.
-async fn deliver_round(app: &App, clock: &Clock, backoff: Duration) -> Duration {
+async fn deliver_round(
+    app: &App,
+    clock: &Clock,
+    backoff: Duration,
+    stop: &CancellationToken,
+) -> Duration {
     match app
         .deliverer
-        .deliver_due(&app.funnel(), || clock.now())
+        .deliver_due(&app.funnel(), || clock.now(), stop)
         .await
     {
         Ok(r) => {

@@ -175,7 +175,9 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
                 }
             }
         }
-        deliverer.deliver_due(&funnel, || at).await?;
+        deliverer
+            .deliver_due(&funnel, || at, &tokio_util::sync::CancellationToken::new())
+            .await?;
         // The daemon's sender never sleeps through a release (quiet hours ending, a
         // retry falling due): neither does the simulated one.
         if let Some(due) = store.next_due_after(at).await?

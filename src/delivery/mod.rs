@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// Rows claimed at a time.
 const BATCH: i64 = 100;
@@ -148,6 +149,68 @@ enum Gate {
     Go(LeadBrief),
 }
 
+/// What stops a round between two sends: the operator's pause (read from the database
+/// at most every half second, so a pause takes effect within a second) and `stop`.
+struct Brakes {
+    stop: CancellationToken,
+    looked: Option<std::time::Instant>,
+    paused: bool,
+    paused_campaigns: Vec<String>,
+}
+
+/// How often a round reads the pause switches.
+const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Brakes {
+    fn new(stop: CancellationToken) -> Brakes {
+        Brakes {
+            stop,
+            looked: None,
+            paused: false,
+            paused_campaigns: Vec::new(),
+        }
+    }
+
+    /// Why the round must stop now, if it must.
+    async fn check(&mut self, store: &Store) -> Result<Option<&'static str>, StoreError> {
+        if self.stop.is_cancelled() {
+            return Ok(Some("stopping"));
+        }
+        if self.looked.is_none_or(|t| t.elapsed() >= PAUSE_POLL) {
+            (self.paused, self.paused_campaigns) = store.paused().await?;
+            self.looked = Some(std::time::Instant::now());
+        }
+        Ok(self.paused.then_some("sending is paused"))
+    }
+
+    /// Sleeps until `at`, looking at the brakes meanwhile; why it stopped, if it did.
+    async fn wait_until(
+        &mut self,
+        store: &Store,
+        at: tokio::time::Instant,
+    ) -> Result<Option<&'static str>, StoreError> {
+        loop {
+            if let Some(why) = self.check(store).await? {
+                return Ok(Some(why));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= at {
+                return Ok(None);
+            }
+            let nap = (at - now).min(PAUSE_POLL);
+            tokio::select! {
+                _ = tokio::time::sleep(nap) => {}
+                _ = self.stop.cancelled() => {}
+            }
+        }
+    }
+
+    /// Whether `pause --campaign` holds this campaign's rows.
+    fn holds_campaign(&self, campaign: Option<&str>) -> bool {
+        campaign.is_some_and(|c| self.paused_campaigns.iter().any(|p| p == c))
+    }
+}
+
 /// Usage counted across one batch, so the policy sees the sends it has just started.
 #[derive(Default)]
 struct BatchUsage {
@@ -188,11 +251,15 @@ impl Deliverer {
 
     /// Sends every row due at `now` (in batches, paced by `limits.rate_per_second`),
     /// stamping results with `now`, under the sending policy. Returns when nothing due
-    /// is left, or at once when sending is paused.
+    /// is left; at once when sending is paused; and, mid-round, within about a second
+    /// of `embudo pause` or of `stop` being cancelled (shutdown, a lost lease): sends
+    /// under way finish and are recorded, claimed rows not yet started go back to
+    /// waiting unchanged.
     pub async fn deliver_due(
         &self,
         funnel: &Arc<Funnel>,
         now: impl Fn() -> DateTime<Utc>,
+        stop: &CancellationToken,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
         // Rows left `sending` by a round that a database error cut short are nobody's
@@ -206,22 +273,30 @@ impl Deliverer {
                 );
             }
         }
-        let (paused, paused_campaigns) = self.store.paused().await?;
-        if paused {
-            report.paused = true;
+        let mut brakes = Brakes::new(stop.clone());
+        if brakes.check(&self.store).await?.is_some() {
+            report.paused = brakes.paused;
             return Ok(report);
         }
+        let rate = funnel.config.limits.rate_per_second;
         // A dry run is not paced: its clock is simulated, not the wall's.
         let gap = if self.mailer.is_real() {
-            std::time::Duration::from_secs_f64(1.0 / funnel.config.limits.rate_per_second)
+            std::time::Duration::try_from_secs_f64(1.0 / rate).unwrap_or(std::time::Duration::MAX)
         } else {
             std::time::Duration::ZERO
+        };
+        // Claim about two seconds' worth: rows wait `sending` only briefly, so a pause
+        // or a stop has little to hand back.
+        let batch = if self.mailer.is_real() {
+            ((rate * 2.0).ceil() as i64).clamp(1, BATCH)
+        } else {
+            BATCH
         };
         let mut next_slot = tokio::time::Instant::now();
         loop {
             let claimed = self
                 .store
-                .claim_due(now(), BATCH, LEASE, &paused_campaigns)
+                .claim_due(now(), batch, LEASE, &brakes.paused_campaigns)
                 .await?;
             if claimed.is_empty() {
                 return Ok(report);
@@ -236,7 +311,18 @@ impl Deliverer {
             // their next attempt without each trying (and logging) on its own.
             let mut down: Option<String> = None;
             let mut deferred = 0;
-            for row in claimed {
+            let mut rows = claimed.into_iter();
+            let mut halted = None;
+            while let Some(row) = rows.next() {
+                // Wait for this row's slot (the rate) with the brakes on.
+                if let Some(why) = brakes.wait_until(&self.store, next_slot).await? {
+                    halted = Some((why, row));
+                    break;
+                }
+                if brakes.holds_campaign(row.campaign.as_deref()) {
+                    self.store.unclaim(&[row.id]).await?;
+                    continue;
+                }
                 let t = now();
                 if down.is_some() {
                     let at = t + backoff(
@@ -268,7 +354,6 @@ impl Deliverer {
                             .await?;
                     }
                 }
-                tokio::time::sleep_until(next_slot).await;
                 next_slot = next_slot.max(tokio::time::Instant::now()) + gap;
                 let this = self.clone();
                 let f = funnel.clone();
@@ -286,9 +371,26 @@ impl Deliverer {
                 });
                 in_flight.insert(handle.id(), meta);
             }
+            let stopped = halted.is_some();
+            if let Some((why, row)) = halted {
+                let back: Vec<i64> = std::iter::once(row.id)
+                    .chain(rows.map(|r| r.id))
+                    .collect();
+                self.store.unclaim(&back).await?;
+                tracing::info!(
+                    in_flight = tasks.0.len(),
+                    returned = back.len(),
+                    "{why}: no new sends; those under way finish, {} claimed email(s) wait unchanged",
+                    back.len()
+                );
+            }
             while let Some(done) = tasks.0.join_next_with_id().await {
                 self.record(funnel, &mut down, done, &mut in_flight, now(), &mut report)
                     .await?;
+            }
+            if stopped {
+                report.paused = brakes.paused;
+                return Ok(report);
             }
             if let Some(why) = down {
                 tracing::warn!(

@@ -138,6 +138,36 @@ impl Store {
         Ok(r.rows_affected())
     }
 
+    /// Rows left `sending` whose own claim has run out go back to `retry`, keeping their
+    /// Message-ID; rows still within their claim are left to the sender that holds them.
+    pub async fn recover_expired_claims(&self, now: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE outbox SET state = 'retry', next_attempt_at = ?, lease_until = NULL, last_error = 'in flight when the previous sender stopped' WHERE state = 'sending' AND lease_until < ?",
+        )
+        .bind(ms(now))
+        .bind(ms(now))
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Claimed rows that a round did not start (sending paused, the daemon stopping)
+    /// go back to waiting as they were, with the attempt they did not make undone.
+    pub async fn unclaim(&self, ids: &[i64]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "UPDATE outbox SET state = CASE WHEN attempts > 1 THEN 'retry' ELSE 'queued' END, lease_until = NULL, attempts = attempts - 1 WHERE state = 'sending' AND id IN ({})",
+            vec!["?"; ids.len()].join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(id);
+        }
+        Ok(q.execute(self.pool()).await?.rows_affected())
+    }
+
     /// The policy holds a row back until `until`; a hold is not an attempt.
     pub async fn mark_held(&self, id: i64, until: DateTime<Utc>, reason: &str) -> Result<()> {
         sqlx::query("UPDATE outbox SET state = 'held', next_attempt_at = ?, lease_until = NULL, last_error = ?, attempts = attempts - 1 WHERE id = ?")
