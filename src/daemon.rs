@@ -67,113 +67,53 @@ pub async fn run(
     greet(&app, &clock, &options).await;
     let wake_sender = Arc::new(Notify::new());
 
+    // Every task is supervised: one that panics or gives up is logged, shown by
+    // /healthz, and started again after a backoff; the others go on meanwhile.
     let ticker = {
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        let wake = wake_sender.clone();
-        tokio::spawn(async move {
-            // One pass at start-up, so a fresh daemon does not wait for the first firing.
-            run_pass(&app, &clock).await;
-            wake.notify_one();
-            let mut last = clock.now();
-            loop {
-                // Read each time: a reload may change the schedule.
-                let funnel = app.funnel();
-                let cron = funnel.config.schedule.tick.clone();
-                let tz = funnel.config.schedule.timezone.0;
-                let Some(next) = schedule::next_after(&cron, tz, last) else {
-                    tracing::warn!(
-                        "the tick schedule never fires again; evaluation stops, sending goes on"
-                    );
-                    shutdown.cancelled().await;
-                    return;
-                };
-                let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                run_pass(&app, &clock).await;
-                wake.notify_one();
-                let now = clock.now();
-                let missed = schedule::between(&cron, tz, next, now, 10_000).len();
-                if missed > 0 {
-                    tracing::warn!(
-                        missed,
-                        "the pass outlasted {missed} tick firing(s); they are coalesced into the next one"
-                    );
-                }
-                last = now;
-            }
+        let (app, shutdown, wake) = (app.clone(), shutdown.clone(), wake_sender.clone());
+        supervise("ticker", app.health.clone(), shutdown.clone(), move || {
+            ticker(app.clone(), clock, shutdown.clone(), wake.clone())
         })
     };
-
     let sender = {
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        let wake = wake_sender.clone();
-        tokio::spawn(async move {
-            let lease = SenderLease::new();
-            let mut backoff = POLL;
-            let mut waiting_for: Option<String> = None;
-            loop {
-                match lease.acquire(&app.store).await {
-                    Ok(Lease::Busy { holder }) => {
-                        if waiting_for.as_ref() != Some(&holder) {
-                            tracing::warn!(%holder, "another sender delivers from this database; this daemon evaluates and waits to take over");
-                            waiting_for = Some(holder);
-                        }
-                        backoff = Duration::from_secs(2);
-                    }
-                    Ok(_) => {
-                        waiting_for = None;
-                        // The lease is renewed all round long, however long the round;
-                        // if it is lost anyway, the round stops between two sends.
-                        let stop = shutdown.child_token();
-                        let _keep = lease.keep_alive(&app.store, stop.clone());
-                        backoff = deliver_round(&app, &clock, backoff, &stop).await;
-                    }
-                    Err(e) => {
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                        tracing::error!(
-                            retry_in_ms = backoff.as_millis() as u64,
-                            "delivery paused: {e}"
-                        );
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = wake.notified() => {}
-                    _ = shutdown.cancelled() => {
-                        let _ = lease.release(&app.store).await;
-                        return;
-                    }
-                }
-            }
+        let (app, shutdown, wake) = (app.clone(), shutdown.clone(), wake_sender.clone());
+        supervise("sender", app.health.clone(), shutdown.clone(), move || {
+            sender(app.clone(), clock, shutdown.clone(), wake.clone())
         })
     };
-
     let http = {
         let (app, shutdown) = (app.clone(), shutdown.clone());
         let listen = options
             .listen
             .clone()
             .unwrap_or_else(|| app.funnel().config.http.listen.clone());
-        tokio::spawn(async move {
-            if let Err(e) = crate::http::serve(app, clock, listen, shutdown).await {
-                tracing::error!(
-                    "the HTTP API is not running ({e}); the rest of the daemon is; free the address or change http.listen and restart"
-                );
+        supervise("http", app.health.clone(), shutdown.clone(), move || {
+            let (app, shutdown, listen) = (app.clone(), shutdown.clone(), listen.clone());
+            async move {
+                if let Err(e) = crate::http::serve(app, clock, listen, shutdown.clone()).await {
+                    tracing::error!(
+                        "the HTTP API is not running ({e}); the rest of the daemon is; free the address or change http.listen (or run --listen)"
+                    );
+                    return;
+                }
             }
         })
     };
-    let watcher = tokio::spawn(watch(app.clone(), shutdown.clone()));
-    let campaigner = tokio::spawn(campaigns(
-        app.clone(),
-        clock,
-        shutdown.clone(),
-        wake_sender.clone(),
-    ));
+    let watcher = {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        supervise("reload", app.health.clone(), shutdown.clone(), move || {
+            watch(app.clone(), shutdown.clone())
+        })
+    };
+    let campaigner = {
+        let (app, shutdown, wake) = (app.clone(), shutdown.clone(), wake_sender.clone());
+        supervise(
+            "campaigns",
+            app.health.clone(),
+            shutdown.clone(),
+            move || campaigns(app.clone(), clock, shutdown.clone(), wake.clone()),
+        )
+    };
 
     let all = async {
         let _ = tokio::join!(ticker, sender, watcher, campaigner, http);
@@ -250,6 +190,140 @@ fn tidy(p: &std::path::Path) -> std::path::PathBuf {
     } else {
         rest
     }
+}
+
+/// Evaluates at start-up, then at each firing of `schedule.tick`.
+async fn ticker(app: App, clock: Clock, shutdown: CancellationToken, wake: Arc<Notify>) {
+    // One pass at start-up, so a fresh daemon does not wait for the first firing.
+    run_pass(&app, &clock).await;
+    wake.notify_one();
+    let mut last = clock.now();
+    loop {
+        // Read each time: a reload may change the schedule.
+        let funnel = app.funnel();
+        let cron = funnel.config.schedule.tick.clone();
+        let tz = funnel.config.schedule.timezone.0;
+        let Some(next) = schedule::next_after(&cron, tz, last) else {
+            tracing::warn!(
+                "the tick schedule never fires again; evaluation stops, sending goes on"
+            );
+            app.health.pass_done(None);
+            shutdown.cancelled().await;
+            return;
+        };
+        let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        run_pass(&app, &clock).await;
+        wake.notify_one();
+        let now = clock.now();
+        let missed = schedule::between(&cron, tz, next, now, 10_000).len();
+        if missed > 0 {
+            tracing::warn!(
+                missed,
+                "the pass outlasted {missed} tick firing(s); they are coalesced into the next one"
+            );
+        }
+        last = now;
+    }
+}
+
+/// Holds the sender lease and delivers what is due, round after round.
+async fn sender(app: App, clock: Clock, shutdown: CancellationToken, wake: Arc<Notify>) {
+    let lease = SenderLease::new();
+    let mut backoff = POLL;
+    let mut waiting_for: Option<String> = None;
+    loop {
+        match lease.acquire(&app.store).await {
+            Ok(Lease::Busy { holder }) => {
+                if waiting_for.as_ref() != Some(&holder) {
+                    tracing::warn!(%holder, "another sender delivers from this database; this daemon evaluates and waits to take over");
+                    waiting_for = Some(holder);
+                }
+                backoff = Duration::from_secs(2);
+            }
+            Ok(_) => {
+                waiting_for = None;
+                // The lease is renewed all round long, however long the round; if it
+                // is lost anyway, the round stops between two sends.
+                let stop = shutdown.child_token();
+                let _keep = lease.keep_alive(&app.store, stop.clone());
+                backoff = deliver_round(&app, &clock, backoff, &stop).await;
+            }
+            Err(e) => {
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                tracing::error!(
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "delivery paused: {e}"
+                );
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = wake.notified() => {}
+            _ = shutdown.cancelled() => {
+                let _ = lease.release(&app.store).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the task `make` builds until shutdown. A task that panics or returns early is
+/// logged, marked down in `health` (so `/healthz` says so), and started again after a
+/// backoff (1 s, doubling to a minute); it counts as up again once it has run for
+/// half a minute.
+async fn supervise<F, Fut>(
+    name: &'static str,
+    health: crate::health::Health,
+    shutdown: CancellationToken,
+    make: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    const STEADY: Duration = Duration::from_secs(30);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut task = tokio::spawn(make());
+        let result = tokio::select! {
+            r = &mut task => r,
+            _ = tokio::time::sleep(STEADY) => {
+                health.task_up(name);
+                backoff = Duration::from_secs(1);
+                task.await
+            }
+        };
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let why = match result {
+            Ok(()) => "it stopped".to_string(),
+            Err(e) if e.is_panic() => format!("panicked: {}", panic_text(e.into_panic())),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(
+            task = name,
+            restart_in_s = backoff.as_secs(),
+            "the daemon's {name} task died ({why}); it is restarted"
+        );
+        health.task_down(name, why);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// The message of a panic payload.
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Fires each campaign at its computed instants (and, at start-up, what was missed,
@@ -384,8 +458,21 @@ async fn deliver_round(
 }
 
 async fn run_pass(app: &App, clock: &Clock) {
-    if let Err(e) = app.evaluate(clock.now()).await {
-        tracing::error!("evaluation pass failed, the next tick tries again: {e}");
+    match app.evaluate(clock.now()).await {
+        Ok(_) => {
+            // Overdue when the next pass has not finished within two tick intervals.
+            let funnel = app.funnel();
+            let (cron, tz) = (
+                &funnel.config.schedule.tick,
+                funnel.config.schedule.timezone.0,
+            );
+            let now = clock.now();
+            let within = schedule::next_after(cron, tz, now)
+                .and_then(|a| Some((a, schedule::next_after(cron, tz, a)?)))
+                .and_then(|(a, b)| (b - now + (b - a)).to_std().ok());
+            app.health.pass_done(within);
+        }
+        Err(e) => tracing::error!("evaluation pass failed, the next tick tries again: {e}"),
     }
 }
 

@@ -5,47 +5,11 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
-const TEMPLATE: &str = "---\nsubject: \"Hola {{ lead.name }}\"\n---\n<p>Hola {{ lead.name }}</p>\n";
-
 fn folder(smtp_url: &str, limits: &str, leads: usize) -> Folder {
-    let csv = (1..=leads).fold(String::from("email,name\n"), |acc, i| {
-        acc + format!("lead{i:04}@example.com,Lead {i}\n").as_str()
-    });
-    Folder::with_files(&[
-        (
-            "embudo.yaml",
-            &format!(
-                "funnel: {{ stages: [interest] }}\nschedule: {{ tick: \"0 0 0 1 1 *\" }}\nsmtp: {{ url: \"{smtp_url}\", from: \"Shop <shop@example.com>\" }}\nlimits: {limits}\n"
-            ),
-        ),
-        ("templates/welcome.html", TEMPLATE),
-        (
-            "rules/10_welcome.rhai",
-            "send(\"welcome\");\nif has_event(\"bounced\") && !lead.tags.contains(\"bounced\") { tag(\"bounced\"); }\n",
-        ),
-        ("leads.csv", &csv),
-    ])
-}
-
-/// Recipient → Message-IDs of the copies received.
-fn by_recipient(smtp: &SmtpServer) -> BTreeMap<String, Vec<String>> {
-    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for mail in smtp.messages() {
-        m.entry(mail.to.clone()).or_default().push(mail.message_id);
-    }
-    m
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Folder::welcome_funnel(smtp_url, limits, leads)
 }
 
 #[tokio::test]

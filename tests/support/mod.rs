@@ -202,6 +202,51 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
+const WELCOME: &str = "---\nsubject: \"Hola {{ lead.name }}\"\n---\n<p>Hola {{ lead.name }}</p>\n";
+
+impl Folder {
+    /// A one-stage funnel that welcomes each of `leads` leads (lead0001@example.com…,
+    /// in leads.csv, not yet imported) once, with `limits` (a YAML flow map) and a
+    /// tick once a year, so only the start-up pass and events queue email.
+    pub fn welcome_funnel(smtp_url: &str, limits: &str, leads: usize) -> Folder {
+        let csv = (1..=leads).fold(String::from("email,name\n"), |acc, i| {
+            acc + format!("lead{i:04}@example.com,Lead {i}\n").as_str()
+        });
+        Folder::with_files(&[
+            (
+                "embudo.yaml",
+                &format!(
+                    "funnel: {{ stages: [interest] }}\nschedule: {{ tick: \"0 0 0 1 1 *\" }}\nsmtp: {{ url: \"{smtp_url}\", from: \"Shop <shop@example.com>\" }}\nlimits: {limits}\n"
+                ),
+            ),
+            ("templates/welcome.html", WELCOME),
+            (
+                "rules/10_welcome.rhai",
+                "send(\"welcome\");\nif has_event(\"bounced\") && !lead.tags.contains(\"bounced\") { tag(\"bounced\"); }\n",
+            ),
+            ("leads.csv", &csv),
+        ])
+    }
+}
+
+/// Recipient → Message-IDs of the copies the server received.
+pub fn by_recipient(smtp: &SmtpServer) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for mail in smtp.messages() {
+        m.entry(mail.to.clone()).or_default().push(mail.message_id);
+    }
+    m
+}
+
+/// Polls `done` until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A running `embudo run` whose log is written to `daemon.log` in the folder. It is
 /// killed when the handle drops, also when a test panics, so no test leaves a daemon
 /// behind; its HTTP API listens on a port the system picks, never 8080.
@@ -215,7 +260,12 @@ impl Daemon {
     /// that wait for a marketing email give `--now` at a daytime hour, so quiet hours
     /// and weekday rules never depend on when the suite runs.
     pub fn start(f: &Folder, args: &[&str]) -> Daemon {
-        let log = f.path().join("daemon.log");
+        Daemon::start_named(f, "daemon", args)
+    }
+
+    /// A daemon logging to `NAME.log`, for several daemons on one folder.
+    pub fn start_named(f: &Folder, name: &str, args: &[&str]) -> Daemon {
+        let log = f.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = f
             .embudo()
@@ -275,6 +325,26 @@ impl Daemon {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit; returns the exit code
+    /// and how long the exit took (panics if the daemon is still running).
+    pub fn terminate(&mut self, timeout: Duration) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), started.elapsed());
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "still running {timeout:?} after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
