@@ -287,3 +287,52 @@ fn a_daemon_with_no_leads_says_what_to_do() {
     assert!(log.contains("/leads"), "{log}");
     daemon.stop();
 }
+
+/// The user documents stand on their own: every link points at a file of the
+/// repository (or a web page), and none talks of issue numbers.
+#[test]
+fn the_documents_link_only_inside_the_repository() {
+    let mut docs = vec![
+        repo().join("README.md"),
+        repo().join("ARCHITECTURE.md"),
+        repo().join("examples/tienda/README.md"),
+    ];
+    for e in std::fs::read_dir(repo().join("docs")).unwrap() {
+        docs.push(e.unwrap().path());
+    }
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        let name = doc.strip_prefix(repo()).unwrap().display().to_string();
+        for (i, _) in text.match_indices("](") {
+            let target = text[i + 2..].split(')').next().unwrap();
+            if target.starts_with("http://") || target.starts_with("https://") {
+                continue;
+            }
+            let file = target.split('#').next().unwrap();
+            if file.is_empty() {
+                continue;
+            }
+            let path = doc.parent().unwrap().join(file);
+            assert!(
+                path.exists(),
+                "{name} links to {target}, which does not exist"
+            );
+            let real = path.canonicalize().unwrap();
+            assert!(
+                real.starts_with(repo().canonicalize().unwrap()),
+                "{name} links outside the repository: {target}"
+            );
+        }
+        for bad in ["issue #", "../shared", "DESIGN.md"] {
+            assert!(!text.contains(bad), "{name} mentions `{bad}`");
+        }
+        for (i, _) in text.match_indices('#') {
+            let next = text[i + 1..].chars().next().unwrap_or(' ');
+            assert!(
+                !next.is_ascii_digit(),
+                "{name} names an issue number: {}",
+                &text[i.saturating_sub(20)..(i + 5).min(text.len())]
+            );
+        }
+    }
+}
