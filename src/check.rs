@@ -1,6 +1,6 @@
 //! `embudo check`: the funnel folder's problems, all at once, each with its place.
 
-use crate::config::{Config, ConfigError, parse_yaml};
+use crate::config::{Config, ConfigError, Step, keys, parse_yaml};
 use crate::diagnostic::Diagnostic;
 use crate::domain::Lead;
 use crate::funnel::FunnelError;
@@ -43,7 +43,18 @@ pub fn config_diagnostic(e: &ConfigError) -> Diagnostic {
         } => {
             let mut d = Diagnostic::new(path.display().to_string(), *line, *col, message);
             if let Ok(src) = std::fs::read_to_string(path) {
-                d = d.with_source(src);
+                // Underline the key the position names.
+                let word = src
+                    .lines()
+                    .nth(line.saturating_sub(1))
+                    .map(|l| {
+                        l.chars()
+                            .skip(col.saturating_sub(1))
+                            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                            .count()
+                    })
+                    .unwrap_or(1);
+                d = d.with_source(src).with_len(word);
             }
             match hint {
                 Some(h) => d.with_hint(h),
@@ -56,10 +67,35 @@ pub fn config_diagnostic(e: &ConfigError) -> Diagnostic {
     }
 }
 
+/// What `check` found: the config's own problems, and the rest of the folder's.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Problems in embudo.yaml (a configuration error: exit 2).
+    pub config: Vec<Diagnostic>,
+    /// Problems in rules, templates, campaigns' audiences and templates (exit 1).
+    pub folder: Vec<Diagnostic>,
+}
+
+/// Every problem found in the folder of `config_path`, all at once; empty when all is
+/// well. A config with problems is still used as far as it goes (a bad key takes its
+/// default; an unreadable file gives every default), so rules and templates are
+/// checked too. Only a config file that cannot be read at all is `Err`.
+pub fn check_all(config_path: &Path) -> Result<Checked, FunnelError> {
+    let (cfg, config_problems) = Config::load_all(config_path)?;
+    let config = config_problems.iter().map(config_diagnostic).collect();
+    let folder = check_folder(&cfg)?;
+    Ok(Checked { config, folder })
+}
+
 /// Every problem found in the folder of `config_path`; empty when all is well.
-/// A configuration error is returned alone, as `Err`: nothing else can be checked.
+/// A configuration error is returned alone, as `Err`.
 pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
     let cfg = Config::load(config_path)?;
+    check_folder(&cfg)
+}
+
+fn check_folder(cfg: &Config) -> Result<Vec<Diagnostic>, FunnelError> {
+    let cfg = cfg.clone();
     let mut problems: Vec<Diagnostic> = Vec::new();
     let (t, template_errors) = Templates::load_partial(&cfg.templates_dir(), &cfg.root);
     problems.extend(template_errors.iter().map(Diagnostic::from));
@@ -71,7 +107,12 @@ pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
         RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog()).map_err(FunnelError::Rules)?;
     problems.extend(rule_errors.iter().map(Diagnostic::from));
     problems.extend(literal_names(&cfg, &t));
-    for c in &cfg.campaigns {
+    for (i, c) in cfg.campaigns.iter().enumerate() {
+        let campaign_key = |key: &str| {
+            let mut p = vec![Step::Key("campaigns".into()), Step::Index(i)];
+            p.push(Step::Key(key.into()));
+            p
+        };
         // The audience is Rhai with the rules' read API: it must compile like a rule.
         match (&c.audience, &c.audience_file) {
             (Some(src), _) => {
@@ -129,7 +170,7 @@ pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
                         problems.extend(audience_problems(&cfg, &t, &src, &c.id, &place));
                     }
                     Err(e) => {
-                        let (l, col) = cfg.position_of("audience_file", "");
+                        let (l, col) = cfg.position_at(&campaign_key("audience_file"));
                         problems.push(Diagnostic::new(
                             cfg.display_path(&cfg.path),
                             l,
@@ -142,7 +183,7 @@ pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
             (None, None) => {}
         }
         if !t.contains(c.template.as_str()) {
-            let (l, col) = cfg.position_of("template", c.template.as_str());
+            let (l, col) = cfg.position_at(&campaign_key("template"));
             problems.push(
                 Diagnostic::new(
                     cfg.display_path(&cfg.path),
@@ -153,14 +194,15 @@ pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
                         c.id, c.template
                     ),
                 )
-                .with_hint(format!("add templates/{}.html", c.template)),
+                .with_len("template".len())
+                .with_hint(template_hint(&t, c.template.as_str())),
             );
         }
     }
     if cfg.smtp.username.is_some()
         && let Err(e) = cfg.smtp_password()
     {
-        let (l, c) = cfg.position_of("password_env", "");
+        let (l, c) = cfg.position_at(&keys(&["smtp", "password_env"]));
         problems.push(
             Diagnostic::new(cfg.display_path(&cfg.path), l, c, e)
                 .with_hint("export the variable before `embudo run`, or remove smtp.username"),
@@ -186,7 +228,7 @@ pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
 
 /// Settings that work but probably not as meant: shown by `check`, which still passes.
 pub fn warnings(config_path: &Path) -> Vec<Diagnostic> {
-    let Ok(cfg) = Config::load(config_path) else {
+    let Ok((cfg, _)) = Config::load_all(config_path) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -195,7 +237,7 @@ pub fn warnings(config_path: &Path) -> Vec<Diagnostic> {
     if let Some(p) = &cfg.limits.per_lead
         && cfg.limits.expire_after.0 <= p.within.0
     {
-        let (l, c) = cfg.position_of("expire_after", "");
+        let (l, c) = cfg.position_at(&keys(&["limits", "expire_after"]));
         out.push(
             Diagnostic::new(
                 &file,
@@ -209,6 +251,37 @@ pub fn warnings(config_path: &Path) -> Vec<Diagnostic> {
             )
             .with_hint("make expire_after longer than per_lead.within, e.g. within: 7d and expire_after: 10d")
             .with_source(src.clone()),
+        );
+    }
+    out
+}
+
+/// Things worth knowing about a setting that is fine as written: shown by `check`.
+pub fn notes(config_path: &Path) -> Vec<Diagnostic> {
+    let Ok((cfg, _)) = Config::load_all(config_path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let crate::config::Transport::Smtp {
+        tls: crate::config::Tls::Required,
+        ..
+    } = cfg.smtp.transport
+        && cfg.smtp.url.starts_with("smtp://")
+        && !cfg.smtp.url.contains("tls=")
+    {
+        let (l, c) = cfg.position_at(&keys(&["smtp", "url"]));
+        out.push(
+            Diagnostic::new(
+                cfg.display_path(&cfg.path),
+                l,
+                c,
+                format!(
+                    "smtp.url `{}` has no ?tls=, so STARTTLS is required: embudo sends nothing to a server that does not offer it",
+                    cfg.smtp.url
+                ),
+            )
+            .with_hint(crate::config::STARTTLS_HELP)
+            .with_source(std::fs::read_to_string(&cfg.path).unwrap_or_default()),
         );
     }
     out
@@ -281,9 +354,13 @@ fn unknown_names(
         };
         if !known {
             let hint = if kind == "stage" {
-                format!("the funnel's stages are: {}", cfg.funnel.stage_list())
+                let stages = cfg.funnel.stages.iter().map(|s| s.as_str());
+                match crate::diagnostic::did_you_mean(&name, stages) {
+                    Some(d) => format!("the funnel's stages are: {}; {d}", cfg.funnel.stage_list()),
+                    None => format!("the funnel's stages are: {}", cfg.funnel.stage_list()),
+                }
             } else {
-                format!("add templates/{name}.html")
+                template_hint(t, &name)
             };
             out.push(
                 place(line, col, format!("unknown {kind} `{name}`"))
@@ -293,6 +370,15 @@ fn unknown_names(
         }
     }
     out
+}
+
+/// The help for a template name templates/ lacks: the near one, else what to add.
+fn template_hint(t: &Templates, name: &str) -> String {
+    let ids = t.ids();
+    match crate::diagnostic::did_you_mean(name, ids.iter().map(|s| s.as_str())) {
+        Some(d) => format!("add templates/{name}.html, or {d}"),
+        None => format!("add templates/{name}.html"),
+    }
 }
 
 /// Stage and template names written literally in rules must exist: a typo is found

@@ -365,10 +365,10 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             Ok(0)
         }
         Command::Check => {
-            let problems = match crate::check::check(&cli.config) {
-                Ok(p) => p,
+            // Every problem at once: the config's (exit 2) and the folder's (exit 1).
+            let checked = match crate::check::check_all(&cli.config) {
+                Ok(c) => c,
                 Err(crate::funnel::FunnelError::Config(e)) => {
-                    // Nothing else can be checked without a config: show it, exit 2.
                     eprint!("{}", crate::check::config_diagnostic(&e).render());
                     return Ok(2);
                 }
@@ -377,15 +377,22 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             for w in crate::check::warnings(&cli.config) {
                 println!("{}", w.render_as("warning"));
             }
-            if problems.is_empty() {
+            for n in crate::check::notes(&cli.config) {
+                println!("{}", n.render_as("note"));
+            }
+            for p in &checked.config {
+                eprintln!("{}", p.render());
+            }
+            for p in &checked.folder {
+                println!("{}", p.render());
+            }
+            let n = checked.config.len() + checked.folder.len();
+            if n == 0 {
                 println!("{}: ok", cli.config.display());
                 Ok(0)
             } else {
-                for p in &problems {
-                    println!("{}", p.render());
-                }
-                println!("{} problem(s) found", problems.len());
-                Ok(1)
+                println!("{n} problem(s) found");
+                Ok(if checked.config.is_empty() { 1 } else { 2 })
             }
         }
         Command::Test { filter } => {

@@ -4,6 +4,7 @@
 //! matter, sample leads and rule tests go through it, so replacing the deprecated crate
 //! with a successor is a one-file change.
 
+use crate::diagnostic::did_you_mean;
 use crate::domain::{StageId, time::parse_duration};
 use chrono::{NaiveDate, NaiveTime, TimeDelta};
 use chrono_tz::Tz;
@@ -19,21 +20,13 @@ pub struct YamlError {
     pub line: usize,
     pub col: usize,
     pub message: String,
+    /// What to do about it, when known.
+    pub hint: Option<String>,
 }
 
 /// Deserialises YAML, keeping the position of the first error.
 pub fn parse_yaml<T: DeserializeOwned>(src: &str) -> Result<T, YamlError> {
-    serde_yaml::from_str(src).map_err(|e| {
-        let (line, col) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
-        let mut message = e.to_string();
-        if let Some(i) = message.rfind(" at line ") {
-            message.truncate(i);
-        }
-        YamlError { line, col, message }
-    })
+    serde_yaml::from_str(src).map_err(|e| yaml_error(src, &e))
 }
 
 /// A configuration error, pointing at the file and the line to fix.
@@ -110,8 +103,11 @@ impl Funnel {
         if self.has(stage) {
             StageId::parse(stage)
         } else {
+            let near = did_you_mean(stage, self.stages.iter().map(|s| s.as_str()))
+                .map(|d| format!("{d} "))
+                .unwrap_or_default();
             Err(format!(
-                "unknown stage `{stage}`; the funnel's stages are: {}",
+                "unknown stage `{stage}`; {near}the funnel's stages are: {}",
                 self.stage_list()
             ))
         }
@@ -167,7 +163,8 @@ fn default_tz() -> TimeZone {
 }
 
 /// A cron expression: 6 fields with seconds first (`0 */5 * * * *`); 5 fields are
-/// accepted as minute-first.
+/// accepted as minute-first, a 7th field is a year, and @daily-style nicknames work
+/// ([`CRON_FORMS`]).
 #[derive(Clone)]
 pub struct CronExpr {
     pub source: String,
@@ -178,10 +175,11 @@ impl CronExpr {
     pub fn parse(s: &str) -> Result<Self, String> {
         let parser = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Optional)
+            .year(croner::parser::Year::Optional)
             .build();
-        let cron = parser.parse(s).map_err(|e| {
-            format!("`{s}` is not a cron expression ({e}); write 6 fields, seconds first, e.g. \"0 */5 * * * *\"")
-        })?;
+        let cron = parser
+            .parse(s)
+            .map_err(|e| format!("`{s}` is not a cron expression ({e}); {CRON_FORMS}"))?;
         Ok(CronExpr {
             source: s.to_string(),
             cron,
@@ -215,9 +213,13 @@ impl<'de> Deserialize<'de> for TimeZone {
 /// Parses an IANA zone name with a hint on failure.
 pub fn parse_tz(s: &str) -> Result<Tz, String> {
     s.trim().parse::<Tz>().map_err(|_| {
-        format!(
-            "unknown time zone `{s}`; use an IANA name such as Europe/Madrid or America/Mexico_City"
-        )
+        let names = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name());
+        match did_you_mean(s.trim(), names) {
+            Some(d) => format!("unknown time zone `{s}`; {d} (an IANA name such as Europe/Madrid or America/Mexico_City)"),
+            None => format!(
+                "unknown time zone `{s}`; use an IANA name such as Europe/Madrid or America/Mexico_City"
+            ),
+        }
     })
 }
 
@@ -483,29 +485,6 @@ pub enum Missed {
     CatchUp,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    funnel: Funnel,
-    #[serde(default = "default_database")]
-    database: String,
-    #[serde(default)]
-    schedule: Schedule,
-    #[serde(default)]
-    smtp: RawSmtp,
-    #[serde(default)]
-    limits: Limits,
-    #[serde(default)]
-    defaults: Defaults,
-    #[serde(default)]
-    http: Http,
-    #[serde(default)]
-    campaigns: Vec<Campaign>,
-    #[serde(default)]
-    seed: Seed,
-}
-
 fn default_database() -> String {
     "sqlite://embudo.db".into()
 }
@@ -523,12 +502,61 @@ impl Config {
         Config::from_str(&src, path, db_override.as_deref())
     }
 
-    /// Validates the text of a config file that lives at `path`.
+    /// Validates the text of a config file that lives at `path`: the config, or its
+    /// first problem (the message says how many more `embudo check` lists).
     pub fn from_str(
         src: &str,
         path: &Path,
         db_override: Option<&str>,
     ) -> Result<Config, ConfigError> {
+        let (config, problems) = Config::from_str_all(src, path, db_override);
+        let more = problems.len().saturating_sub(1);
+        match problems.into_iter().next() {
+            None => Ok(config),
+            Some(ConfigError::Invalid {
+                path,
+                line,
+                col,
+                message,
+                hint,
+            }) if more > 0 => {
+                let note =
+                    format!("{more} more problem(s) in this file: `embudo check` lists them all");
+                Err(ConfigError::Invalid {
+                    path,
+                    line,
+                    col,
+                    message,
+                    hint: Some(match hint {
+                        Some(h) => format!("{h}\n  note: {note}"),
+                        None => note,
+                    }),
+                })
+            }
+            Some(first) => Err(first),
+        }
+    }
+
+    /// Reads `path`: the config and every problem in it. Each key is validated on its
+    /// own; a key with a bad value is reported at its own line and column and takes
+    /// its default, so the rest of the folder can still be checked (`embudo check`).
+    pub fn load_all(path: &Path) -> Result<(Config, Vec<ConfigError>), ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let db_override = std::env::var("EMBUDO_DATABASE_URL")
+            .ok()
+            .filter(|s| !s.is_empty());
+        Ok(Config::from_str_all(&src, path, db_override.as_deref()))
+    }
+
+    /// The config written in `src` with every problem found in it (see [`load_all`]).
+    pub fn from_str_all(
+        src: &str,
+        path: &Path,
+        db_override: Option<&str>,
+    ) -> (Config, Vec<ConfigError>) {
         let root = path
             .parent()
             .map(|p| {
@@ -540,136 +568,220 @@ impl Config {
             })
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        let invalid =
-            |line: usize, col: usize, message: String, hint: Option<&str>| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                col,
-                message,
-                hint: hint.map(str::to_string),
-            };
-        let raw: RawConfig = if src.trim().is_empty() {
-            parse_yaml("{}").expect("empty config parses")
-        } else {
-            parse_yaml(src).map_err(|e| {
-                let hint = if e.message.contains("unknown field") {
-                    Some("check the spelling; the keys are listed in the README's config reference")
-                } else {
-                    None
-                };
-                invalid(e.line, e.col, e.message, hint)
-            })?
+        let mut p = Problems {
+            src,
+            file: path,
+            list: Vec::new(),
         };
-        let at = |key: &str| locate(src, key);
 
-        // Funnel.
-        if raw.funnel.stages.is_empty() {
-            let (l, c) = at("stages");
-            return Err(invalid(
-                l,
-                c,
-                "funnel.stages is empty".into(),
-                Some("list the stages in funnel order, e.g. [interest, evaluation, customer]"),
-            ));
-        }
-        for (i, s) in raw.funnel.stages.iter().enumerate() {
-            if raw.funnel.stages[..i].contains(s) {
-                let (l, c) = at("stages");
-                return Err(invalid(
-                    l,
-                    c,
-                    format!("funnel.stages lists `{s}` twice"),
-                    None,
-                ));
+        // The document: a syntax error leaves nothing to read, and every key its default.
+        let doc: serde_yaml::Mapping = if src.trim().is_empty() {
+            serde_yaml::Mapping::new()
+        } else {
+            match serde_yaml::from_str::<serde_yaml::Value>(src) {
+                Ok(serde_yaml::Value::Mapping(m)) => m,
+                Ok(serde_yaml::Value::Null) => serde_yaml::Mapping::new(),
+                Ok(_) => {
+                    p.add(
+                        &[],
+                        "embudo.yaml is not a mapping of keys",
+                        Some("write keys such as `funnel:`, `smtp:`, `limits:` at the start of lines".into()),
+                    );
+                    serde_yaml::Mapping::new()
+                }
+                Err(e) => {
+                    let e = yaml_error(src, &e);
+                    p.push(e.line, e.col, e.message, e.hint);
+                    serde_yaml::Mapping::new()
+                }
+            }
+        };
+        for k in doc.keys() {
+            let name = key_text(k);
+            if !TOP_KEYS.contains(&name.as_str()) {
+                let list = TOP_KEYS
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                p.add(
+                    &[Step::Key(name.clone())],
+                    format!("unknown field `{name}`, expected one of {list}"),
+                    Some(unknown_key_hint(&name, TOP_KEYS.iter().copied())),
+                );
             }
         }
-        if let Some(initial) = &raw.funnel.initial
-            && !raw.funnel.stages.contains(initial)
+        let get = |key: &str| doc.get(key).filter(|v| !v.is_null()).cloned();
+        fn section<T: DeserializeOwned>(
+            p: &mut Problems,
+            key: &str,
+            v: Option<serde_yaml::Value>,
+        ) -> Option<T> {
+            lenient(p, vec![Step::Key(key.into())], v?)
+        }
+        let mut funnel: Funnel = section(&mut p, "funnel", get("funnel")).unwrap_or_default();
+        let raw_database: String =
+            section(&mut p, "database", get("database")).unwrap_or_else(default_database);
+        let mut schedule: Schedule =
+            section(&mut p, "schedule", get("schedule")).unwrap_or_default();
+        let raw_smtp: RawSmtp = section(&mut p, "smtp", get("smtp")).unwrap_or_default();
+        let mut limits: Limits = section(&mut p, "limits", get("limits")).unwrap_or_default();
+        let mut defaults: Defaults =
+            section(&mut p, "defaults", get("defaults")).unwrap_or_default();
+        let mut http: Http = section(&mut p, "http", get("http")).unwrap_or_default();
+        let raw_seed: Seed = section(&mut p, "seed", get("seed")).unwrap_or_default();
+        // Each campaign on its own: a broken one is left out, the others are checked.
+        let mut campaigns: Vec<(usize, Campaign)> = Vec::new();
+        match get("campaigns") {
+            None => {}
+            Some(serde_yaml::Value::Sequence(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let at = vec![Step::Key("campaigns".into()), Step::Index(i)];
+                    if let Some(c) = lenient::<Campaign>(&mut p, at, item) {
+                        campaigns.push((i, c));
+                    }
+                }
+            }
+            Some(_) => p.add(
+                &keys(&["campaigns"]),
+                "campaigns is not a list",
+                Some("write one `- id: …` item a campaign".into()),
+            ),
+        }
+
+        // Funnel.
+        if funnel.stages.is_empty() {
+            p.add(
+                &keys(&["funnel", "stages"]),
+                "funnel.stages is empty",
+                Some(
+                    "list the stages in funnel order, e.g. [interest, evaluation, customer]".into(),
+                ),
+            );
+            funnel.stages = default_stages();
+        }
+        let mut seen: Vec<StageId> = Vec::new();
+        for (i, s) in funnel.stages.iter().enumerate() {
+            if seen.contains(s) {
+                let mut at = keys(&["funnel", "stages"]);
+                at.push(Step::Index(i));
+                p.add(&at, format!("funnel.stages lists `{s}` twice"), None);
+            } else {
+                seen.push(s.clone());
+            }
+        }
+        funnel.stages = seen;
+        if let Some(initial) = &funnel.initial
+            && !funnel.stages.contains(initial)
         {
-            let (l, c) = at("initial");
-            return Err(invalid(
-                l,
-                c,
+            let list = funnel.stage_list();
+            let hint =
+                match did_you_mean(initial.as_str(), funnel.stages.iter().map(|s| s.as_str())) {
+                    Some(d) => format!("{d} (use one of: {list})"),
+                    None => format!("use one of: {list}"),
+                };
+            p.add(
+                &keys(&["funnel", "initial"]),
                 format!("funnel.initial `{initial}` is not one of the stages"),
-                Some(&format!("use one of: {}", raw.funnel.stage_list())),
-            ));
+                Some(hint),
+            );
+            funnel.initial = None;
         }
 
         // Database.
+        let fallback_db = || resolve_database(&default_database(), &root).expect("valid");
         let database = match db_override {
-            Some(url) => resolve_database(url, &root).map_err(|m| ConfigError::Invalid {
-                path: "EMBUDO_DATABASE_URL".into(),
-                line: 1,
-                col: 1,
-                message: m,
-                hint: Some("set EMBUDO_DATABASE_URL to sqlite://FILE, or unset it to use `database` from embudo.yaml".into()),
-            })?,
-            None => resolve_database(&raw.database, &root).map_err(|m| {
-                let (l, c) = at("database");
-                invalid(l, c, m, Some("write sqlite://FILE (relative to this file's folder)"))
-            })?,
+            Some(url) => resolve_database(url, &root).unwrap_or_else(|m| {
+                p.list.push(ConfigError::Invalid {
+                    path: "EMBUDO_DATABASE_URL".into(),
+                    line: 1,
+                    col: 1,
+                    message: m,
+                    hint: Some("set EMBUDO_DATABASE_URL to sqlite://FILE, or unset it to use `database` from embudo.yaml".into()),
+                });
+                fallback_db()
+            }),
+            None => resolve_database(&raw_database, &root).unwrap_or_else(|m| {
+                p.add(
+                    &keys(&["database"]),
+                    m,
+                    Some("write sqlite://FILE (relative to this file's folder)".into()),
+                );
+                fallback_db()
+            }),
         };
 
         // SMTP.
-        let transport = parse_transport(&raw.smtp.url, &root).map_err(|m| {
-            let (l, c) = at("url");
-            invalid(l, c, m, Some("write file://DIR, smtp://host:port[?tls=required|opportunistic|none] or smtps://host:port"))
-        })?;
-        let from: lettre::message::Mailbox = raw.smtp.from.parse().map_err(|e| {
-            let (l, c) = at("from");
-            invalid(
-                l,
-                c,
-                format!("smtp.from `{}` is not a mailbox: {e}", raw.smtp.from),
-                Some("write \"Name <address@domain>\""),
-            )
-        })?;
-        // Limits.
-        if raw.limits.rate_per_second.is_nan() || raw.limits.rate_per_second <= 0.0 {
-            let (l, c) = at("rate_per_second");
-            return Err(invalid(
-                l,
-                c,
-                "limits.rate_per_second must be greater than 0".into(),
-                None,
-            ));
-        }
-        if let Some(p) = &raw.limits.per_lead
-            && (p.max == 0 || p.within.0 <= TimeDelta::zero())
-        {
-            let (l, c) = at("per_lead");
-            return Err(invalid(
-                l,
-                c,
-                "limits.per_lead needs max ≥ 1 and a positive `within`".into(),
-                None,
-            ));
+        let transport = parse_transport(&raw_smtp.url, &root).unwrap_or_else(|m| {
+            p.add(
+                &keys(&["smtp", "url"]),
+                m,
+                Some("write file://DIR, smtp://host:port[?tls=required|opportunistic|none] or smtps://host:port".into()),
+            );
+            parse_transport(&default_smtp_url(), &root).expect("valid")
+        });
+        let from: lettre::message::Mailbox = raw_smtp.from.parse().unwrap_or_else(|e| {
+            p.add(
+                &keys(&["smtp", "from"]),
+                format!("smtp.from `{}` is not a mailbox: {e}", raw_smtp.from),
+                Some("write \"Name <address@domain>\"".into()),
+            );
+            default_from().parse().expect("valid")
+        });
+
+        // Schedules: a cron that never fires again is a mistake, not a pause.
+        let now = chrono::Utc::now();
+        if let Some(m) = never_fires(&schedule.tick, schedule.timezone.0, now) {
+            p.add(
+                &keys(&["schedule", "tick"]),
+                format!("schedule.tick {m}"),
+                Some(CRON_FORMS.into()),
+            );
+            schedule.tick = default_tick();
         }
 
-        if raw.limits.daily_capacity == Some(0) {
-            let (l, c) = at("daily_capacity");
-            return Err(invalid(
-                l,
-                c,
-                "limits.daily_capacity of 0 would hold every marketing email forever".into(),
-                Some(
-                    "give the number of emails a day the business can serve, or remove the key for no limit",
-                ),
-            ));
+        // Limits.
+        if limits.rate_per_second.is_nan() || limits.rate_per_second <= 0.0 {
+            p.add(
+                &keys(&["limits", "rate_per_second"]),
+                "limits.rate_per_second must be greater than 0",
+                Some("write the emails a second the SMTP server takes, e.g. 20".into()),
+            );
+            limits.rate_per_second = default_rate();
         }
-        if let Some(q) = &raw.limits.quiet_hours
+        if let Some(pl) = &limits.per_lead
+            && (pl.max == 0 || pl.within.0 <= TimeDelta::zero())
+        {
+            p.add(
+                &keys(&["limits", "per_lead"]),
+                "limits.per_lead needs max ≥ 1 and a positive `within`",
+                Some("e.g. per_lead: { max: 3, within: 7d }".into()),
+            );
+            limits.per_lead = None;
+        }
+        if limits.daily_capacity == Some(0) {
+            p.add(
+                &keys(&["limits", "daily_capacity"]),
+                "limits.daily_capacity of 0 would hold every marketing email forever",
+                Some("give the number of emails a day the business can serve, or remove the key for no limit".into()),
+            );
+            limits.daily_capacity = None;
+        }
+        if let Some(q) = &limits.quiet_hours
             && q.from.0 == q.to.0
         {
-            let (l, c) = at("quiet_hours");
-            return Err(invalid(
-                l,
-                c,
-                "limits.quiet_hours starts and ends at the same time, so it is never quiet".into(),
-                Some("write the night, e.g. { from: \"21:00\", to: \"08:00\" }, or remove the key"),
-            ));
+            p.add(
+                &keys(&["limits", "quiet_hours"]),
+                "limits.quiet_hours starts and ends at the same time, so it is never quiet",
+                Some(
+                    "write the night, e.g. { from: \"21:00\", to: \"08:00\" }, or remove the key"
+                        .into(),
+                ),
+            );
+            limits.quiet_hours = None;
         }
         // HTTP: the public URL starts every link in every email.
-        let url = raw.http.public_url.trim_end_matches('/');
+        let url = http.public_url.trim_end_matches('/');
         let host = url
             .strip_prefix("https://")
             .or_else(|| url.strip_prefix("http://"));
@@ -678,120 +790,115 @@ impl Config {
                 .chars()
                 .any(|c| c.is_whitespace() || c == '?' || c == '#')
         {
-            let (l, c) = at("public_url");
-            return Err(invalid(
-                l,
-                c,
+            p.add(
+                &keys(&["http", "public_url"]),
                 format!(
                     "http.public_url `{}` is not an http(s) URL",
-                    raw.http.public_url
+                    http.public_url
                 ),
-                Some("write the address leads reach embudo at, e.g. https://shop.example/embudo"),
-            ));
+                Some(
+                    "write the address leads reach embudo at, e.g. https://shop.example/embudo"
+                        .into(),
+                ),
+            );
+            http.public_url = default_public_url();
         }
 
         // Defaults.
-        crate::templates::check_locale(&raw.defaults.locale).map_err(|m| {
-            let (l, c) = at("locale");
-            invalid(l, c, m, None)
-        })?;
+        if let Err(m) = crate::templates::check_locale(&defaults.locale) {
+            p.add(
+                &keys(&["defaults", "locale"]),
+                m,
+                Some("write a language code such as es, en or pt-BR".into()),
+            );
+            defaults.locale = default_locale();
+        }
 
         // Campaigns: shape only; templates are checked against the templates folder.
-        for (i, c) in raw.campaigns.iter().enumerate() {
-            let (l, col) = locate_nth(src, "id", c.id.as_str(), i);
-            if raw.campaigns[..i].iter().any(|o| o.id == c.id) {
-                return Err(invalid(
-                    l,
-                    col,
+        let mut kept: Vec<Campaign> = Vec::new();
+        for (i, c) in campaigns {
+            let at = |key: &str| {
+                let mut v = vec![Step::Key("campaigns".into()), Step::Index(i)];
+                if !key.is_empty() {
+                    v.push(Step::Key(key.into()));
+                }
+                v
+            };
+            let before = p.list.len();
+            if kept.iter().any(|o| o.id == c.id) {
+                p.add(
+                    &at("id"),
                     format!("campaign id `{}` is used twice", c.id),
-                    None,
-                ));
+                    Some("give each campaign its own id".into()),
+                );
             }
             if c.audience.is_some() == c.audience_file.is_some() {
-                return Err(invalid(
-                    l,
-                    col,
+                p.add(
+                    &at(""),
                     format!(
                         "campaign `{}` needs exactly one of `audience` or `audience_file`",
                         c.id
                     ),
-                    None,
-                ));
+                    Some("write audience: 'lead.stage == \"customer\"' or audience_file: rules/audiences/NAME.rhai".into()),
+                );
             }
-            if let Some(key) = &c.key {
-                if key.trim().is_empty() {
-                    return Err(invalid(
-                        l,
-                        col,
-                        format!(
-                            "campaign `{}`: an empty key would make it fire once, ever",
-                            c.id
-                        ),
-                        Some(
-                            "leave `key` out for the default \"{date}\", or write e.g. \"{year}\"",
-                        ),
-                    ));
-                }
-                let mut rest = key.as_str();
-                while let Some(open) = rest.find('{') {
-                    let Some(close) = rest[open..].find('}') else {
-                        return Err(invalid(
-                            l,
-                            col,
-                            format!("campaign `{}`: key `{key}` has an unclosed `{{`", c.id),
-                            None,
-                        ));
-                    };
-                    let name = &rest[open + 1..open + close];
-                    if !["year", "month", "day", "date"].contains(&name) {
-                        return Err(invalid(
-                            l,
-                            col,
-                            format!(
-                                "campaign `{}`: key `{key}` has an unknown placeholder `{{{name}}}`",
-                                c.id
-                            ),
-                            Some("the placeholders are {year} {month} {day} {date}"),
-                        ));
-                    }
-                    rest = &rest[open + close + 1..];
-                }
+            let tz = c.schedule.timezone.unwrap_or(schedule.timezone).0;
+            if let Some(m) = never_fires(&c.schedule.cron, tz, now) {
+                let mut place = at("schedule");
+                place.push(Step::Key("cron".into()));
+                p.add(
+                    &place,
+                    format!("campaign `{}`: cron {m}", c.id),
+                    Some(CRON_FORMS.into()),
+                );
+            }
+            if let Some(key) = &c.key
+                && let Err((m, h)) = check_key(key)
+            {
+                p.add(
+                    &at("key"),
+                    format!("campaign `{}`: {m}", c.id),
+                    Some(h.into()),
+                );
             }
             if let (Some(s), Some(e)) = (c.start, c.end)
                 && e < s
             {
-                return Err(invalid(
-                    l,
-                    col,
+                p.add(
+                    &at("end"),
                     format!("campaign `{}` ends before it starts", c.id),
-                    None,
-                ));
+                    Some("make `end` on or after `start`".into()),
+                );
+            }
+            if p.list.len() == before {
+                kept.push(c);
             }
         }
 
         let seed = Seed {
-            leads: raw.seed.leads.map(|p| root.join(p)),
-            events: raw.seed.events.map(|p| root.join(p)),
+            leads: raw_seed.leads.map(|p| root.join(p)),
+            events: raw_seed.events.map(|p| root.join(p)),
         };
-        Ok(Config {
+        let config = Config {
             path: path.to_path_buf(),
             root,
-            funnel: raw.funnel,
+            funnel,
             database,
-            schedule: raw.schedule,
+            schedule,
             smtp: Smtp {
-                url: raw.smtp.url,
+                url: raw_smtp.url,
                 transport,
                 from,
-                username: raw.smtp.username,
-                password_env: raw.smtp.password_env,
+                username: raw_smtp.username,
+                password_env: raw_smtp.password_env,
             },
-            limits: raw.limits,
-            defaults: raw.defaults,
-            http: raw.http,
-            campaigns: raw.campaigns,
+            limits,
+            defaults,
+            http,
+            campaigns: kept,
             seed,
-        })
+        };
+        (config, p.list)
     }
 
     /// The zone of a lead without one.
@@ -823,6 +930,14 @@ impl Config {
     pub fn position_of(&self, key: &str, value: &str) -> (usize, usize) {
         std::fs::read_to_string(&self.path)
             .map(|src| locate_nth(&src, key, value, 0))
+            .unwrap_or((1, 1))
+    }
+
+    /// Where the node at `path` is written in the config file (its key's line and
+    /// column; the nearest enclosing key's when it is not written).
+    pub fn position_at(&self, path: &[Step]) -> (usize, usize) {
+        std::fs::read_to_string(&self.path)
+            .map(|src| position_or_parent(&src, path))
             .unwrap_or((1, 1))
     }
 
@@ -933,12 +1048,6 @@ fn parse_transport(url: &str, root: &Path) -> Result<Transport, String> {
     })
 }
 
-/// The 1-based line and column of the first `key:` in `src` (best effort: for errors
-/// found after parsing, when serde no longer knows the position).
-fn locate(src: &str, key: &str) -> (usize, usize) {
-    locate_nth(src, key, "", 0)
-}
-
 fn locate_nth(src: &str, key: &str, value: &str, nth: usize) -> (usize, usize) {
     let needle = format!("{key}:");
     let mut seen = 0;
@@ -959,6 +1068,515 @@ fn locate_nth(src: &str, key: &str, value: &str, nth: usize) -> (usize, usize) {
         }
     }
     (1, 1)
+}
+
+/// The top-level keys of embudo.yaml.
+const TOP_KEYS: &[&str] = &[
+    "funnel",
+    "database",
+    "schedule",
+    "smtp",
+    "limits",
+    "defaults",
+    "http",
+    "campaigns",
+    "seed",
+];
+
+/// How to let embudo talk to a server without STARTTLS (for errors and `check`).
+pub const STARTTLS_HELP: &str = "smtp:// requires STARTTLS unless the URL says otherwise: for a local server without TLS write smtp://host:port?tls=none (never encrypt) or ?tls=opportunistic (encrypt when offered); `embudo check --smtp` shows what the server offers";
+
+/// The cron forms embudo accepts, for every cron error's help line.
+pub const CRON_FORMS: &str = "embudo reads 6 fields with seconds first (\"0 */5 * * * *\": sec min hour day month weekday), 5 fields with minute first (\"*/5 * * * *\"), or 7 fields with a year last (\"0 0 9 1 8 * 2027\"); @hourly, @daily, @weekly, @monthly and @yearly also work";
+
+/// None when `cron` fires again after `now` in `tz`; else why it does not.
+fn never_fires(cron: &CronExpr, tz: Tz, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    match cron
+        .cron
+        .find_next_occurrence(&now.with_timezone(&tz), false)
+    {
+        Ok(_) => None,
+        Err(_) => Some(format!(
+            "`{}` never fires again: it has no time after {}",
+            cron.source,
+            now.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+        )),
+    }
+}
+
+/// A campaign key's placeholders: an error message and a hint when one is wrong.
+fn check_key(key: &str) -> Result<(), (String, &'static str)> {
+    if key.trim().is_empty() {
+        return Err((
+            "an empty key would make it fire once, ever".into(),
+            "leave `key` out for the default \"{date}\", or write e.g. \"{year}\"",
+        ));
+    }
+    let mut rest = key;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err((
+                format!("key `{key}` has an unclosed `{{`"),
+                "close it: the placeholders are {year} {month} {day} {date}",
+            ));
+        };
+        let name = &rest[open + 1..open + close];
+        if !["year", "month", "day", "date"].contains(&name) {
+            return Err((
+                format!("key `{key}` has an unknown placeholder `{{{name}}}`"),
+                "the placeholders are {year} {month} {day} {date}",
+            ));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    Ok(())
+}
+
+/// One step of a path into a YAML document: a mapping's key or a sequence's item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A path of mapping keys.
+pub fn keys(ks: &[&str]) -> Vec<Step> {
+    ks.iter().map(|k| Step::Key(k.to_string())).collect()
+}
+
+/// The problems found while loading, each placed at its own key.
+struct Problems<'a> {
+    src: &'a str,
+    file: &'a Path,
+    list: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    /// A problem with the node at `at` (its key's line and column; the nearest
+    /// enclosing key's when it is not written).
+    fn add(&mut self, at: &[Step], message: impl Into<String>, hint: Option<String>) {
+        let (line, col) = position_or_parent(self.src, at);
+        self.push(line, col, message.into(), hint);
+    }
+
+    fn push(&mut self, line: usize, col: usize, message: String, hint: Option<String>) {
+        self.list.push(ConfigError::Invalid {
+            path: self.file.to_path_buf(),
+            line,
+            col,
+            message,
+            hint,
+        });
+    }
+}
+
+/// Deserialises `v` (found at `base`), reporting each bad key at its own place and
+/// leaving it out (so it takes its default), until the rest deserialises; None when
+/// the node itself is unusable.
+fn lenient<T: DeserializeOwned>(
+    p: &mut Problems,
+    base: Vec<Step>,
+    mut v: serde_yaml::Value,
+) -> Option<T> {
+    // Keys already reported and taken out: a required one then goes missing, which
+    // is the same problem again.
+    let mut removed: Vec<Vec<Step>> = Vec::new();
+    for _ in 0..64 {
+        let e = match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+            Ok(t) => return Some(t),
+            Err(e) => e,
+        };
+        let mut steps: Vec<Step> = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+                _ => None,
+            })
+            .collect();
+        let message = e.inner().to_string();
+        let named: Vec<String> = backticked(&message).into_iter().map(String::from).collect();
+        let named: Vec<&str> = named.iter().map(String::as_str).collect();
+        let mut hint = None;
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            let name = rest.split('`').next().unwrap_or_default().to_string();
+            if steps.last() != Some(&Step::Key(name.clone())) {
+                steps.push(Step::Key(name.clone()));
+            }
+            hint = Some(unknown_key_hint(&name, named.iter().skip(1).copied()));
+        } else if message.starts_with("unknown variant `") {
+            hint = named
+                .first()
+                .and_then(|n| did_you_mean(n, named.iter().skip(1).copied()))
+                .or_else(|| Some(format!("write one of: {}", named[1..].join(", "))));
+        } else if message.starts_with("missing field `") {
+            hint = named.first().map(|n| format!("add `{n}:` here"));
+        } else if let Some(want) = message
+            .strip_prefix("invalid type: ")
+            .and_then(|m| m.split_once(", expected "))
+            .map(|(_, w)| w.to_string())
+        {
+            hint = Some(match want.as_str() {
+                "f64" | "f32" => "write a number, e.g. 20 or 0.5".into(),
+                w if w.starts_with('u') || w.starts_with('i') => {
+                    "write a whole number, e.g. 3".into()
+                }
+                "a sequence" => "write a list, e.g. [a, b]".into(),
+                "a string" => "write text (in quotes if it has `:` or `#`)".into(),
+                "a boolean" => "write true or false".into(),
+                w => format!("write {w} here"),
+            });
+        }
+        let mut full = base.clone();
+        full.extend(steps.iter().cloned());
+        let (line, col) = position_or_parent(p.src, &full);
+        let mut message = match message.split_once(" at line ") {
+            Some((m, _)) => m.to_string(),
+            None => message,
+        };
+        // "`10 days` is not a duration; write e.g. 7d": the second half is the help.
+        if hint.is_none()
+            && let Some((m, h)) = message.split_once("; ")
+        {
+            hint = Some(h.to_string());
+            message = m.to_string();
+        }
+        if !message.starts_with("unknown field") {
+            message = format!("{}: {message}", dotted(&full));
+        }
+        let again = named.first().is_some_and(|n| {
+            let mut missing = steps.clone();
+            missing.push(Step::Key(n.to_string()));
+            removed.contains(&missing)
+        }) && message.contains("missing field `");
+        if !again {
+            p.push(line, col, message, hint);
+        }
+        let cut = steps.iter().rposition(|s| matches!(s, Step::Key(_)))?;
+        if !remove(&mut v, &steps[..=cut]) {
+            return None;
+        }
+        removed.push(steps[..=cut].to_vec());
+    }
+    None
+}
+
+/// A path as the user reads it: `limits.expire_after`, `campaigns[0].template`.
+pub fn dotted(path: &[Step]) -> String {
+    let mut out = String::new();
+    for s in path {
+        match s {
+            Step::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// The words written `like this` in a message.
+fn backticked(s: &str) -> Vec<&str> {
+    s.split('`').skip(1).step_by(2).collect()
+}
+
+/// The help line of an unknown key: the nearest known one, else where keys are listed.
+fn unknown_key_hint<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    match did_you_mean(name, known) {
+        Some(d) => d,
+        None => "check the spelling; the keys are listed in the README's config reference".into(),
+    }
+}
+
+/// Removes the mapping entry at `path`; false when there is none.
+fn remove(v: &mut serde_yaml::Value, path: &[Step]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut cur = v;
+    for s in parents {
+        let next = match (s, cur) {
+            (Step::Key(k), serde_yaml::Value::Mapping(m)) => m.get_mut(k.as_str()),
+            (Step::Index(i), serde_yaml::Value::Sequence(s)) => s.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (Step::Key(k), serde_yaml::Value::Mapping(m)) => m.remove(k.as_str()).is_some(),
+        _ => false,
+    }
+}
+
+fn key_text(k: &serde_yaml::Value) -> String {
+    match k {
+        serde_yaml::Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The 1-based line and column where the node at `path` is written in `src`: a mapping
+/// entry's key, a sequence's item; None when it is not written there. The YAML parser
+/// itself walks the path, so block and flow style, quotes and comments all count.
+pub fn position_in(src: &str, path: &[Step]) -> Option<(usize, usize)> {
+    if path.is_empty() {
+        return None;
+    }
+    let d = serde_yaml::Deserializer::from_str(src);
+    let Err(e) = serde::de::DeserializeSeed::deserialize(Find(path), d) else {
+        return None;
+    };
+    if !e.to_string().contains(FOUND) {
+        return None;
+    }
+    e.location().map(|l| (l.line(), l.column()))
+}
+
+/// The position of `path`, else of the nearest enclosing node that is written; (1, 1)
+/// when none is.
+pub fn position_or_parent(src: &str, path: &[Step]) -> (usize, usize) {
+    (1..=path.len())
+        .rev()
+        .find_map(|n| position_in(src, &path[..n]))
+        .unwrap_or((1, 1))
+}
+
+/// The error that stops the walk where the node is: serde_yaml gives it the position
+/// of the scalar or collection being read.
+const FOUND: &str = "\u{1}found";
+
+struct Find<'p>(&'p [Step]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Find<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.0.is_empty() {
+            d.deserialize_any(Here)
+        } else {
+            d.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Find<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping or a sequence")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+        let Some(Step::Key(want)) = self.0.first() else {
+            return Err(A::Error::custom("not here"));
+        };
+        let last = self.0.len() == 1;
+        while let Some(hit) = m.next_key_seed(KeyIs { want, last })? {
+            if hit {
+                return m.next_value_seed(Find(&self.0[1..]));
+            }
+            m.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Err(A::Error::custom("not here"))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
+        let Some(Step::Index(want)) = self.0.first() else {
+            return Err(A::Error::custom("not here"));
+        };
+        for _ in 0..*want {
+            if s.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                return Err(A::Error::custom("not here"));
+            }
+        }
+        s.next_element_seed(Find(&self.0[1..]))?;
+        Err(A::Error::custom("not here"))
+    }
+}
+
+/// A mapping key: true when it is the wanted one; the wanted last key stops the walk
+/// with its own position.
+struct KeyIs<'a> {
+    want: &'a str,
+    last: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        match (v == self.want, self.last) {
+            (true, true) => Err(E::custom(FOUND)),
+            (hit, _) => Ok(hit),
+        }
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<bool, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<bool, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<bool, E> {
+        self.visit_str(&v.to_string())
+    }
+}
+
+/// Any node: stops the walk with the node's position.
+struct Here;
+
+impl<'de> serde::de::Visitor<'de> for Here {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("anything")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(A::Error::custom(FOUND))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(A::Error::custom(FOUND))
+    }
+}
+
+/// A serde_yaml error with its position. An unclosed quote makes the parser read on
+/// to the next quote or the end of the file and complain there: point at the quote
+/// that opened instead.
+fn yaml_error(src: &str, e: &serde_yaml::Error) -> YamlError {
+    let (line, col) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1));
+    // "… at line 9 column 1, while scanning a quoted scalar at line 4 column 9": the
+    // positions are shown by the diagnostic itself.
+    let mut message = String::new();
+    for (i, part) in e.to_string().split(" at line ").enumerate() {
+        if i == 0 {
+            message.push_str(part);
+        } else if i > 1 {
+            // A context mark (where the flow sequence or quote began): keep it.
+            message.push_str(" at line ");
+            message.push_str(part);
+        } else {
+            let rest = part
+                .split_once(" column ")
+                .map(|(_, r)| r.trim_start_matches(|c: char| c.is_ascii_digit()))
+                .unwrap_or("");
+            message.push_str(rest);
+        }
+    }
+    let about_quotes = message.contains("quoted scalar");
+    if let Some((ql, qc, quote)) =
+        unclosed_quote(src, line).filter(|(ql, _, _)| *ql < line || about_quotes)
+    {
+        return YamlError {
+            line: ql,
+            col: qc,
+            message: format!(
+                "this {quote} is not closed on its line, so the YAML reader took the lines after it as part of the text (then: {message}, at line {line})"
+            ),
+            hint: Some(format!(
+                "close the quote on line {ql}: a value in quotes ends with the same quote"
+            )),
+        };
+    }
+    YamlError {
+        line,
+        col,
+        message,
+        hint: None,
+    }
+}
+
+/// The first quote at or before line `upto` that opens a value and is not closed on
+/// its line: (line, column, "double quote" or "single quote").
+fn unclosed_quote(src: &str, upto: usize) -> Option<(usize, usize, &'static str)> {
+    for (i, line) in src.lines().enumerate().take(upto) {
+        let mut open: Option<(char, usize)> = None;
+        let mut prev = ' ';
+        let mut chars = line.char_indices().peekable();
+        let mut col = 0;
+        while let Some((_, c)) = chars.next() {
+            col += 1;
+            match open {
+                Some(('"', _)) if c == '\\' => {
+                    chars.next();
+                    col += 1;
+                }
+                Some((q, _)) if c == q => {
+                    if q == '\'' && chars.peek().map(|x| x.1) == Some('\'') {
+                        chars.next();
+                        col += 1;
+                    } else {
+                        open = None;
+                    }
+                }
+                Some(_) => {}
+                None if c == '#' && prev.is_whitespace() => break,
+                None if (c == '"' || c == '\'')
+                    && (prev.is_whitespace() || "[{,:-".contains(prev)) =>
+                {
+                    // A quote starts a value only after `: `, `- `, a flow bracket or a
+                    // comma (or at the start of the line).
+                    let before = line[..line.char_indices().nth(col - 1).map(|x| x.0).unwrap_or(0)]
+                        .trim_end();
+                    if before.is_empty()
+                        || before.ends_with(':')
+                        || before.ends_with('-')
+                        || before.ends_with('[')
+                        || before.ends_with('{')
+                        || before.ends_with(',')
+                    {
+                        open = Some((c, col));
+                    }
+                }
+                None => {}
+            }
+            prev = c;
+        }
+        if let Some((q, at)) = open {
+            let what = if q == '"' {
+                "double quote"
+            } else {
+                "single quote"
+            };
+            return Some((i + 1, at, what));
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -126,6 +126,51 @@ impl From<&crate::templates::TemplateError> for Diagnostic {
     }
 }
 
+/// "did you mean `x`?" for the candidate nearest to `name`, when it is close (a typo,
+/// not another word): edit distance at most a third of the name's length, and at
+/// least one.
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let lower = name.to_lowercase();
+    let limit = (name.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .map(|c| (edit_distance(&lower, &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// Edit distance by characters (Levenshtein, with a swap of two neighbours counting
+/// as one edit: `smpt` is one edit from `smtp`).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +189,22 @@ mod tests {
             d.to_string(),
             "rules/x.rhai:2:9: unknown stage `limbo`; the funnel's stages are: a, b"
         );
+    }
+
+    #[test]
+    fn a_close_name_is_suggested_and_a_far_one_is_not() {
+        let names = ["edu-welcome", "edu-benefits", "interest", "evaluation"];
+        assert_eq!(
+            did_you_mean("edu-welcom", names).as_deref(),
+            Some("did you mean `edu-welcome`?")
+        );
+        assert_eq!(
+            did_you_mean("evalution", names).as_deref(),
+            Some("did you mean `evaluation`?")
+        );
+        assert_eq!(did_you_mean("limbo", names), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("smpt", "smtp"), 1);
     }
 
     #[test]

@@ -201,7 +201,8 @@ fn config_errors_name_the_file_line_and_a_fix_and_exit_2() {
     let e = stderr(&f.run(&["check"], 2));
     assert!(
         e.contains("error: unknown field `smpt`")
-            && e.contains(" --> embudo.yaml:3:1\n  |\n3 | smpt:\n  | ^\n"),
+            && e.contains(" --> embudo.yaml:3:1\n  |\n3 | smpt:\n  | ^^^^\n")
+            && e.contains("= help: did you mean `smtp`?"),
         "{e}"
     );
 
@@ -464,5 +465,188 @@ fn check_warns_when_a_capped_email_could_expire_and_rejects_settings_that_do_not
     assert!(
         o.contains("EMBUDO_TEST_UNSET_PASSWORD") && o.contains("which is not set"),
         "{o}"
+    );
+}
+
+/// A check's output for one config, exit 2 (a configuration error): stderr.
+fn config_check(f: &Folder, yaml: &str) -> String {
+    f.write("embudo.yaml", yaml);
+    stderr(&f.run(&["check"], 2))
+}
+
+#[test]
+fn a_bad_config_value_is_reported_at_its_own_key_with_help() {
+    let f = Folder::with_files(&[("templates/welcome.html", TEMPLATE)]);
+    // Flow style: the key inside the braces, not `limits:` or its first key.
+    let e = config_check(&f, "limits: {rate_per_second: 5, expire_after: 10 days}\n");
+    assert!(
+        e.contains(
+            "error: limits.expire_after: `10 days` is not a duration\n --> embudo.yaml:1:30\n  |\n1 | limits: {rate_per_second: 5, expire_after: 10 days}\n  |                              ^^^^^^^^^^^^\n  = help: write e.g. 90s, 15m, 36h, 7d, 2w or 1d12h\n"
+        ),
+        "{e}"
+    );
+    // Block style: its own line, not `rate_per_second` above it.
+    let e = config_check(&f, "limits:\n  rate_per_second: 5\n  retry_for: 3y\n");
+    assert!(
+        e.contains("limits.retry_for: `3y` is not a duration\n --> embudo.yaml:3:3\n"),
+        "{e}"
+    );
+    assert!(e.contains("= help: write e.g. 90s"), "{e}");
+    // A misspelt zone points at `timezone`, not at `tick`, and names the near one.
+    let e = config_check(
+        &f,
+        "schedule:\n  tick: \"0 */5 * * * *\"\n  timezone: Europe/Madird\n",
+    );
+    assert!(
+        e.contains("schedule.timezone: unknown time zone `Europe/Madird`\n --> embudo.yaml:3:3\n"),
+        "{e}"
+    );
+    assert!(e.contains("= help: did you mean `Europe/Madrid`?"), "{e}");
+    let e = config_check(
+        &f,
+        "schedule: { tick: \"0 */5 * * * *\", timezone: Europe/Madird }\n",
+    );
+    assert!(e.contains(" --> embudo.yaml:1:36\n"), "{e}");
+    // An unclosed quote: the line where it opens, not where the reader gave up.
+    let e = config_check(
+        &f,
+        "funnel:\n  stages: [a, b]\nsmtp:\n  from: \"Shop <shop@example.com>\n  url: file://./mail\nlimits:\n  rate_per_second: 3\n",
+    );
+    assert!(
+        e.contains("error: this double quote is not closed on its line")
+            && e.contains(" --> embudo.yaml:4:9\n")
+            && e.contains("= help: close the quote on line 4"),
+        "{e}"
+    );
+    // Other commands name the same place.
+    f.write(
+        "embudo.yaml",
+        "limits:\n  rate_per_second: 5\n  retry_for: 3y\n",
+    );
+    let e = stderr(&f.run(&["tick"], 2));
+    assert!(e.contains("embudo.yaml:3:3: limits.retry_for"), "{e}");
+}
+
+#[test]
+fn check_reports_every_problem_of_the_folder_at_once() {
+    let f = Folder::with_files(&[
+        (
+            "embudo.yaml",
+            "funnel:\n  stages: [interest, evaluation, customer]\n  initail: interest\nlimits:\n  expire_after: 10 days\n  rate_per_second: fast\nschedule: { timezone: Europe/Madird }\ncampaigns:\n  - id: xmas\n    schedule: { cron: \"0 0 9 20 12 *\" }\n    audience: 'true'\n    template: welcom\n",
+        ),
+        ("templates/welcome.html", TEMPLATE),
+        ("rules/10_welcome.rhai", "send(\"welcom\");\n"),
+        ("rules/20_broken.rhai", "if true {\n"),
+    ]);
+    let out = f.run(&["check"], 2);
+    let (o, e) = (stdout(&out), stderr(&out));
+    for want in [
+        "unknown field `initail`",
+        "did you mean `initial`?",
+        "limits.expire_after",
+        "limits.rate_per_second",
+        "schedule.timezone",
+    ] {
+        assert!(e.contains(want), "{want} in\n{e}");
+    }
+    assert!(o.contains("rules/10_welcome.rhai:1:6"), "{o}");
+    assert!(o.contains("rules/20_broken.rhai:"), "{o}");
+    assert!(o.contains("campaign `xmas` names template `welcom`"), "{o}");
+    assert!(o.contains("7 problem(s) found"), "{o}\n{e}");
+
+    // A config that does not parse at all: its error, and the rules still checked
+    // (against the default stages).
+    f.write("embudo.yaml", "funnel: [oops\n");
+    let out = f.run(&["check"], 2);
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(e.contains("embudo.yaml:"), "{e}");
+    assert!(o.contains("unknown template `welcom`"), "{o}");
+    assert!(o.contains("rules/20_broken.rhai:"), "{o}");
+}
+
+#[test]
+fn a_cron_that_never_fires_again_is_an_error_that_names_the_forms() {
+    let f = Folder::with_files(&[("templates/welcome.html", TEMPLATE)]);
+    let e = config_check(&f, "schedule: {tick: \"0 */5 * * * * 2020\"}\n");
+    assert!(
+        e.contains("error: schedule.tick `0 */5 * * * * 2020` never fires again")
+            && e.contains(" --> embudo.yaml:1:12\n"),
+        "{e}"
+    );
+    assert!(
+        e.contains("6 fields with seconds first")
+            && e.contains("5 fields with minute first")
+            && e.contains("7 fields with a year last"),
+        "{e}"
+    );
+    // Loading for any other command refuses it too.
+    let e = stderr(&f.run(&["tick"], 2));
+    assert!(e.contains("never fires again"), "{e}");
+
+    let e = config_check(
+        &f,
+        "campaigns:\n  - id: old\n    schedule: { cron: \"0 0 9 1 8 * 2021\" }\n    audience: 'true'\n    template: welcome\n",
+    );
+    assert!(
+        e.contains("campaign `old`: cron `0 0 9 1 8 * 2021` never fires again")
+            && e.contains(" --> embudo.yaml:3:17\n"),
+        "{e}"
+    );
+    // A bad cron names the forms too; a 7-field cron with a future year is fine.
+    let e = config_check(&f, "schedule: {tick: \"every 5 minutes\"}\n");
+    assert!(
+        e.contains("is not a cron expression") && e.contains("6 fields with seconds first"),
+        "{e}"
+    );
+    f.write(
+        "embudo.yaml",
+        "schedule: {tick: \"0 */5 * * * * 2025-2099\"}\n",
+    );
+    f.run(&["check"], 0);
+}
+
+#[test]
+fn an_unknown_template_or_stage_name_suggests_the_near_one() {
+    let f = Folder::with_files(&[
+        (
+            "embudo.yaml",
+            "funnel: { stages: [interest, evaluation, customer] }\ncampaigns:\n  - id: x\n    schedule: { cron: \"0 0 9 1 8 *\" }\n    audience: 'lead.stage == \"custmer\"'\n    template: edu-welcom\n",
+        ),
+        ("templates/edu-welcome.html", TEMPLATE),
+        (
+            "rules/10_interest.rhai",
+            "send(\"edu-welcom\");\nmove_to(\"evalution\");\nsend(\"zzz\");\n",
+        ),
+    ]);
+    let o = stdout(&f.run(&["check"], 1));
+    assert!(
+        o.contains("error: unknown template `edu-welcom`\n --> rules/10_interest.rhai:1:6\n")
+            && o.contains("= help: add templates/edu-welcom.html, or did you mean `edu-welcome`?"),
+        "{o}"
+    );
+    assert!(
+        o.contains("error: unknown stage `evalution`\n --> rules/10_interest.rhai:2:9\n")
+            && o.contains("= help: the funnel's stages are: interest, evaluation, customer; did you mean `evaluation`?"),
+        "{o}"
+    );
+    assert!(o.contains("did you mean `customer`?"), "{o}");
+    assert!(
+        o.contains("campaign `x` names template `edu-welcom`")
+            && o.contains(" --> embudo.yaml:6:5\n"),
+        "{o}"
+    );
+    // Far from every name: no guess.
+    assert!(o.contains("error: unknown template `zzz`"), "{o}");
+    assert!(o.contains("= help: add templates/zzz.html\n"), "{o}");
+
+    f.write(
+        "embudo.yaml",
+        "funnel:\n  stages: [interest, evaluation, customer]\n  initial: intrest\n",
+    );
+    let e = stderr(&f.run(&["check"], 2));
+    assert!(
+        e.contains("funnel.initial `intrest` is not one of the stages\n --> embudo.yaml:3:3")
+            && e.contains("= help: did you mean `interest`?"),
+        "{e}"
     );
 }
