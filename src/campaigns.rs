@@ -296,7 +296,11 @@ pub async fn fire(
         after = last.lead.id.0;
         let (matched, errors) = audience_of(funnel, &c.id, page, spec.audience_at).await;
         for e in errors {
-            if !report.errors.contains(&e) {
+            if !report
+                .errors
+                .iter()
+                .any(|x| x.summary_key() == e.summary_key())
+            {
                 report.errors.push(e);
             }
         }
@@ -361,7 +365,9 @@ pub async fn fire(
 
 type Member = (LeadId, String, String, Option<Tz>);
 
-/// The leads of a page in the campaign's audience (id, email, stage, zone).
+/// The leads of a page in the campaign's audience (id, email, stage, zone). A lead
+/// whose audience fails (an error, a runaway, a crash) is left out and reported; the
+/// page goes on.
 async fn audience_of(
     funnel: &Arc<Funnel>,
     campaign: &str,
@@ -370,7 +376,12 @@ async fn audience_of(
 ) -> (Vec<Member>, Vec<RuleError>) {
     let f = funnel.clone();
     let campaign = campaign.to_string();
-    tokio::task::spawn_blocking(move || {
+    let file = f
+        .audiences
+        .get(&campaign)
+        .map(|a| a.file.clone())
+        .unwrap_or_default();
+    let joined = tokio::task::spawn_blocking(move || {
         let Some(audience) = f.audiences.get(&campaign) else {
             return (Vec::new(), Vec::new());
         };
@@ -384,11 +395,19 @@ async fn audience_of(
                 l.lead.stage.to_string(),
                 l.lead.timezone,
             );
-            match f.rules.audience_matches(audience, l, now, tz) {
+            let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f.rules.audience_matches(audience, l, now, tz)
+            }))
+            .unwrap_or_else(|payload| {
+                let why = crate::rules::panic_message(payload.as_ref());
+                tracing::error!(lead = member.0.0, campaign = %campaign, "the audience crashed for this lead, which is left out: {why}");
+                Err(audience_crash(&audience.file, &why))
+            });
+            match judged {
                 Ok(true) => members.push(member),
                 Ok(false) => {}
                 Err(e) => {
-                    if !errors.contains(&e) {
+                    if !errors.iter().any(|x| x.summary_key() == e.summary_key()) {
                         errors.push(e);
                     }
                 }
@@ -396,8 +415,21 @@ async fn audience_of(
         }
         (members, errors)
     })
-    .await
-    .expect("audience evaluation does not panic")
+    .await;
+    joined.unwrap_or_else(|e| {
+        tracing::error!("the audience of a page of leads failed, its leads are left out: {e}");
+        (Vec::new(), vec![audience_crash(&file, &e.to_string())])
+    })
+}
+
+fn audience_crash(file: &str, why: &str) -> RuleError {
+    RuleError {
+        file: file.to_string(),
+        rule: file.to_string(),
+        line: 1,
+        col: 1,
+        message: format!("internal error while the audience ran ({why}); the lead was left out"),
+    }
 }
 
 /// `date` at `time` in `tz`; a time in a skipped hour moves to the first valid instant

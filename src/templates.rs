@@ -348,8 +348,32 @@ impl Templates {
         v.get(&loc).or_else(|| v.get(&lang)).or_else(|| v.get(""))
     }
 
-    /// Renders `id` for `lead` in the lead's locale.
+    /// Renders `id` for `lead` in the lead's locale. A panic while rendering (a bug,
+    /// never the template's fault) is this render's error, not the caller's crash.
     pub fn render(
+        &self,
+        id: &str,
+        lead: &Lead,
+        ctx: &RenderContext,
+    ) -> Result<Rendered, TemplateError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.render_unguarded(id, lead, ctx)
+        }))
+        .unwrap_or_else(|payload| {
+            let why = crate::rules::panic_message(payload.as_ref());
+            tracing::error!(lead = lead.id.0, template = id, "rendering crashed: {why}");
+            Err(TemplateError {
+                file: format!("templates/{id}.html"),
+                line: 0,
+                message: format!(
+                    "internal error while rendering for lead {} ({why})",
+                    lead.id.0
+                ),
+            })
+        })
+    }
+
+    fn render_unguarded(
         &self,
         id: &str,
         lead: &Lead,

@@ -3,10 +3,11 @@
 
 use crate::domain::LeadId;
 use crate::funnel::Funnel;
-use crate::rules::RuleError;
+use crate::rules::{Evaluation, RuleError};
 use crate::store::{LoadedLead, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 /// Leads loaded and evaluated at a time: memory is bounded by this, not by the table.
@@ -24,9 +25,11 @@ pub struct PassReport {
 }
 
 impl PassReport {
+    /// Counts a lead's errors: one entry per distinct error (a runaway rule: one per
+    /// file, wherever it was stopped), with the number of leads it hit.
     pub fn absorb(&mut self, lead: LeadId, errors: Vec<RuleError>) {
         for e in errors {
-            let entry = self.errors.entry(e.to_string()).or_insert((e, 0, lead));
+            let entry = self.errors.entry(e.summary_key()).or_insert((e, 0, lead));
             entry.1 += 1;
         }
     }
@@ -80,7 +83,14 @@ pub async fn evaluate_lead(
         leads: 1,
         ..Default::default()
     };
-    for ev in evaluate_off_thread(funnel, vec![loaded], now).await {
+    for outcome in evaluate_off_thread(funnel, vec![loaded], now).await {
+        let ev = match outcome {
+            Outcome::Done(ev) => ev,
+            Outcome::Failed(lead, e) => {
+                report.absorb(lead, vec![e]);
+                continue;
+            }
+        };
         report.absorb(ev.changes.after.id, ev.errors);
         if !ev.changes.is_empty() {
             report.changed += 1;
@@ -94,12 +104,19 @@ pub async fn evaluate_lead(
 /// Counts what the evaluations did and commits their changes; returns new outbox rows.
 async fn record(
     report: &mut PassReport,
-    evals: Vec<crate::rules::Evaluation>,
+    evals: Vec<Outcome>,
     store: &Store,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let mut changes = Vec::new();
-    for ev in evals {
+    for outcome in evals {
+        let ev = match outcome {
+            Outcome::Done(ev) => ev,
+            Outcome::Failed(lead, e) => {
+                report.absorb(lead, vec![e]);
+                continue;
+            }
+        };
         report.absorb(ev.changes.after.id, ev.errors);
         if !ev.changes.is_empty() {
             report.changed += 1;
@@ -110,18 +127,66 @@ async fn record(
     store.apply_all(&changes, now).await
 }
 
+/// One lead's evaluation, or why there is none (its changes are then not applied).
+enum Outcome {
+    Done(Box<Evaluation>),
+    Failed(LeadId, RuleError),
+}
+
+/// An error for a lead whose evaluation crashed outside any rule.
+fn crashed(what: &str, why: &str) -> RuleError {
+    RuleError {
+        file: "rules".into(),
+        rule: String::new(),
+        line: 1,
+        col: 1,
+        message: format!(
+            "internal error while evaluating this lead ({what}: {why}); nothing of it was saved"
+        ),
+    }
+}
+
+/// Evaluates a page of leads on a blocking thread. A panic ends only its lead's
+/// evaluation (logged with the lead); the page never takes the caller down.
 async fn evaluate_off_thread(
     funnel: &Arc<Funnel>,
     page: Vec<LoadedLead>,
     now: DateTime<Utc>,
-) -> Vec<crate::rules::Evaluation> {
+) -> Vec<Outcome> {
     let f = funnel.clone();
     let tz = f.config.default_timezone();
-    tokio::task::spawn_blocking(move || {
+    let ids: Vec<LeadId> = page.iter().map(|l| l.lead.id).collect();
+    let joined = tokio::task::spawn_blocking(move || {
         page.into_iter()
-            .map(|l| f.rules.evaluate(l, now, tz))
+            .map(|l| {
+                let id = l.lead.id;
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f.rules.evaluate(l, now, tz))) {
+                    Ok(ev) => Outcome::Done(Box::new(ev)),
+                    Err(payload) => {
+                        let why = crate::rules::panic_message(payload.as_ref());
+                        tracing::error!(
+                            lead = id.0,
+                            "the evaluation of this lead crashed and was abandoned: {why}"
+                        );
+                        Outcome::Failed(id, crashed("a panic", &why))
+                    }
+                }
+            })
             .collect()
     })
-    .await
-    .expect("rule evaluation does not panic")
+    .await;
+    match joined {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::error!(
+                leads = ids.len(),
+                "the evaluation of a page of leads failed: {e}"
+            );
+            ids.into_iter()
+                .map(|id| {
+                    Outcome::Failed(id, crashed("the evaluation thread failed", &e.to_string()))
+                })
+                .collect()
+        }
+    }
 }

@@ -314,42 +314,117 @@ pub fn map_to_rhai(m: &crate::domain::ValueMap) -> Map {
         .collect()
 }
 
-fn local_of(t: DateTime<Utc>, tz: Tz) -> LocalTime {
-    let l = t.with_timezone(&tz);
-    LocalTime {
+/// The calendar fields of `t` in `tz`; `None` when its local time is beyond the
+/// calendar's range (never for the timestamps rules can make).
+fn local_of(t: DateTime<Utc>, tz: Tz) -> Option<LocalTime> {
+    use chrono::{Offset, TimeZone};
+    let offset = tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    let l = t.naive_utc().checked_add_offset(offset)?;
+    Some(LocalTime {
         year: l.year() as i64,
         month: l.month() as i64,
         day: l.day() as i64,
         weekday: l.weekday().number_from_monday() as i64,
         hour: l.hour() as i64,
         minute: l.minute() as i64,
+    })
+}
+
+/// The longest duration a rule may make, either way: about 27,000 years.
+pub const MAX_DURATION_DAYS: i64 = 10_000_000;
+const NANOS_PER_SEC: i128 = 1_000_000_000;
+const MAX_DURATION_NANOS: i128 = MAX_DURATION_DAYS as i128 * 86_400 * NANOS_PER_SEC;
+/// Timestamps a rule may make: the years 0 to 9999.
+const MIN_YEAR: i32 = 0;
+const MAX_YEAR: i32 = 9999;
+
+/// The error of an arithmetic overflow: `what` and the limits it broke.
+fn overflow(what: impl std::fmt::Display) -> Box<EvalAltResult> {
+    format!(
+        "{what} overflows: durations are limited to ±{MAX_DURATION_DAYS} days and timestamps to the years {MIN_YEAR} to {MAX_YEAR}"
+    )
+    .into()
+}
+
+fn nanos(d: TimeDelta) -> i128 {
+    d.num_seconds() as i128 * NANOS_PER_SEC + d.subsec_nanos() as i128
+}
+
+/// A duration of `n` nanoseconds, if within the limits.
+fn from_nanos(n: i128) -> Option<Duration> {
+    if n.abs() > MAX_DURATION_NANOS {
+        return None;
     }
+    let secs = i64::try_from(n.div_euclid(NANOS_PER_SEC)).ok()?;
+    let sub = u32::try_from(n.rem_euclid(NANOS_PER_SEC)).ok()?;
+    TimeDelta::new(secs, sub).map(Duration)
 }
 
-fn dur_from_f64(unit_ms: f64, n: f64) -> RResult<Duration> {
-    let ms = n * unit_ms;
-    if !ms.is_finite() || ms.abs() > 1e15 {
-        return err("duration out of range");
+fn dur_from_f64(name: &str, unit_secs: i64, n: f64) -> RResult<Duration> {
+    let ns = n * unit_secs as f64 * NANOS_PER_SEC as f64;
+    if !ns.is_finite() || ns.abs() > MAX_DURATION_NANOS as f64 {
+        return Err(overflow(format!("{name}({n})")));
     }
-    Ok(Duration(TimeDelta::milliseconds(ms.round() as i64)))
+    from_nanos(ns.round() as i128).ok_or_else(|| overflow(format!("{name}({n})")))
 }
 
-fn dur_from_i64(unit_ms: i64, n: i64) -> RResult<Duration> {
-    n.checked_mul(unit_ms)
-        .filter(|ms| ms.abs() <= 1_000_000_000_000_000)
-        .map(|ms| Duration(TimeDelta::milliseconds(ms)))
-        .ok_or_else(|| "duration out of range".into())
+fn dur_from_i64(name: &str, unit_secs: i64, n: i64) -> RResult<Duration> {
+    from_nanos(n as i128 * unit_secs as i128 * NANOS_PER_SEC)
+        .ok_or_else(|| overflow(format!("{name}({n})")))
 }
 
-fn shift(a: Timestamp, d: TimeDelta) -> RResult<Timestamp> {
-    a.0.checked_add_signed(d)
+fn dur_sum(a: Duration, b: Duration, minus: bool) -> RResult<Duration> {
+    let (x, y) = (nanos(a.0), nanos(b.0));
+    from_nanos(if minus { x - y } else { x + y }).ok_or_else(|| {
+        overflow(format!(
+            "{} {} {}",
+            fmt_dur(&a),
+            if minus { "-" } else { "+" },
+            fmt_dur(&b)
+        ))
+    })
+}
+
+fn dur_times(a: Duration, n: i64) -> RResult<Duration> {
+    nanos(a.0)
+        .checked_mul(n as i128)
+        .and_then(from_nanos)
+        .ok_or_else(|| overflow(format!("{} * {n}", fmt_dur(&a))))
+}
+
+fn dur_between(a: Timestamp, b: Timestamp) -> RResult<Duration> {
+    from_nanos(nanos(a.0.signed_duration_since(b.0)))
+        .ok_or_else(|| overflow(format!("{} - {}", fmt_ts(&a), fmt_ts(&b))))
+}
+
+/// `a` moved by `d` (backwards when `minus`), within the years rules may use.
+fn shift(a: Timestamp, d: Duration, minus: bool) -> RResult<Timestamp> {
+    let moved = if minus {
+        a.0.checked_sub_signed(d.0)
+    } else {
+        a.0.checked_add_signed(d.0)
+    };
+    moved
+        .filter(|t| (MIN_YEAR..=MAX_YEAR).contains(&t.year()))
         .map(Timestamp)
-        .ok_or_else(|| "timestamp out of range".into())
+        .ok_or_else(|| {
+            overflow(format!(
+                "{} {} {}",
+                fmt_ts(&a),
+                if minus { "-" } else { "+" },
+                fmt_dur(&d)
+            ))
+        })
 }
 
-fn span(d: Option<TimeDelta>) -> RResult<Duration> {
-    d.map(Duration)
-        .ok_or_else(|| "duration out of range".into())
+/// The start of a window `within` long that ends at `now`: `count(kind, within)`.
+fn window_start(call: &str, now: DateTime<Utc>, within: Duration) -> RResult<DateTime<Utc>> {
+    now.checked_sub_signed(within.0)
+        .ok_or_else(|| overflow(format!("the window of {call}: now - {}", fmt_dur(&within))))
+}
+
+fn fmt_dur(d: &Duration) -> String {
+    crate::domain::time::format_duration(d.0)
 }
 
 fn fmt_ts(t: &Timestamp) -> String {
@@ -374,21 +449,15 @@ pub fn register(engine: &mut Engine) {
         .register_type_with_name::<LeadHandle>("Lead");
 
     // Checked: an overflow is a rule error, never a panic in the daemon.
-    engine.register_fn("-", |a: Timestamp, b: Timestamp| {
-        Ok::<_, Box<EvalAltResult>>(Duration(a.0 - b.0))
-    });
-    engine.register_fn("+", |a: Timestamp, d: Duration| shift(a, d.0));
-    engine.register_fn("+", |d: Duration, a: Timestamp| shift(a, d.0));
-    engine.register_fn("-", |a: Timestamp, d: Duration| shift(a, -d.0));
-    engine.register_fn("+", |a: Duration, b: Duration| span(a.0.checked_add(&b.0)));
-    engine.register_fn("-", |a: Duration, b: Duration| span(a.0.checked_sub(&b.0)));
-    engine.register_fn("-", |a: Duration| Duration(-a.0));
-    engine.register_fn("*", |a: Duration, n: i64| {
-        span(i32::try_from(n).ok().and_then(|n| a.0.checked_mul(n)))
-    });
-    engine.register_fn("*", |n: i64, a: Duration| {
-        span(i32::try_from(n).ok().and_then(|n| a.0.checked_mul(n)))
-    });
+    engine.register_fn("-", |a: Timestamp, b: Timestamp| dur_between(a, b));
+    engine.register_fn("+", |a: Timestamp, d: Duration| shift(a, d, false));
+    engine.register_fn("+", |d: Duration, a: Timestamp| shift(a, d, false));
+    engine.register_fn("-", |a: Timestamp, d: Duration| shift(a, d, true));
+    engine.register_fn("+", |a: Duration, b: Duration| dur_sum(a, b, false));
+    engine.register_fn("-", |a: Duration, b: Duration| dur_sum(a, b, true));
+    engine.register_fn("-", |a: Duration| dur_times(a, -1));
+    engine.register_fn("*", |a: Duration, n: i64| dur_times(a, n));
+    engine.register_fn("*", |n: i64, a: Duration| dur_times(a, n));
     macro_rules! compare {
         ($t:ty) => {
             engine.register_fn("==", |a: $t, b: $t| a == b);
@@ -413,12 +482,12 @@ pub fn register(engine: &mut Engine) {
     engine.register_get("hours", |d: &mut Duration| d.0.num_hours());
     engine.register_get("minutes", |d: &mut Duration| d.0.num_minutes());
     engine.register_get("seconds", |d: &mut Duration| d.0.num_seconds());
-    engine.register_fn("days", |n: i64| dur_from_i64(86_400_000, n));
-    engine.register_fn("hours", |n: i64| dur_from_i64(3_600_000, n));
-    engine.register_fn("minutes", |n: i64| dur_from_i64(60_000, n));
-    engine.register_fn("days", |n: f64| dur_from_f64(86_400_000.0, n));
-    engine.register_fn("hours", |n: f64| dur_from_f64(3_600_000.0, n));
-    engine.register_fn("minutes", |n: f64| dur_from_f64(60_000.0, n));
+    engine.register_fn("days", |n: i64| dur_from_i64("days", 86_400, n));
+    engine.register_fn("hours", |n: i64| dur_from_i64("hours", 3_600, n));
+    engine.register_fn("minutes", |n: i64| dur_from_i64("minutes", 60, n));
+    engine.register_fn("days", |n: f64| dur_from_f64("days", 86_400, n));
+    engine.register_fn("hours", |n: f64| dur_from_f64("hours", 3_600, n));
+    engine.register_fn("minutes", |n: f64| dur_from_f64("minutes", 60, n));
 
     engine.register_get("year", |l: &mut LocalTime| l.year);
     engine.register_get("month", |l: &mut LocalTime| l.month);
@@ -434,9 +503,13 @@ pub fn register(engine: &mut Engine) {
     });
 
     // Time helpers that depend on the clock or the lead's zone.
-    volatile!(engine, "days_since", |t: Timestamp| with_ctx(|c| Ok(
-        Dynamic::from((c.now - t.0).num_milliseconds().div_euclid(86_400_000))
-    )));
+    volatile!(engine, "days_since", |t: Timestamp| with_ctx(|c| {
+        let since = nanos(c.now.signed_duration_since(t.0));
+        Ok(Dynamic::from(
+            i64::try_from(since.div_euclid(86_400 * NANOS_PER_SEC))
+                .map_err(|_| overflow(format!("days_since({})", fmt_ts(&t))))?,
+        ))
+    }));
     volatile!(engine, "days_since", |_: ()| Ok::<_, Box<EvalAltResult>>(
         Dynamic::UNIT
     ));
@@ -446,12 +519,20 @@ pub fn register(engine: &mut Engine) {
         |c| {
             let zone = c.zone();
             let midnight_utc = t.0.time() == chrono::NaiveTime::MIN;
-            let date = if midnight_utc {
-                t.0.date_naive()
-            } else {
-                t.0.with_timezone(&zone).date_naive()
+            let local_date = |t: DateTime<Utc>| {
+                use chrono::{Offset, TimeZone};
+                let offset = zone.offset_from_utc_datetime(&t.naive_utc()).fix();
+                t.naive_utc().checked_add_offset(offset).map(|l| l.date())
             };
-            let today = c.now.with_timezone(&zone).date_naive();
+            let date = if midnight_utc {
+                Some(t.0.date_naive())
+            } else {
+                local_date(t.0)
+            };
+            let today = local_date(c.now).filter(|d| d.year() < MAX_YEAR);
+            let (Some(date), Some(today)) = (date, today) else {
+                return Err(overflow(format!("days_until_anniversary({})", fmt_ts(&t))));
+            };
             Ok(Dynamic::from(crate::domain::time::days_to_anniversary(
                 date, today,
             )))
@@ -463,9 +544,12 @@ pub fn register(engine: &mut Engine) {
     >(
         Dynamic::UNIT
     ));
-    volatile!(engine, "local", |t: Timestamp| with_ctx(|c| Ok(
-        Dynamic::from(local_of(t.0, c.zone()))
-    )));
+    volatile!(engine, "local", |t: Timestamp| with_ctx(|c| local_of(
+        t.0,
+        c.zone()
+    )
+    .map(Dynamic::from)
+    .ok_or_else(|| overflow(format!("local({})", fmt_ts(&t))))));
     volatile!(engine, "local", |_: ()| Ok::<_, Box<EvalAltResult>>(
         Dynamic::UNIT
     ));
@@ -524,7 +608,7 @@ pub fn register(engine: &mut Engine) {
         engine,
         "count",
         |kind: ImmutableString, within: Duration| with_ctx(|c| {
-            let since = c.now - within.0;
+            let since = window_start(&format!("count(\"{kind}\", …)"), c.now, within)?;
             Ok(c.events_of(&kind).filter(|e| e.at > since).count() as i64)
         })
     );
@@ -573,7 +657,7 @@ pub fn register(engine: &mut Engine) {
             .unwrap_or(Dynamic::UNIT))
     }));
     volatile!(engine, "sent_count", |within: Duration| with_ctx(|c| {
-        let since = c.now - within.0;
+        let since = window_start("sent_count", c.now, within)?;
         Ok(c.sends
             .iter()
             .filter(|s| s.requested_at > since && s.requested_at <= c.now)

@@ -7,6 +7,7 @@ use crate::store::LoadedLead;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rhai::{AST, Dynamic};
+use std::panic::AssertUnwindSafe;
 
 /// A compiled audience.
 pub struct Audience {
@@ -34,7 +35,8 @@ impl RuleSet {
     }
 
     /// Whether the lead is in the audience at `now`. An audience that does not give
-    /// `true` or `false` is an error, not a silent "no".
+    /// `true` or `false` is an error, not a silent "no"; so is one that overflows, runs
+    /// away, or crashes (that lead is left out, the others are judged).
     pub fn audience_matches(
         &self,
         audience: &Audience,
@@ -42,19 +44,27 @@ impl RuleSet {
         now: DateTime<Utc>,
         default_tz: Tz,
     ) -> Result<bool, RuleError> {
-        install_ctx(Ctx::new(
-            loaded,
-            now,
-            default_tz,
-            self.catalog.clone(),
-            audience.file.clone(),
-            true,
-        ));
-        let mut scope = sandbox::run_scope(now);
-        let result = self
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, &audience.ast);
+        let lead = loaded.lead.id.0;
+        sandbox::begin_lead(lead);
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            install_ctx(Ctx::new(
+                loaded,
+                now,
+                default_tz,
+                self.catalog.clone(),
+                audience.file.clone(),
+                true,
+            ));
+            let mut scope = sandbox::run_scope(now);
+            sandbox::begin_rule(&audience.file, self.time_budget);
+            let result = self
+                .engine
+                .eval_ast_with_scope::<Dynamic>(&mut scope, &audience.ast);
+            sandbox::end_rule();
+            result
+        }));
         take_ctx();
+        sandbox::end_rule();
         let err = |line: usize, col: usize, message: String| RuleError {
             file: audience.file.clone(),
             rule: audience.file.clone(),
@@ -62,20 +72,24 @@ impl RuleSet {
             col,
             message,
         };
-        match result {
-            Ok(v) => v.as_bool().map_err(|t| {
+        match run {
+            Ok(Ok(v)) => v.as_bool().map_err(|t| {
                 err(
                     1,
                     1,
                     format!("an audience must give true or false, not {t}"),
                 )
             }),
-            Err(mut e) => {
-                let pos = e.take_position();
+            Ok(Err(e)) => Err(super::run_error(&audience.file, &audience.file, e)),
+            Err(payload) => {
+                let why = super::panic_message(payload.as_ref());
+                tracing::error!(lead, file = %audience.file, "the audience crashed for this lead, which is left out: {why}");
                 Err(err(
-                    pos.line().unwrap_or(0),
-                    pos.position().unwrap_or(0),
-                    e.to_string(),
+                    1,
+                    1,
+                    format!(
+                        "internal error while the audience ran ({why}); this lead was left out"
+                    ),
                 ))
             }
         }

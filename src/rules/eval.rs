@@ -5,6 +5,7 @@ use super::{RuleError, RuleSet, sandbox};
 use crate::store::{LeadChanges, LoadedLead};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use std::panic::AssertUnwindSafe;
 
 /// Passes over the rules for one lead: a stage change re-runs them, at most this often.
 pub const MAX_PASSES: usize = 3;
@@ -34,7 +35,57 @@ impl RuleSet {
     }
 
     /// Runs the named rules (all when `only` is `None`) for one lead at `now`.
+    ///
+    /// A panic anywhere in it (a bug, never a rule's fault) ends this lead's evaluation
+    /// only: it is logged with the lead and the rule, and nothing of the lead changes.
     pub fn evaluate_only(
+        &self,
+        loaded: LoadedLead,
+        now: DateTime<Utc>,
+        default_tz: Tz,
+        only: Option<&[String]>,
+    ) -> Evaluation {
+        let before = loaded.lead.clone();
+        sandbox::begin_lead(before.id.0);
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.run_rules(loaded, now, default_tz, only)
+        }));
+        sandbox::end_rule();
+        match run {
+            Ok(ev) => ev,
+            Err(payload) => {
+                let rule = take_ctx().map(|c| c.rule).unwrap_or_default();
+                let file = self
+                    .rules
+                    .iter()
+                    .find(|r| r.name == rule)
+                    .map(|r| r.file.clone())
+                    .unwrap_or_else(|| "rules".to_string());
+                let why = super::panic_message(payload.as_ref());
+                tracing::error!(lead = before.id.0, file = %file, rule = %rule, "the evaluation of this lead crashed and was abandoned (nothing of it is saved): {why}");
+                Evaluation {
+                    changes: LeadChanges {
+                        before: before.clone(),
+                        after: before,
+                        moves: Vec::new(),
+                        sends: Vec::new(),
+                    },
+                    actions: Vec::new(),
+                    errors: vec![RuleError {
+                        file,
+                        rule,
+                        line: 1,
+                        col: 1,
+                        message: format!(
+                            "internal error while this rule ran ({why}); the lead's evaluation was abandoned and nothing of it saved"
+                        ),
+                    }],
+                }
+            }
+        }
+    }
+
+    fn run_rules(
         &self,
         loaded: LoadedLead,
         now: DateTime<Utc>,
@@ -61,17 +112,13 @@ impl RuleSet {
             for rule in &selected {
                 let snap = snapshot(&rule.name);
                 let mut scope = sandbox::run_scope(now);
-                if let Err(mut e) = self.engine.run_ast_with_scope(&mut scope, &rule.ast) {
+                sandbox::begin_rule(&rule.file, self.time_budget);
+                let result = self.engine.run_ast_with_scope(&mut scope, &rule.ast);
+                sandbox::end_rule();
+                if let Err(e) = result {
                     restore(snap);
-                    let pos = e.take_position();
-                    let err = RuleError {
-                        file: rule.file.clone(),
-                        rule: rule.name.clone(),
-                        line: pos.line().unwrap_or(0),
-                        col: pos.position().unwrap_or(0),
-                        message: e.to_string(),
-                    };
-                    if !errors.contains(&err) {
+                    let err = super::run_error(&rule.file, &rule.name, e);
+                    if !errors.iter().any(|x| x.summary_key() == err.summary_key()) {
                         errors.push(err);
                     }
                 }

@@ -13,6 +13,7 @@ mod sandbox;
 pub use api::{Action, Catalog};
 pub use audience::Audience;
 pub use eval::Evaluation;
+pub use sandbox::{MAX_OPERATIONS, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES, RULE_TIME_BUDGET};
 
 use rhai::{AST, Engine};
 use std::fmt;
@@ -42,6 +43,46 @@ impl fmt::Display for RuleError {
 
 impl std::error::Error for RuleError {}
 
+impl RuleError {
+    /// A rule stopped by the time budget or the operation limit: where it stopped
+    /// differs from lead to lead, so a pass counts it once per file, not per position.
+    pub fn is_runaway(&self) -> bool {
+        self.message.ends_with(sandbox::RUNAWAY)
+    }
+
+    /// The key a pass summary counts this error under: one entry per distinct error
+    /// (a runaway rule: one per file and message, wherever it was stopped).
+    pub fn summary_key(&self) -> String {
+        if self.is_runaway() {
+            format!("{}: {}", self.file, self.message)
+        } else {
+            self.to_string()
+        }
+    }
+}
+
+/// The error a rule run ended with, at its position; a runaway rule says so plainly.
+fn run_error(file: &str, rule: &str, mut e: Box<rhai::EvalAltResult>) -> RuleError {
+    let runaway = sandbox::runaway_message(&e);
+    let pos = e.take_position();
+    RuleError {
+        file: file.to_string(),
+        rule: rule.to_string(),
+        line: pos.line().unwrap_or(0),
+        col: pos.position().unwrap_or(0),
+        message: runaway.unwrap_or_else(|| e.to_string()),
+    }
+}
+
+/// What a caught panic said.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
+}
+
 /// One compiled rule.
 pub struct Rule {
     pub name: String,
@@ -55,6 +96,9 @@ pub struct RuleSet {
     engine: Engine,
     pub rules: Vec<Rule>,
     pub catalog: Arc<Catalog>,
+    /// Wall-clock time each rule (and audience) may take for one lead
+    /// ([`RULE_TIME_BUDGET`] unless a caller sets another).
+    pub time_budget: std::time::Duration,
 }
 
 impl RuleSet {
@@ -117,6 +161,7 @@ impl RuleSet {
                 engine,
                 rules,
                 catalog: Arc::new(catalog),
+                time_budget: RULE_TIME_BUDGET,
             },
             errors,
         )

@@ -1,11 +1,144 @@
 //! The Rhai engine rules run in: no `eval`, no `import`, no I/O, and hard limits on
-//! operations, call depth and value sizes, so a broken rule cannot stall a tick.
+//! operations, time, output, call depth and value sizes, so a broken rule cannot stall
+//! a tick or flood the log.
 
 use super::api::{self, LeadHandle, Timestamp};
-use rhai::{Engine, OptimizationLevel, Scope};
+use rhai::{Dynamic, Engine, EvalAltResult, OptimizationLevel, Scope};
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
 
 /// Operations one rule may run for one lead: a loop that never ends stops here.
 pub const MAX_OPERATIONS: u64 = 200_000;
+
+/// Wall-clock time one rule may take for one lead: a loop of expensive operations
+/// (sorting a big array again and again) stops here long before the operation limit.
+pub const RULE_TIME_BUDGET: Duration = Duration::from_millis(50);
+
+/// `print`/`debug` lines one lead's evaluation may write to the log in one pass…
+pub const MAX_OUTPUT_LINES: usize = 20;
+/// …and bytes; then one line says the rest was suppressed.
+pub const MAX_OUTPUT_BYTES: usize = 4 * 1024;
+
+/// The clock is read every this many operations (an operation may be a whole `sort`).
+const CHECK_EVERY: u64 = 16;
+
+/// What a runaway rule's error says (also how a pass summary recognises one).
+pub const RUNAWAY: &str = "(runaway loop?)";
+
+/// The token `on_progress` stops a rule with when its time is up.
+const OUT_OF_TIME: &str = "embudo: rule time budget";
+
+/// The run in progress on this thread: its deadline and the output it wrote.
+#[derive(Default)]
+struct Run {
+    deadline: Option<Instant>,
+    budget: Duration,
+    lead: i64,
+    file: String,
+    lines: usize,
+    bytes: usize,
+    /// Files whose further output was already announced as suppressed.
+    suppressed: Vec<String>,
+}
+
+thread_local! {
+    static RUN: RefCell<Run> = RefCell::new(Run::default());
+}
+
+/// A new lead's evaluation: its output count starts again.
+pub(crate) fn begin_lead(lead: i64) {
+    RUN.with(|r| {
+        let mut r = r.borrow_mut();
+        *r = Run {
+            lead,
+            ..Run::default()
+        };
+    });
+}
+
+/// A rule (or audience) `file` starts for the current lead, with `budget` to finish.
+pub(crate) fn begin_rule(file: &str, budget: Duration) {
+    RUN.with(|r| {
+        let mut r = r.borrow_mut();
+        r.file.clear();
+        r.file.push_str(file);
+        r.budget = budget;
+        r.deadline = Instant::now().checked_add(budget);
+    });
+}
+
+/// The rule finished: no deadline until the next one starts.
+pub(crate) fn end_rule() {
+    RUN.with(|r| r.borrow_mut().deadline = None);
+}
+
+/// The budget of the rule that runs (or ran last) on this thread.
+fn budget() -> Duration {
+    RUN.with(|r| r.borrow().budget)
+}
+
+fn out_of_time() -> bool {
+    RUN.with(|r| r.borrow().deadline.is_some_and(|d| Instant::now() >= d))
+}
+
+/// One `print`/`debug` line: written while the lead's output is under the caps, then
+/// one line saying the rest of that file's output is suppressed.
+fn output(text: &str, debug: bool) {
+    enum Say {
+        Line(i64, String),
+        Suppressed(i64, String),
+        Nothing,
+    }
+    let say = RUN.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.lines < MAX_OUTPUT_LINES && r.bytes + text.len() <= MAX_OUTPUT_BYTES {
+            r.lines += 1;
+            r.bytes += text.len();
+            return Say::Line(r.lead, r.file.clone());
+        }
+        // Once the cap is reached, nothing more is written for this lead, even short.
+        r.lines = MAX_OUTPUT_LINES;
+        if r.suppressed.contains(&r.file) {
+            return Say::Nothing;
+        }
+        let file = r.file.clone();
+        r.suppressed.push(file.clone());
+        Say::Suppressed(r.lead, file)
+    });
+    match say {
+        Say::Line(lead, file) if debug => {
+            tracing::debug!(target: "embudo::rules", "{text} (lead={lead} rule={file})")
+        }
+        Say::Line(lead, file) => {
+            tracing::info!(target: "embudo::rules", "{text} (lead={lead} rule={file})")
+        }
+        Say::Suppressed(lead, file) => tracing::warn!(
+            target: "embudo::rules",
+            "… further output of {file} suppressed for lead {lead} in this pass (at most {MAX_OUTPUT_LINES} lines and {MAX_OUTPUT_BYTES} bytes per lead)"
+        ),
+        Say::Nothing => {}
+    }
+}
+
+/// The message of a runaway error for the user: `None` for any other error. Errors
+/// inside a rule's own functions are looked into.
+pub(crate) fn runaway_message(e: &EvalAltResult) -> Option<String> {
+    match e {
+        EvalAltResult::ErrorTerminated(token, _)
+            if token.clone().into_string().ok().as_deref() == Some(OUT_OF_TIME) =>
+        {
+            Some(format!(
+                "rule took longer than {} ms for this lead {RUNAWAY}",
+                budget().as_millis()
+            ))
+        }
+        EvalAltResult::ErrorTooManyOperations(_) => Some(format!(
+            "Too many operations: more than {MAX_OPERATIONS} for this lead {RUNAWAY}"
+        )),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => runaway_message(inner),
+        _ => None,
+    }
+}
 
 pub fn engine() -> Engine {
     let mut e = Engine::new();
@@ -23,8 +156,11 @@ pub fn engine() -> Engine {
     e.disable_symbol("import");
     e.disable_symbol("export");
     e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
-    e.on_print(|s| tracing::info!(target: "embudo::rules", "{s}"));
-    e.on_debug(|s, src, pos| tracing::debug!(target: "embudo::rules", source = src.unwrap_or(""), %pos, "{s}"));
+    e.on_progress(|ops| {
+        (ops % CHECK_EVERY == 0 && out_of_time()).then(|| Dynamic::from(OUT_OF_TIME))
+    });
+    e.on_print(|s| output(s, false));
+    e.on_debug(|s, _, pos| output(&format!("{s} (at {pos})"), true));
     api::register(&mut e);
     e
 }

@@ -537,7 +537,7 @@ fn an_endless_loop_is_stopped_and_reported() {
         ev.errors[0]
             .message
             .to_lowercase()
-            .contains("too many operations"),
+            .contains("too many operations: more than 200000 for this lead (runaway loop?)"),
         "{}",
         ev.errors[0]
     );
@@ -665,15 +665,192 @@ fn time_arithmetic_that_overflows_is_a_rule_error_not_a_panic() {
         "now + days(999999999999)",
         "days(100000000000) + days(100000000000)",
         "now + days(1000000) * 1000",
+        "days(10000000) * 1000",
+        "1000 * days(10000000)",
+        "days(10000000) * -1000",
+        "days(10000000) + days(1)",
+        "-days(10000000) - days(1)",
+        "days(9223372036854775807)",
+        "days(-9223372036854775807)",
+        "hours(9223372036854775807)",
+        "minutes(-9223372036854775807)",
+        "days(1e300)",
+        "hours(-1e300)",
+        "minutes(1.0 / 0.0)",
+        "days(1) * 9223372036854775807",
+        "now + days(5000000)",
+        "now - days(5000000)",
+        "days(5000000) + now",
+        "count(\"page_view\", days(10000000) * 1000)",
+        "sent_count(days(10000000) * 1000)",
+        "count(\"page_view\", days(-10000000) * 1000)",
+        "days_since(now + days(5000000))",
+        "local(now + days(3000000))",
+        "days_until_anniversary(now + days(3000000))",
     ] {
-        let ev = eval(&[("r", &format!("let x = {expr};"))], lead());
-        assert_eq!(ev.errors.len(), 1, "{expr}");
+        let ev = eval(
+            &[
+                ("r", &format!("tag(\"before\");\nlet x = {expr};")),
+                ("ok", "tag(\"ok\");"),
+            ],
+            lead(),
+        );
+        assert_eq!(ev.errors.len(), 1, "{expr}: {:?}", ev.errors);
+        let e = &ev.errors[0];
+        assert!(e.message.contains("overflows"), "{expr}: {e}");
+        assert_eq!(
+            (e.file.as_str(), e.line),
+            ("rules/r.rhai", 2),
+            "{expr}: {e}"
+        );
+        assert!(e.col > 1, "{expr}: {e}");
+        // The failed rule is undone; the next rule still runs.
         assert!(
-            ev.errors[0].message.contains("out of range"),
-            "{expr}: {}",
-            ev.errors[0]
+            ev.changes.after.tags.contains("ok") && !ev.changes.after.tags.contains("before"),
+            "{expr}"
         );
     }
+}
+
+#[test]
+fn time_arithmetic_at_the_edges_of_its_range_still_works() {
+    assert_eq!(int("(days(10000000) - days(1)).days", lead()), 9_999_999);
+    assert_eq!(int("(days(-10000000) + days(1)).days", lead()), -9_999_999);
+    assert_eq!(int("(days(1) * -3).hours", lead()), -72);
+    assert_eq!(int("(-hours(36)).hours", lead()), -36);
+    assert_eq!(int("days_since(now - days(700000))", lead()), 700_000);
+    assert_eq!(int("count(\"page_view\", days(10000000))", lead()), 0);
+    assert_eq!(int("count(\"page_view\", days(-5))", lead()), 0);
+    assert_eq!(int("sent_count(days(10000000))", lead()), 0);
+    assert_eq!(int("local(now + days(2000000)).year", lead()), 7501);
+    assert_eq!(int("(hours(1.5) * 2).minutes", lead()), 180);
+}
+
+#[test]
+fn an_audience_that_overflows_is_an_error_for_that_lead() {
+    let (set, _) = RuleSet::compile(vec![], catalog());
+    let a = set
+        .compile_audience(
+            "campaign x audience",
+            "count(\"page_view\", days(10000000) * 1000) > 0",
+        )
+        .unwrap();
+    let e = set
+        .audience_matches(&a, lead(), t(NOW), Tz::UTC)
+        .unwrap_err();
+    assert!(e.message.contains("overflows"), "{e}");
+    assert_eq!((e.line, e.col), (1, 35), "{e}");
+}
+
+/// A rule set with a helper that panics, as a bug in embudo would.
+fn with_a_bug(rules: &[(&str, &str)]) -> RuleSet {
+    let (mut set, errs) = RuleSet::compile(
+        rules
+            .iter()
+            .map(|(n, s)| (format!("rules/{n}.rhai"), s.to_string()))
+            .collect(),
+        catalog(),
+    );
+    set.engine
+        .register_fn("crash", || -> i64 { panic!("a bug in a helper") });
+    // The rules were compiled before `crash` existed: compile them again.
+    for (rule, (_, src)) in set.rules.iter_mut().zip(rules) {
+        rule.ast = set
+            .engine
+            .compile_with_scope(&sandbox::compile_scope(), src)
+            .unwrap();
+    }
+    assert!(errs.is_empty(), "{errs:?}");
+    set
+}
+
+#[test]
+fn a_panic_in_a_rule_abandons_that_leads_evaluation_only() {
+    let set = with_a_bug(&[
+        ("10_first", "tag(\"first\"); send(\"edu-welcome\");"),
+        (
+            "20_buggy",
+            "if lead.id == 42 { crash(); }\ntag(\"second\");",
+        ),
+    ]);
+    let ev = set.evaluate(lead(), t(NOW), Tz::UTC);
+    assert_eq!(ev.errors.len(), 1, "{:?}", ev.errors);
+    let e = &ev.errors[0];
+    assert_eq!(e.file, "rules/20_buggy.rhai");
+    assert!(e.message.contains("a bug in a helper"), "{e}");
+    // Nothing of the lead: not even the first rule's actions.
+    assert!(ev.changes.is_empty(), "{:?}", ev.changes);
+    assert!(ev.actions.is_empty());
+
+    // The next lead on the same thread is evaluated normally.
+    let mut other = lead();
+    other.lead.id = LeadId(43);
+    let ev = set.evaluate(other, t(NOW), Tz::UTC);
+    assert!(ev.errors.is_empty(), "{:?}", ev.errors);
+    assert_eq!(ev.changes.sends.len(), 1);
+    assert!(ev.changes.after.tags.contains("second"));
+}
+
+#[test]
+fn a_panic_in_an_audience_leaves_that_lead_out() {
+    let set = with_a_bug(&[]);
+    let a = set
+        .compile_audience("campaign x audience", "crash() > 0")
+        .unwrap();
+    let e = set
+        .audience_matches(&a, lead(), t(NOW), Tz::UTC)
+        .unwrap_err();
+    assert!(e.message.contains("a bug in a helper"), "{e}");
+    let ok = set
+        .compile_audience("campaign x audience", "lead.id == 42")
+        .unwrap();
+    assert!(set.audience_matches(&ok, lead(), t(NOW), Tz::UTC).unwrap());
+}
+
+#[test]
+fn a_rule_over_its_time_budget_is_stopped_with_a_clear_error() {
+    let (mut set, errs) = RuleSet::compile(
+        vec![
+            (
+                "rules/slow.rhai".into(),
+                "tag(\"slow\");\nlet a = [];\nfor i in 0..500 { a.push(500 - i); }\nloop { a.sort(); a.reverse(); }".into(),
+            ),
+            ("rules/ok.rhai".into(), "tag(\"ok\");".into()),
+        ],
+        catalog(),
+    );
+    assert!(errs.is_empty());
+    assert_eq!(set.time_budget, RULE_TIME_BUDGET);
+    set.time_budget = std::time::Duration::from_millis(20);
+    let started = std::time::Instant::now();
+    let ev = set.evaluate(lead(), t(NOW), Tz::UTC);
+    let took = started.elapsed();
+    assert_eq!(ev.errors.len(), 1, "{:?}", ev.errors);
+    let e = &ev.errors[0];
+    assert_eq!(
+        e.message, "rule took longer than 20 ms for this lead (runaway loop?)",
+        "{e}"
+    );
+    assert!(e.is_runaway());
+    assert_eq!((e.file.as_str(), e.line), ("rules/slow.rhai", 4), "{e}");
+    assert!(ev.changes.after.tags.contains("ok") && !ev.changes.after.tags.contains("slow"));
+    // Generous: the budget is 20 ms, a debug build on a busy machine is slow.
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn runaway_errors_count_once_per_file_wherever_they_stop() {
+    let e = |line, col, message: &str| RuleError {
+        file: "rules/x.rhai".into(),
+        rule: "x".into(),
+        line,
+        col,
+        message: message.into(),
+    };
+    let slow = "rule took longer than 50 ms for this lead (runaway loop?)";
+    assert_eq!(e(3, 5, slow).summary_key(), e(4, 1, slow).summary_key());
+    let other = "Runtime error: boom";
+    assert_ne!(e(3, 5, other).summary_key(), e(4, 1, other).summary_key());
 }
 
 #[test]
