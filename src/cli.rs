@@ -57,7 +57,13 @@ pub enum Command {
         force: bool,
     },
     /// Check the config, compile every rule and render every template against a sample lead.
-    Check,
+    Check {
+        /// Also connect to the configured SMTP server (nothing is sent): what it offers
+        /// (STARTTLS, AUTH, its name) and whether smtp.url's TLS mode and the
+        /// credentials will work with it.
+        #[arg(long)]
+        smtp: bool,
+    },
     /// Run the daemon: evaluate on the tick's schedule and send what is due.
     Run {
         /// Start the clock at this RFC 3339 time; it then runs in real time (tests, demos).
@@ -352,6 +358,39 @@ async fn pause(config: &Path, campaign: Option<String>, pause: bool) -> Result<i
     Ok(0)
 }
 
+/// `check --smtp`: talks to the SMTP server and prints what it offers; 1 when embudo
+/// will not be able to send through it as configured.
+async fn check_smtp(cfg: &crate::config::Config) -> i32 {
+    println!("\nSMTP server:");
+    match crate::delivery::probe::probe(cfg).await {
+        Err(why) => {
+            println!("  {why}");
+            0
+        }
+        Ok(p) => {
+            for f in &p.facts {
+                println!("  {f}");
+            }
+            for n in &p.notes {
+                println!("  note: {n}");
+            }
+            for (m, hint) in &p.problems {
+                println!("error: {m}");
+                if let Some(h) = hint {
+                    println!("  = help: {h}");
+                }
+            }
+            if p.problems.is_empty() {
+                println!("embudo can send through this server as configured");
+                0
+            } else {
+                println!("embudo cannot send through this server as configured");
+                1
+            }
+        }
+    }
+}
+
 /// Runs the command; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32, AppError> {
     match cli.command {
@@ -364,7 +403,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             );
             Ok(0)
         }
-        Command::Check => {
+        Command::Check { smtp } => {
             // Every problem at once: the config's (exit 2) and the folder's (exit 1).
             let checked = match crate::check::check_all(&cli.config) {
                 Ok(c) => c,
@@ -387,13 +426,20 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 println!("{}", p.render());
             }
             let n = checked.config.len() + checked.folder.len();
-            if n == 0 {
+            let code = if n == 0 {
                 println!("{}: ok", cli.config.display());
-                Ok(0)
+                0
             } else {
                 println!("{n} problem(s) found");
-                Ok(if checked.config.is_empty() { 1 } else { 2 })
+                if checked.config.is_empty() { 1 } else { 2 }
+            };
+            if !smtp {
+                return Ok(code);
             }
+            let Ok((cfg, _)) = crate::config::Config::load_all(&cli.config) else {
+                return Ok(code);
+            };
+            Ok(code.max(check_smtp(&cfg).await))
         }
         Command::Test { filter } => {
             let cfg =

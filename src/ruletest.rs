@@ -145,6 +145,9 @@ pub struct TestResult {
     pub name: String,
     /// Empty when the test passed; else the lines explaining why not.
     pub failure: Vec<String>,
+    /// What the rules printed (`print`, `debug`) while the test ran, as
+    /// `rules/FILE.rhai: text` lines.
+    pub output: Vec<String>,
 }
 
 /// What `embudo test` found.
@@ -155,6 +158,8 @@ pub struct TestRun {
     pub malformed: Vec<String>,
     /// Rules that do not compile (they fail every test that needs them).
     pub rule_errors: Vec<String>,
+    /// The filter given, when no test's name contains it (exit 1).
+    pub unmatched_filter: Option<String>,
 }
 
 /// The wall-clock budget of one rule for one test case (the daemon's is
@@ -169,14 +174,14 @@ pub fn run(cfg: &Config, filter: Option<&str>) -> TestRun {
         stages: cfg.funnel.stages.clone(),
         templates: templates.ids(),
     };
-    let rules = match RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog) {
+    let (rules, broken) = match RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog) {
         Ok((mut set, errs)) => {
             out.rule_errors = errs.iter().map(|e| e.to_string()).collect();
             // A test's verdict must not depend on how busy the machine is: here the
             // operation limit stops a runaway loop, and only a rule slower than this
             // (far beyond the daemon's budget) is stopped by the clock.
             set.time_budget = TEST_TIME_BUDGET;
-            set
+            (set, errs)
         }
         Err(e) => {
             out.malformed
@@ -209,7 +214,7 @@ pub fn run(cfg: &Config, filter: Option<&str>) -> TestRun {
             if filter.is_some_and(|f| !case.name.contains(f)) {
                 continue;
             }
-            let failure = match run_case(cfg, &rules, &case) {
+            let (failure, output) = match run_case(cfg, &rules, &broken, &case) {
                 Ok(f) => f,
                 Err(e) => {
                     out.malformed
@@ -221,13 +226,26 @@ pub fn run(cfg: &Config, filter: Option<&str>) -> TestRun {
                 file: shown.clone(),
                 name: case.name,
                 failure,
+                output,
             });
         }
+    }
+    if let Some(f) = filter
+        && out.results.is_empty()
+        && out.malformed.is_empty()
+    {
+        out.unmatched_filter = Some(f.to_string());
     }
     out
 }
 
-fn run_case(cfg: &Config, rules: &RuleSet, case: &Case) -> Result<Vec<String>, String> {
+/// The failure lines (empty when the test passed) and what the rules printed.
+fn run_case(
+    cfg: &Config,
+    rules: &RuleSet,
+    broken: &[crate::rules::RuleError],
+    case: &Case,
+) -> Result<(Vec<String>, Vec<String>), String> {
     let now = parse_instant_or_date(&case.now).map_err(|e| format!("now: {e}"))?;
     let lead = case
         .lead
@@ -259,8 +277,17 @@ fn run_case(cfg: &Config, rules: &RuleSet, case: &Case) -> Result<Vec<String>, S
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let mut failure = Vec::new();
     if let Some(names) = &case.rules {
         for n in names {
+            // A rule that is there but does not compile fails the test, by name.
+            if let Some(e) = broken.iter().find(|e| &e.rule == n) {
+                failure.push(format!(
+                    "rule `{n}` does not compile: {}:{}:{}: {}",
+                    e.file, e.line, e.col, e.message
+                ));
+                continue;
+            }
             if !rules.rules.iter().any(|r| &r.name == n) {
                 return Err(format!(
                     "rules: no rule `{n}`; the rules are {}",
@@ -279,6 +306,9 @@ fn run_case(cfg: &Config, rules: &RuleSet, case: &Case) -> Result<Vec<String>, S
         cfg.default_timezone(),
         case.rules.as_deref(),
     );
+    // What the rules print is logged; showing it under its test needs the sandbox to
+    // collect it (to come).
+    let output: Vec<String> = Vec::new();
     let mut actual: Vec<String> = ev.actions.iter().map(|(_, a)| describe(a)).collect();
     let mut want: Vec<String> = Vec::new();
     for e in &case.expect {
@@ -286,7 +316,6 @@ fn run_case(cfg: &Config, rules: &RuleSet, case: &Case) -> Result<Vec<String>, S
     }
     actual.sort();
     want.sort();
-    let mut failure = Vec::new();
     for e in &ev.errors {
         failure.push(format!("rule error: {e}"));
     }
@@ -304,8 +333,11 @@ fn run_case(cfg: &Config, rules: &RuleSet, case: &Case) -> Result<Vec<String>, S
         }
         failure.extend(a.iter().map(|x| format!("  + {x}")));
     }
-    Ok(failure)
+    Ok((failure, output))
 }
+
+/// Printed lines shown under a test that passed (all are shown under a failure).
+const SHOWN_WHEN_PASSED: usize = 5;
 
 /// Prints a run in the manner of `cargo test`; returns the exit code.
 pub fn report(run: &TestRun, dir: &Path) -> i32 {
@@ -325,6 +357,19 @@ pub fn report(run: &TestRun, dir: &Path) -> i32 {
             r.name,
             if r.failure.is_empty() { "ok" } else { "FAILED" }
         );
+        // What the rules printed, under its test: all of it for a failure, a few
+        // lines for a pass.
+        let shown = if r.failure.is_empty() {
+            SHOWN_WHEN_PASSED
+        } else {
+            usize::MAX
+        };
+        for l in r.output.iter().take(shown) {
+            println!("    {l}");
+        }
+        if r.output.len() > shown {
+            println!("    … {} more printed line(s)", r.output.len() - shown);
+        }
     }
     let failed: Vec<&TestResult> = run
         .results
@@ -343,8 +388,15 @@ pub fn report(run: &TestRun, dir: &Path) -> i32 {
     for m in &run.malformed {
         println!("error: {m}");
     }
+    if let Some(f) = &run.unmatched_filter {
+        println!("error: no test matched `{f}`: no test's name contains it");
+    }
     let passed = run.results.len() - failed.len();
-    let verdict = if failed.is_empty() && run.malformed.is_empty() && run.rule_errors.is_empty() {
+    let verdict = if failed.is_empty()
+        && run.malformed.is_empty()
+        && run.rule_errors.is_empty()
+        && run.unmatched_filter.is_none()
+    {
         "ok"
     } else {
         "FAILED"
@@ -355,7 +407,7 @@ pub fn report(run: &TestRun, dir: &Path) -> i32 {
     );
     if !run.malformed.is_empty() {
         2
-    } else if !failed.is_empty() || !run.rule_errors.is_empty() {
+    } else if !failed.is_empty() || !run.rule_errors.is_empty() || run.unmatched_filter.is_some() {
         1
     } else {
         0

@@ -51,3 +51,30 @@ fn the_demo_rule_tests_pass_and_a_broken_expectation_shows_a_diff() {
         "{o}"
     );
 }
+
+#[test]
+fn a_rule_that_does_not_compile_is_named_as_such_and_a_filter_matching_nothing_fails() {
+    let f = Folder::demo();
+    f.write(
+        "rules/tests/only.yaml",
+        "- name: only the interest rule\n  now: 2026-03-02T10:00:00Z\n  lead: { stage: interest }\n  rules: [10_interest]\n  expect:\n    - send: edu-welcome\n",
+    );
+    let good = std::fs::read_to_string(f.path().join("rules/10_interest.rhai")).unwrap();
+    f.write("rules/10_interest.rhai", &format!("let x = ;\n{good}"));
+    let o = stdout(&f.run(&["test", "only the interest rule"], 1));
+    assert!(
+        o.contains("test rules/tests/only.yaml: only the interest rule ... FAILED"),
+        "{o}"
+    );
+    assert!(
+        o.contains("rule `10_interest` does not compile: rules/10_interest.rhai:1:9:"),
+        "{o}"
+    );
+    assert!(!o.contains("no rule `10_interest`"), "{o}");
+
+    f.write("rules/10_interest.rhai", &good);
+    f.run(&["test", "only the interest rule"], 0);
+    let o = stdout(&f.run(&["test", "no such test"], 1));
+    assert!(o.contains("error: no test matched `no such test`"), "{o}");
+    assert!(o.contains("test result: FAILED. 0 passed, 0 failed"), "{o}");
+}

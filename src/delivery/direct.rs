@@ -66,7 +66,8 @@ impl DirectSmtp {
                 if !conn.can_starttls() {
                     conn.abort().await;
                     return Err(SendError::Temporary(format!(
-                        "{where_} does not offer STARTTLS and smtp.url says tls=required; nothing was sent in plaintext"
+                        "{where_} does not offer STARTTLS, and STARTTLS is required by default (smtp.url has no ?tls=, or tls=required); nothing was sent in plaintext. {}",
+                        crate::config::STARTTLS_HELP
                     )));
                 }
                 true

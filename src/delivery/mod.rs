@@ -4,6 +4,7 @@
 mod direct;
 mod lease;
 mod message;
+pub mod probe;
 mod transport;
 
 pub use lease::{Lease, SenderLease};
