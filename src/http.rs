@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::domain::{EmailAddress, Event, LeadId, Value, ValueMap};
 use crate::import::{LeadFields, lead_upsert};
 use crate::store::Suppression;
+use crate::store::{IdempotencyKey, Replay, StoreError};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -18,6 +19,8 @@ use axum::{Json, Router};
 use chrono::SecondsFormat;
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -67,7 +70,16 @@ pub fn router(app: App, clock: Clock) -> Router {
         .with_state(Api { app, clock, token })
 }
 
-/// Serves the API until `shutdown`.
+/// How long a client has to send a request's headers; also how long an idle
+/// keep-alive connection stays open waiting for the next request.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections served at once; more wait in the listen queue until one ends.
+pub const MAX_CONNECTIONS: usize = 512;
+/// How long a connection may take to finish its request at shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves the API until `shutdown`: HTTP/1.1 over a connection-limited accept loop,
+/// each connection with a header-read (and keep-alive idle) timeout.
 pub async fn serve(
     app: App,
     clock: Clock,
@@ -82,18 +94,84 @@ pub async fn serve(
         .map(|a| a.to_string())
         .unwrap_or(listen);
     tracing::info!(%listen, "HTTP API listening");
-    axum::serve(listener, router(app, clock))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    let service = hyper_util::service::TowerToHyperService::new(router(app, clock));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true);
+    loop {
+        // A slot first: beyond the limit, new connections wait in the kernel's queue.
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
+        let (stream, _peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!("HTTP API: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("HTTP connection: {e}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            "HTTP API: connections still open after {DRAIN:?} at shutdown; closing them"
+        );
+    }
+    Ok(())
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
+/// A store error as the client sees it: 503 with the cause and what to do, never the
+/// database's own text (that goes to the log).
+fn internal(e: StoreError) -> Response {
     tracing::error!("HTTP API: {e}");
-    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    unavailable(&e)
+}
+
+fn unavailable(e: &StoreError) -> Response {
+    let (cause, advice) = e.public();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        Json(json!({ "error": format!("{cause}: {advice}"), "cause": cause })),
+    )
+        .into_response()
+}
+
+/// A write endpoint's store error: also what `/healthz` reports until a write works.
+fn write_failed(api: &Api, e: StoreError) -> Response {
+    if e.is_write_failure() {
+        let (cause, advice) = e.public();
+        api.app.health.write_failed(format!("{cause}: {advice}"));
+    }
+    internal(e)
 }
 
 /// A refusal from a helper, small enough to pass around; a handler turns it into its
@@ -120,9 +198,13 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
     Refusal::Json(status, message.into())
 }
 
-fn broken(e: impl std::fmt::Display) -> Refusal {
+fn broken(e: StoreError) -> Refusal {
     tracing::error!("HTTP API: {e}");
-    refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    let (cause, advice) = e.public();
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{cause}: {advice}"),
+    )
 }
 
 /// Checks the bearer token in constant time.
@@ -158,10 +240,27 @@ fn authorised(api: &Api, headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// `ok` (200) when nothing is wrong; else 503 with one reason a line: a task down, an
+/// overdue pass, or a database that does not take a small write now.
 async fn healthz(State(api): State<Api>) -> Response {
-    match api.app.store.outbox_counts().await {
-        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => internal(e),
+    let health = &api.app.health;
+    match api.app.store.probe_write(api.clock.now()).await {
+        Ok(()) => health.write_ok(),
+        Err(e) => {
+            tracing::error!("health probe: {e}");
+            let (cause, advice) = e.public();
+            health.write_failed(format!("{cause}: {advice}"));
+        }
+    }
+    let problems = health.problems();
+    if problems.is_empty() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy\n{}\n", problems.join("\n")),
+        )
+            .into_response()
     }
 }
 
@@ -232,7 +331,16 @@ fn value(v: &serde_json::Value) -> Result<Value, String> {
             .map(Value::Int)
             .or_else(|| n.as_f64().map(Value::Float))
             .ok_or_else(|| format!("{n} is out of range")),
-        serde_json::Value::String(s) => Ok(Value::infer(s)),
+        serde_json::Value::String(s) => {
+            let n = s.chars().count();
+            if n > crate::import::MAX_VALUE {
+                return Err(format!(
+                    "{n} characters; a value holds at most {}",
+                    crate::import::MAX_VALUE
+                ));
+            }
+            Ok(Value::infer(s))
+        }
         other => Err(format!("{other} is not a string, number or boolean")),
     }
 }
@@ -241,14 +349,17 @@ fn values(
     map: &serde_json::Map<String, serde_json::Value>,
     field: &str,
 ) -> Result<ValueMap, String> {
-    map.iter()
+    let out = map
+        .iter()
         .map(|(k, v)| {
-            crate::domain::ids::check_name("key", k).map_err(|e| format!("{field}.{k}: {e}"))?;
             value(v)
                 .map(|v| (k.clone(), v))
                 .map_err(|e| format!("{field}.{k}: {e}"))
         })
-        .collect()
+        .collect::<Result<ValueMap, String>>()?;
+    // The same limits as a CSV import's.
+    crate::import::check_values(field, &out)?;
+    Ok(out)
 }
 
 fn batch<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<Vec<T>, Refusal> {
@@ -306,6 +417,72 @@ fn authorised_batch<T: for<'de> Deserialize<'de>>(
     batch(body, what)
 }
 
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// The request's `Idempotency-Key`, with the hash of its body, if it has one.
+fn idempotency(
+    headers: &HeaderMap,
+    endpoint: &str,
+    body: &[u8],
+) -> Result<Option<IdempotencyKey>, Refusal> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v.to_str().map(str::trim).unwrap_or("");
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Idempotency-Key: give 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters (a UUID, say), one per request"
+            ),
+        ));
+    }
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Some(IdempotencyKey {
+        endpoint: endpoint.to_string(),
+        key: key.to_string(),
+        hash,
+    }))
+}
+
+/// The answer for a key seen before: the first answer again, or 422 for another body.
+fn replay(k: &IdempotencyKey, r: Replay) -> Response {
+    match r {
+        Replay::Same { status, response } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (
+                    header::HeaderName::from_static("idempotent-replayed"),
+                    "true",
+                ),
+            ],
+            response,
+        )
+            .into_response(),
+        Replay::Conflict | Replay::Fresh => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "Idempotency-Key `{}` was used within 24 h with another body; a new request needs a new key",
+                k.key
+            ),
+        ),
+    }
+}
+
+/// A JSON answer from its text, as first sent and as replayed.
+fn json_text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 async fn post_leads(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -313,6 +490,10 @@ async fn post_leads(
 ) -> Response {
     let items: Vec<LeadIn> = match authorised_batch(&api, &headers, &body, "leads") {
         Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let idem = match idempotency(&headers, "leads", &body) {
+        Ok(k) => k,
         Err(r) => return r.into_response(),
     };
     let funnel = api.app.funnel();
@@ -339,22 +520,39 @@ async fn post_leads(
     }
     let now = api.clock.now();
     let initial = funnel.config.funnel.initial().clone();
-    match api
-        .app
-        .store
-        .upsert_leads(&rows, &initial, false, now)
-        .await
-    {
-        Ok(results) => {
-            let ids: Vec<i64> = results.iter().map(|r| r.id().0).collect();
-            let created = results
-                .iter()
-                .filter(|r| matches!(r, crate::store::UpsertResult::Created(_)))
-                .count();
-            Json(json!({ "created": created, "updated": ids.len() - created, "ids": ids }))
-                .into_response()
+    let store = &api.app.store;
+    // The key's answer is written in the transaction that stores the leads: both or
+    // neither, and the answer is sent only once the commit succeeded.
+    let done = async {
+        let mut tx = store.begin_write().await?;
+        if let Some(k) = &idem {
+            let seen = crate::store::idempotency_lookup(&mut tx, k, now).await?;
+            if seen != Replay::Fresh {
+                tx.commit().await?;
+                return Ok(Err(seen));
+            }
         }
-        Err(e) => internal(e),
+        let results = crate::store::upsert_leads_in(&mut tx, &rows, &initial, false, now).await?;
+        let ids: Vec<i64> = results.iter().map(|r| r.id().0).collect();
+        let created = results
+            .iter()
+            .filter(|r| matches!(r, crate::store::UpsertResult::Created(_)))
+            .count();
+        let answer =
+            json!({ "created": created, "updated": ids.len() - created, "ids": ids }).to_string();
+        if let Some(k) = &idem {
+            crate::store::idempotency_save(&mut tx, k, 200, &answer, now).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, StoreError>(Ok(answer))
+    };
+    match done.await {
+        Ok(Ok(answer)) => {
+            api.app.health.write_ok();
+            json_text(answer)
+        }
+        Ok(Err(seen)) => replay(idem.as_ref().expect("only a key is replayed"), seen),
+        Err(e) => write_failed(&api, e),
     }
 }
 
@@ -366,6 +564,8 @@ struct EventIn {
     lead: serde_json::Value,
     kind: String,
     at: Option<String>,
+    /// The event's own id (unique per lead): a second event with it is a duplicate.
+    id: Option<String>,
     #[serde(default)]
     props: serde_json::Map<String, serde_json::Value>,
 }
@@ -379,8 +579,12 @@ async fn post_events(
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
+    let idem = match idempotency(&headers, "events", &body) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
     let now = api.clock.now();
-    let mut events: Vec<(LeadId, Event)> = Vec::with_capacity(items.len());
+    let mut events: Vec<(LeadId, Event, Option<String>)> = Vec::with_capacity(items.len());
     for (i, e) in items.iter().enumerate() {
         let who = match &e.lead {
             serde_json::Value::String(s) => s.clone(),
@@ -408,6 +612,11 @@ async fn post_events(
                 format!("events[{i}].kind: {m}"),
             );
         }
+        if let Some(event_id) = &e.id
+            && let Err(m) = crate::import::check_event_id(event_id)
+        {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, format!("events[{i}].{m}"));
+        }
         let at = match e
             .at
             .as_deref()
@@ -433,18 +642,52 @@ async fn post_events(
                 at,
                 props,
             },
+            e.id.clone(),
         ));
     }
-    if let Err(e) = api.app.store.insert_events(&events, now).await {
-        return internal(e);
-    }
+    let store = &api.app.store;
+    let answer = |r: crate::store::Recorded, queued: usize, moves: usize| {
+        json!({ "recorded": r.recorded, "duplicates": r.duplicates, "queued": queued, "moves": moves })
+            .to_string()
+    };
+    // The events and the key's first answer in one transaction; the answer is sent only
+    // once it committed.
+    let done = async {
+        let mut tx = store.begin_write().await?;
+        if let Some(k) = &idem {
+            let seen = crate::store::idempotency_lookup(&mut tx, k, now).await?;
+            if seen != Replay::Fresh {
+                tx.commit().await?;
+                return Ok(Err(seen));
+            }
+        }
+        let recorded = crate::store::insert_events_in(&mut tx, &events, now).await?;
+        if let Some(k) = &idem {
+            crate::store::idempotency_save(&mut tx, k, 200, &answer(recorded, 0, 0), now).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, StoreError>(Ok(recorded))
+    };
+    let recorded = match done.await {
+        Ok(Ok(r)) => {
+            api.app.health.write_ok();
+            r
+        }
+        Ok(Err(seen)) => return replay(idem.as_ref().expect("only a key is replayed"), seen),
+        Err(e) => return write_failed(&api, e),
+    };
     // An event makes its lead's rules run at once (at the daemon's clock: an event
     // dated later is read when its time comes); the sender delivers within a second.
+    // Leads whose events were all duplicates have nothing new to run on.
     let funnel = api.app.funnel();
     let (mut queued, mut moves) = (0, 0);
-    let mut leads: Vec<LeadId> = events.iter().map(|(id, _)| *id).collect();
+    let mut leads: Vec<LeadId> = events.iter().map(|(id, _, _)| *id).collect();
     leads.sort();
     leads.dedup();
+    if recorded.recorded == 0 {
+        leads.clear();
+    }
+    let mut failed = None;
     for id in leads {
         match crate::tick::evaluate_lead(&api.app.store, &funnel, id, now).await {
             Ok(Some(r)) => {
@@ -453,10 +696,29 @@ async fn post_events(
                 r.log_errors();
             }
             Ok(None) => {}
-            Err(e) => return internal(e),
+            Err(e) => {
+                // The events are stored (and acknowledged below): the next pass runs
+                // these rules again.
+                tracing::error!(
+                    lead = id.0,
+                    "rules after an event: {e}; the next pass runs them"
+                );
+                if e.is_write_failure() {
+                    let (cause, advice) = e.public();
+                    api.app.health.write_failed(format!("{cause}: {advice}"));
+                }
+                failed = Some(e);
+            }
         }
     }
-    Json(json!({ "recorded": events.len(), "queued": queued, "moves": moves })).into_response()
+    let body = answer(recorded, queued, moves);
+    if failed.is_none()
+        && let Some(k) = &idem
+        && let Err(e) = store.idempotency_update(k, 200, &body).await
+    {
+        tracing::warn!("keeping the answer for Idempotency-Key {}: {e}", k.key);
+    }
+    json_text(body)
 }
 
 async fn get_lead(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -587,9 +849,14 @@ const PIXEL: [u8; 43] = [
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
+/// How long a repeat of the same open or click (the same token) counts as the same.
+pub const TRACKING_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
+
 /// Records an `open` or `click` event and runs the lead's rules at once, as for any
-/// event (`has_event("click")`, `last_event_props("click").url`). A lead since
-/// forgotten, or an id now someone else's (the address digest differs), records nothing.
+/// event (`has_event("click")`, `last_event_props("click").url`). The same token again
+/// within [`TRACKING_WINDOW`] (an image proxy, a double click) records nothing and runs
+/// nothing. A lead since forgotten, or an id now someone else's (the address digest
+/// differs), records nothing.
 async fn record(api: &Api, who: &crate::tracking::Who, kind: &str, props: ValueMap) {
     let now = api.clock.now();
     let id = LeadId(who.lead);
@@ -603,7 +870,14 @@ async fn record(api: &Api, who: &crate::tracking::Who, kind: &str, props: ValueM
             at: now,
             props,
         };
-        api.app.store.insert_events(&[(id, event)], now).await?;
+        if !api
+            .app
+            .store
+            .record_tracking(id, &event, TRACKING_WINDOW, now)
+            .await?
+        {
+            return Ok(());
+        }
         if let Some(r) =
             crate::tick::evaluate_lead(&api.app.store, &api.app.funnel(), id, now).await?
         {

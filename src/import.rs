@@ -13,6 +13,93 @@ use std::path::Path;
 /// The longest name accepted.
 pub const MAX_NAME: usize = 200;
 
+/// The most tags on one lead.
+pub const MAX_TAGS: usize = 50;
+/// The longest tag, attribute key or property key.
+pub const MAX_KEY: usize = 64;
+/// The longest string value of an attribute or a property.
+pub const MAX_VALUE: usize = 1000;
+/// The longest event id.
+pub const MAX_EVENT_ID: usize = 200;
+
+/// A tag, or an attribute or property key: letters, digits, `_`, `-` and `.`, at most
+/// [`MAX_KEY`] characters.
+pub fn check_key(what: &str, k: &str) -> Result<(), String> {
+    if k.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    let n = k.chars().count();
+    if n > MAX_KEY {
+        return Err(format!(
+            "{what} `{k}` has {n} characters; at most {MAX_KEY}"
+        ));
+    }
+    if let Some(c) = k
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "{what} `{}` holds {c:?}; only letters, digits, `_`, `-` and `.` are allowed",
+            k.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Attributes or properties: keys as [`check_key`], string values at most
+/// [`MAX_VALUE`] characters. `field` is `attrs` or `props` (`attr`/`prop` in a CSV).
+pub fn check_values(field: &str, map: &ValueMap) -> Result<(), String> {
+    for (k, v) in map {
+        check_key("key", k).map_err(|e| format!("{field}.{k}: {e}"))?;
+        if let Value::Str(s) = v {
+            let n = s.chars().count();
+            if n > MAX_VALUE {
+                return Err(format!(
+                    "{field}.{k}: {n} characters; a value holds at most {MAX_VALUE}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tags, as given: at most [`MAX_TAGS`], each as [`check_key`].
+pub fn check_tags(tags: &[String]) -> Result<(), String> {
+    if tags.len() > MAX_TAGS {
+        return Err(format!("tags: {} tags; at most {MAX_TAGS}", tags.len()));
+    }
+    for t in tags {
+        check_key("tag", t).map_err(|e| format!("tags: {e}"))?;
+    }
+    Ok(())
+}
+
+/// An event's own id: at most [`MAX_EVENT_ID`] characters, no control characters.
+pub fn check_event_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("id: empty; leave it out or give the event's own id".into());
+    }
+    let n = id.chars().count();
+    if n > MAX_EVENT_ID {
+        return Err(format!("id: {n} characters; at most {MAX_EVENT_ID}"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("id: holds a control character".into());
+    }
+    Ok(())
+}
+
+/// A name without RFC 2047 encoded-word markers (`=?charset?b?…?=`): a name goes into
+/// the To header, where such a word would be decoded by mail clients into anything
+/// (a line break, another header). The markers are removed; the text stays.
+pub fn neutralise_encoded_words(name: &str) -> String {
+    let mut s = name.to_string();
+    while s.contains("=?") || s.contains("?=") {
+        s = s.replace("=?", "").replace("?=", "");
+    }
+    s
+}
+
 /// Rows committed per transaction.
 const BATCH: usize = 1000;
 
@@ -42,6 +129,8 @@ pub struct ImportReport {
     pub created: usize,
     pub updated: usize,
     pub events: usize,
+    /// Events skipped because their `id` was already recorded for their lead.
+    pub duplicates: usize,
     pub bad: Vec<BadRow>,
 }
 
@@ -63,6 +152,7 @@ struct LeadColumns {
 
 struct EventColumns {
     email: usize,
+    id: Option<usize>,
     kind: usize,
     at: usize,
     props: Vec<(usize, String)>,
@@ -96,7 +186,7 @@ fn classify(header: &csv::StringRecord) -> Result<Kind, String> {
     if let Some(kind) = find("kind") {
         let at = find("at").ok_or("an events file needs an `at` column (RFC 3339 time)")?;
         for n in &names {
-            if !["email", "kind", "at"].contains(&n.as_str()) && !n.starts_with("prop.") {
+            if !["email", "kind", "at", "id"].contains(&n.as_str()) && !n.starts_with("prop.") {
                 return Err(format!(
                     "unknown column `{n}` in an events file; properties are written prop.{n}"
                 ));
@@ -104,6 +194,7 @@ fn classify(header: &csv::StringRecord) -> Result<Kind, String> {
         }
         return Ok(Kind::Events(EventColumns {
             email,
+            id: find("id"),
             kind,
             at,
             props: prefixed("prop.")?,
@@ -203,17 +294,21 @@ pub fn lead_upsert(f: LeadFields<'_>, cfg: &Config) -> Result<LeadUpsert, String
         .created_at
         .map(|t| parse_instant_or_date(t).map_err(|e| format!("created_at: {e}")))
         .transpose()?;
-    let tags = f
+    let tags: Vec<String> = f
         .tags
         .iter()
         .map(|t| t.trim())
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect();
-    // A name is one line of text: a line break from a spreadsheet cell becomes a space.
+    check_tags(&tags)?;
+    check_values("attrs", &f.attrs)?;
+    // A name is one line of text: a line break from a spreadsheet cell becomes a space,
+    // and an encoded-word loses its markers.
     let name = f
         .name
         .map(crate::domain::one_line)
+        .map(|n| neutralise_encoded_words(&n).trim().to_string())
         .filter(|n| !n.is_empty());
     // It goes into the To header of every email: a header line has a limit.
     if let Some(n) = &name
@@ -236,7 +331,10 @@ pub fn lead_upsert(f: LeadFields<'_>, cfg: &Config) -> Result<LeadUpsert, String
     })
 }
 
-fn event_row(cols: &EventColumns, r: &csv::StringRecord) -> Result<(EmailAddress, Event), String> {
+/// An event row: the lead's email, the event, and its own id if the file gives one.
+type EventRow = (EmailAddress, Event, Option<String>);
+
+fn event_row(cols: &EventColumns, r: &csv::StringRecord) -> Result<EventRow, String> {
     let email =
         EmailAddress::parse(r.get(cols.email).unwrap_or("")).map_err(|e| format!("email: {e}"))?;
     let kind = cell(r, Some(cols.kind)).ok_or("kind: empty")?;
@@ -248,6 +346,11 @@ fn event_row(cols: &EventColumns, r: &csv::StringRecord) -> Result<(EmailAddress
         .iter()
         .filter_map(|(i, k)| cell(r, Some(*i)).map(|v| (k.clone(), Value::infer(v))))
         .collect();
+    check_values("prop", &props)?;
+    let id = cell(r, cols.id).map(str::to_string);
+    if let Some(id) = &id {
+        check_event_id(id)?;
+    }
     Ok((
         email,
         Event {
@@ -255,6 +358,7 @@ fn event_row(cols: &EventColumns, r: &csv::StringRecord) -> Result<(EmailAddress
             at,
             props,
         },
+        id,
     ))
 }
 
@@ -328,7 +432,7 @@ pub async fn import_reader<R: Read>(
         ..Default::default()
     };
     let mut leads: Vec<LeadUpsert> = Vec::new();
-    let mut events: Vec<(u64, EmailAddress, Event)> = Vec::new();
+    let mut events: Vec<(u64, EventRow)> = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
         let line = rdr.position().line();
@@ -371,7 +475,7 @@ pub async fn import_reader<R: Read>(
                 Err(message) => report.bad.push(BadRow { line, message }),
             },
             Kind::Events(cols) => match event_row(cols, &record) {
-                Ok((email, e)) => events.push((line, email, e)),
+                Ok(row) => events.push((line, row)),
                 Err(message) => report.bad.push(BadRow { line, message }),
             },
         }
@@ -416,20 +520,22 @@ async fn flush_leads(
 
 async fn flush_events(
     store: &Store,
-    rows: &mut Vec<(u64, EmailAddress, Event)>,
+    rows: &mut Vec<(u64, EventRow)>,
     now: DateTime<Utc>,
     report: &mut ImportReport,
 ) -> Result<(), StoreError> {
     let mut ok = Vec::with_capacity(rows.len());
-    for (line, email, e) in rows.drain(..) {
+    for (line, (email, e, event_id)) in rows.drain(..) {
         match store.lead_id_by_email(&email).await? {
-            Some(id) => ok.push((id, e)),
+            Some(id) => ok.push((id, e, event_id)),
             None => report.bad.push(BadRow {
                 line,
                 message: format!("email: no lead `{email}`; import the leads first"),
             }),
         }
     }
-    report.events += store.insert_events(&ok, now).await?;
+    let r = store.record_events(&ok, now).await?;
+    report.events += r.recorded;
+    report.duplicates += r.duplicates;
     Ok(())
 }

@@ -181,7 +181,7 @@ impl Store {
         rows: &[(LeadId, String, DateTime<Utc>)],
         requested_at: DateTime<Utc>,
     ) -> Result<u64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut n = 0;
         for (lead, stage, at) in rows {
             n += sqlx::query(

@@ -84,7 +84,7 @@ impl Store {
         detail: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<LeadId>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let old: Option<String> =
             sqlx::query_scalar("SELECT reason FROM suppressions WHERE email_hash = ?")
                 .bind(email.digest())
@@ -127,11 +127,10 @@ impl Store {
             .await?;
         // Overwrite what is deleted, and fold the write-ahead log back into the file,
         // so the erased data is not left in free pages or old log frames.
-        let mut conn = self.pool().acquire().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("PRAGMA secure_delete = ON")
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         for table in [
             "lead_tags",
             "lead_attrs",
@@ -148,12 +147,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        // The deletes above ran with it on; the connection goes back to the pool as
+        // it came.
         sqlx::query("PRAGMA secure_delete = OFF")
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut *conn)
+            .execute(self.pool())
             .await?;
         Ok(Some(brief.email))
     }

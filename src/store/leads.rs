@@ -104,90 +104,11 @@ impl Store {
         update_stage: bool,
         now: DateTime<Utc>,
     ) -> Result<Vec<UpsertResult>> {
-        let mut tx = self.pool().begin().await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let existing: Option<(i64, String)> =
-                sqlx::query_as("SELECT id, stage FROM leads WHERE email = ?")
-                    .bind(row.email.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let id = match existing {
-                None => {
-                    let stage = row.stage.as_ref().unwrap_or(initial);
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO leads (email, name, stage, locale, timezone, created_at, stage_entered_at, updated_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    )
-                    .bind(row.email.as_str())
-                    .bind(&row.name)
-                    .bind(stage.as_str())
-                    .bind(&row.locale)
-                    .bind(row.timezone.map(|t| t.name().to_string()))
-                    .bind(ms(row.created_at.unwrap_or(now)))
-                    .bind(ms(now))
-                    .bind(ms(now))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    insert_history(&mut tx, id, None, stage.as_str(), now, "import").await?;
-                    out.push(UpsertResult::Created(LeadId(id)));
-                    id
-                }
-                Some((id, stage)) => {
-                    sqlx::query(
-                        "UPDATE leads SET name = COALESCE(?, name), locale = COALESCE(?, locale),
-                         timezone = COALESCE(?, timezone), updated_at = ? WHERE id = ?",
-                    )
-                    .bind(&row.name)
-                    .bind(&row.locale)
-                    .bind(row.timezone.map(|t| t.name().to_string()))
-                    .bind(ms(now))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if update_stage
-                        && let Some(new) = &row.stage
-                        && new.as_str() != stage
-                    {
-                        sqlx::query(
-                            "UPDATE leads SET stage = ?, stage_entered_at = ? WHERE id = ?",
-                        )
-                        .bind(new.as_str())
-                        .bind(ms(now))
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                        insert_history(
-                            &mut tx,
-                            id,
-                            Some(&stage),
-                            new.as_str(),
-                            now,
-                            "import --update-stage",
-                        )
-                        .await?;
-                    }
-                    out.push(UpsertResult::Updated(LeadId(id)));
-                    id
-                }
-            };
-            for tag in &row.tags {
-                sqlx::query(
-                    "INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(id)
-                .bind(tag)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for (k, v) in &row.attrs {
-                upsert_attr(&mut tx, id, k, v).await?;
-            }
-        }
+        let mut tx = self.begin_write().await?;
+        let out = upsert_leads_in(&mut tx, rows, initial, update_stage, now).await?;
         tx.commit().await?;
         Ok(out)
     }
-
     /// How many leads the database holds.
     pub async fn lead_count(&self) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads")
@@ -225,21 +146,75 @@ impl Store {
         events: &[(LeadId, Event)],
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        let mut tx = self.pool().begin().await?;
-        for (lead, e) in events {
-            sqlx::query(
-                "INSERT INTO events (lead_id, kind, at, props, recorded_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(lead.0)
-            .bind(&e.kind)
-            .bind(ms(e.at))
-            .bind(Value::map_to_json(&e.props))
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-        }
+        let with_ids: Vec<(LeadId, Event, Option<String>)> =
+            events.iter().map(|(l, e)| (*l, e.clone(), None)).collect();
+        Ok(self.record_events(&with_ids, now).await?.recorded)
+    }
+
+    /// Records events, each with its optional id: an id already recorded for its lead
+    /// (or earlier in the same batch) is skipped and counted as a duplicate.
+    pub async fn record_events(
+        &self,
+        events: &[(LeadId, Event, Option<String>)],
+        now: DateTime<Utc>,
+    ) -> Result<Recorded> {
+        let mut tx = self.begin_write().await?;
+        let r = insert_events_in(&mut tx, events, now).await?;
         tx.commit().await?;
-        Ok(events.len())
+        Ok(r)
+    }
+
+    /// Records an open or a click unless the same one (lead, kind and props: what
+    /// its token names) was recorded within `window` before `now`. Returns whether it
+    /// was recorded; a repeat records nothing.
+    pub async fn record_tracking(
+        &self,
+        lead: LeadId,
+        event: &Event,
+        window: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let props = Value::map_to_json(&event.props);
+        let mut tx = self.begin_write().await?;
+        let seen: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM events WHERE lead_id = ? AND at > ? AND at <= ? AND kind = ? AND props = ? LIMIT 1",
+        )
+        .bind(lead.0)
+        .bind(ms(event.at - window))
+        .bind(ms(event.at))
+        .bind(&event.kind)
+        .bind(&props)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if seen.is_some() {
+            // Nothing written: ending the transaction is all that is left.
+            tx.commit().await?;
+            return Ok(false);
+        }
+        insert_events_in(&mut tx, &[(lead, event.clone(), None)], now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Updates the answer kept for an idempotency key (a request's final answer, once
+    /// known after its own transaction).
+    pub async fn idempotency_update(
+        &self,
+        k: &IdempotencyKey,
+        status: u16,
+        response: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = ?, response = ? WHERE endpoint = ? AND key = ? AND request_hash = ?",
+        )
+        .bind(i64::from(status))
+        .bind(response)
+        .bind(&k.endpoint)
+        .bind(&k.key)
+        .bind(&k.hash)
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// Up to `limit` leads with id > `after`, in id order, with the events and sends at
@@ -364,7 +339,7 @@ impl Store {
         if changes.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut inserted = 0;
         for c in changes {
             inserted += apply_one(&mut tx, c, now).await?;
@@ -493,5 +468,206 @@ async fn upsert_attr(
         .bind(v.to_json())
         .execute(tx)
         .await?;
+    Ok(())
+}
+
+/// [`Store::upsert_leads`] inside the caller's write transaction.
+pub(crate) async fn upsert_leads_in(
+    tx: &mut sqlx::SqliteConnection,
+    rows: &[LeadUpsert],
+    initial: &StageId,
+    update_stage: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<UpsertResult>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let existing: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, stage FROM leads WHERE email = ?")
+                .bind(row.email.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let id = match existing {
+            None => {
+                let stage = row.stage.as_ref().unwrap_or(initial);
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO leads (email, name, stage, locale, timezone, created_at, stage_entered_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(row.email.as_str())
+                .bind(&row.name)
+                .bind(stage.as_str())
+                .bind(&row.locale)
+                .bind(row.timezone.map(|t| t.name().to_string()))
+                .bind(ms(row.created_at.unwrap_or(now)))
+                .bind(ms(now))
+                .bind(ms(now))
+                .fetch_one(&mut *tx)
+                .await?;
+                insert_history(tx, id, None, stage.as_str(), now, "import").await?;
+                out.push(UpsertResult::Created(LeadId(id)));
+                id
+            }
+            Some((id, stage)) => {
+                sqlx::query(
+                    "UPDATE leads SET name = COALESCE(?, name), locale = COALESCE(?, locale),
+                     timezone = COALESCE(?, timezone), updated_at = ? WHERE id = ?",
+                )
+                .bind(&row.name)
+                .bind(&row.locale)
+                .bind(row.timezone.map(|t| t.name().to_string()))
+                .bind(ms(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if update_stage
+                    && let Some(new) = &row.stage
+                    && new.as_str() != stage
+                {
+                    sqlx::query("UPDATE leads SET stage = ?, stage_entered_at = ? WHERE id = ?")
+                        .bind(new.as_str())
+                        .bind(ms(now))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_history(
+                        tx,
+                        id,
+                        Some(&stage),
+                        new.as_str(),
+                        now,
+                        "import --update-stage",
+                    )
+                    .await?;
+                }
+                out.push(UpsertResult::Updated(LeadId(id)));
+                id
+            }
+        };
+        for tag in &row.tags {
+            sqlx::query(
+                "INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (k, v) in &row.attrs {
+            upsert_attr(tx, id, k, v).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// How many events a batch recorded, and how many it skipped as already recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub recorded: usize,
+    pub duplicates: usize,
+}
+
+/// [`Store::record_events`] inside the caller's write transaction.
+pub(crate) async fn insert_events_in(
+    tx: &mut sqlx::SqliteConnection,
+    events: &[(LeadId, Event, Option<String>)],
+    now: DateTime<Utc>,
+) -> Result<Recorded> {
+    let mut r = Recorded::default();
+    for (lead, e, id) in events {
+        // The only unique index on events is (lead_id, external_id) for ids given.
+        let done = sqlx::query(
+            "INSERT INTO events (lead_id, kind, at, props, recorded_at, external_id) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(lead.0)
+        .bind(&e.kind)
+        .bind(ms(e.at))
+        .bind(Value::map_to_json(&e.props))
+        .bind(ms(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 1 {
+            r.recorded += 1;
+        } else {
+            r.duplicates += 1;
+        }
+    }
+    Ok(r)
+}
+
+/// How long a request's answer is kept for its `Idempotency-Key`.
+pub const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// A request's `Idempotency-Key`: the endpoint, the key and the hash of the body.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub endpoint: String,
+    pub key: String,
+    pub hash: String,
+}
+
+/// What the store knows of an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Not seen within 24 h: do the work.
+    Fresh,
+    /// Seen with the same body: answer this again, record nothing.
+    Same { status: u16, response: String },
+    /// Seen with another body.
+    Conflict,
+}
+
+/// Looks a key up, inside the write transaction that will do the work.
+pub(crate) async fn idempotency_lookup(
+    tx: &mut sqlx::SqliteConnection,
+    k: &IdempotencyKey,
+    now: DateTime<Utc>,
+) -> Result<Replay> {
+    let row: Option<(String, i64, String)> = sqlx::query_as(
+        "SELECT request_hash, status, response FROM idempotency_keys WHERE endpoint = ? AND key = ? AND created_at > ?",
+    )
+    .bind(&k.endpoint)
+    .bind(&k.key)
+    .bind(ms(now - IDEMPOTENCY_TTL))
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(match row {
+        None => Replay::Fresh,
+        Some((hash, status, response)) if hash == k.hash => Replay::Same {
+            status: u16::try_from(status).unwrap_or(200),
+            response,
+        },
+        Some(_) => Replay::Conflict,
+    })
+}
+
+/// Keeps a request's answer under its key, in the transaction that did the work; keys
+/// older than 24 h are dropped on the way.
+pub(crate) async fn idempotency_save(
+    tx: &mut sqlx::SqliteConnection,
+    k: &IdempotencyKey,
+    status: u16,
+    response: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE created_at <= ?")
+        .bind(ms(now - IDEMPOTENCY_TTL))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (endpoint, key, request_hash, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (endpoint, key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status,
+           response = excluded.response, created_at = excluded.created_at",
+    )
+    .bind(&k.endpoint)
+    .bind(&k.key)
+    .bind(&k.hash)
+    .bind(i64::from(status))
+    .bind(response)
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

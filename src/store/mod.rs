@@ -13,7 +13,10 @@ mod timeline;
 
 pub use campaigns::{Firing, FiringState};
 pub use consent::{LeadBrief, Suppression};
-pub use leads::{LeadChanges, LeadUpsert, LoadedLead, NewSend, UpsertResult};
+pub use leads::{
+    IdempotencyKey, LeadChanges, LeadUpsert, LoadedLead, NewSend, Recorded, Replay, UpsertResult,
+};
+pub(crate) use leads::{idempotency_lookup, idempotency_save, insert_events_in, upsert_leads_in};
 pub use outbox::{Claimed, OutboxFilter, OutboxRow, OutboxState};
 pub use timeline::{MoveRow, SendRow};
 
@@ -24,7 +27,10 @@ use sqlx::sqlite::{
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Errors of the storage layer.
+/// Errors of the storage layer. SQLite's result code decides the variant (never the
+/// message text): SQLITE_FULL is [`StoreError::Full`], SQLITE_READONLY
+/// [`StoreError::ReadOnly`], SQLITE_BUSY and SQLITE_LOCKED [`StoreError::Busy`],
+/// SQLITE_IOERR (and SQLITE_CANTOPEN, SQLITE_CORRUPT) [`StoreError::Io`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {url}: {source}")]
@@ -35,6 +41,12 @@ pub enum StoreError {
     Busy(sqlx::Error),
     #[error("database is read-only ({0}); check the file's permissions and the disk")]
     ReadOnly(sqlx::Error),
+    #[error(
+        "disk full: the database could not be written ({0}); free space on its disk (writes work again without a restart)"
+    )]
+    Full(sqlx::Error),
+    #[error("I/O error on the database file ({0}); check the disk and the file system")]
+    Io(sqlx::Error),
     #[error("database: {0}")]
     Sql(sqlx::Error),
     #[error("corrupt row in the database: {0}")]
@@ -45,15 +57,144 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
 }
 
+/// SQLite's primary result codes that decide how an error is classified.
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_READONLY: i64 = 8;
+const SQLITE_IOERR: i64 = 10;
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_FULL: i64 = 13;
+const SQLITE_CANTOPEN: i64 = 14;
+
+/// The primary SQLite result code of an error, if it came from SQLite.
+fn sqlite_code(e: &sqlx::Error) -> Option<i64> {
+    let code = e.as_database_error()?.code()?;
+    // sqlx gives the extended code; the primary one is its low byte.
+    code.parse::<i64>().ok().map(|c| c & 0xff)
+}
+
+/// Set when a connection met a disk-full or I/O error: every connection handed back
+/// to the pool is then closed instead of kept (its state is suspect: a failed commit
+/// can leave a transaction open on it), until a write commits again.
+static SUSPECT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn suspect(yes: bool) {
+    SUSPECT.store(yes, std::sync::atomic::Ordering::SeqCst);
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        let msg = e.to_string();
-        if msg.contains("database is locked") || msg.contains("database is busy") {
-            StoreError::Busy(e)
-        } else if msg.contains("readonly") || msg.contains("read-only") {
-            StoreError::ReadOnly(e)
-        } else {
-            StoreError::Sql(e)
+        match sqlite_code(&e) {
+            Some(SQLITE_BUSY | SQLITE_LOCKED) => StoreError::Busy(e),
+            Some(SQLITE_READONLY) => StoreError::ReadOnly(e),
+            Some(SQLITE_FULL) => {
+                suspect(true);
+                StoreError::Full(e)
+            }
+            Some(SQLITE_IOERR | SQLITE_CANTOPEN | SQLITE_CORRUPT) => {
+                suspect(true);
+                StoreError::Io(e)
+            }
+            _ => match &e {
+                sqlx::Error::Io(_) => {
+                    suspect(true);
+                    StoreError::Io(e)
+                }
+                _ => StoreError::Sql(e),
+            },
+        }
+    }
+}
+
+impl StoreError {
+    /// What an HTTP client is told: a short cause (`disk full`, `read-only`, `locked`,
+    /// `I/O error`, `database error`) and what to do, without the database's own text.
+    pub fn public(&self) -> (&'static str, &'static str) {
+        match self {
+            StoreError::Full(_) => (
+                "disk full",
+                "the disk holding the database is full; nothing was stored: free space on it and retry (no restart needed)",
+            ),
+            StoreError::ReadOnly(_) => (
+                "read-only",
+                "the database cannot be written (read-only file or file system); nothing was stored: fix its permissions or the mount, then retry",
+            ),
+            StoreError::Busy(_) => (
+                "locked",
+                "the database stayed locked longer than the write waits (10 s); nothing was stored: retry",
+            ),
+            StoreError::Io(_) | StoreError::Open { .. } => (
+                "I/O error",
+                "the database file could not be read or written; nothing was stored: check the disk, then retry",
+            ),
+            StoreError::Sql(_) | StoreError::Corrupt(_) | StoreError::TooNew { .. } => (
+                "database error",
+                "the database refused the request; nothing was stored: see the daemon's log",
+            ),
+        }
+    }
+
+    /// Whether this is a failure to write at all (disk, permissions, lock), as opposed
+    /// to a problem with one statement.
+    pub fn is_write_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Full(_) | StoreError::ReadOnly(_) | StoreError::Busy(_) | StoreError::Io(_)
+        )
+    }
+}
+
+/// A write transaction begun with `BEGIN IMMEDIATE`: it takes the write lock up front
+/// (waiting up to the busy timeout), so a read-then-write never fails to upgrade its
+/// lock. Its connection derefs for queries. `commit` ends it; dropped uncommitted (an
+/// error, a cancelled request) it rolls back, and a connection whose state is in doubt
+/// (a failed commit or rollback, a disk-full or I/O error) is closed, never returned
+/// to the pool.
+pub(crate) struct WriteTx {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    open: bool,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.conn
+    }
+}
+
+impl WriteTx {
+    /// Commits; the write is acknowledged only if this returns `Ok`.
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        match sqlx::query("COMMIT").execute(&mut *self.conn).await {
+            Ok(_) => {
+                self.open = false;
+                suspect(false);
+                Ok(())
+            }
+            Err(e) => {
+                let e = StoreError::from(e);
+                // SQLite may or may not have rolled back: end it for certain.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *self.conn).await;
+                self.open = false;
+                self.conn.close_on_drop();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            // Not committed (an error, or the caller gave up): closing the connection
+            // rolls the transaction back; it never goes back to the pool half done.
+            self.conn.close_on_drop();
         }
     }
 }
@@ -95,12 +236,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_campaigns",
         include_str!("../../migrations/0004_campaigns.sql"),
     ),
+    (
+        "0005_ingest_idempotency",
+        include_str!("../../migrations/0005_ingest_idempotency.sql"),
+    ),
 ];
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// The database file (`None` in memory), for the health probe.
+    file: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -137,10 +284,18 @@ impl Store {
             } else {
                 Some(Duration::from_secs(1800))
             })
+            // After a disk-full or I/O error, connections are closed as they come
+            // back rather than reused, until a write commits again.
+            .after_release(|_conn, _meta| {
+                Box::pin(async { Ok(!SUSPECT.load(std::sync::atomic::Ordering::SeqCst)) })
+            })
             .connect_with(opts)
             .await
             .map_err(open_err)?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            file: sqlite_file(url),
+        })
     }
 
     /// Opens and brings the schema up to date: what every command does first.
@@ -170,7 +325,7 @@ impl Store {
         }
         let mut ran = 0;
         for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::raw_sql(*sql).execute(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -189,6 +344,63 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE`): every read-then-write goes
+    /// through here, so it holds the write lock from its first read.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
+        let mut conn = self.pool.acquire().await?;
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            let e = StoreError::from(e);
+            if matches!(e, StoreError::Full(_) | StoreError::Io(_)) {
+                conn.close_on_drop();
+            }
+            return Err(e);
+        }
+        Ok(WriteTx { conn, open: true })
+    }
+
+    /// A tiny write that changes nothing lasting: whether the database takes writes
+    /// now (for `/healthz`). It writes a row and commits, so a full disk shows.
+    pub async fn probe_write(&self, now: DateTime<Utc>) -> Result<()> {
+        // SQLite can reuse its log's free space on a full disk, so a small commit may
+        // pass where a real batch fails: first make sure the disk itself takes a few
+        // pages next to the database.
+        if let Some(file) = &self.file {
+            let mut probe = file.clone().into_os_string();
+            probe.push("-healthz");
+            let probe = std::path::PathBuf::from(probe);
+            let written = tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                let r = std::fs::File::create(&probe).and_then(|mut f| {
+                    f.write_all(&[0u8; 16 * 1024])?;
+                    f.sync_all()
+                });
+                let _ = std::fs::remove_file(&probe);
+                r
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            if let Err(e) = written {
+                let full = e.raw_os_error() == Some(28); // ENOSPC
+                let e = sqlx::Error::Io(e);
+                suspect(true);
+                return Err(if full {
+                    StoreError::Full(e)
+                } else {
+                    StoreError::Io(e)
+                });
+            }
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('healthz_probe', ?)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(ms(now).to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
