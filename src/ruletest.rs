@@ -296,19 +296,18 @@ fn run_case(
             }
         }
     }
-    let ev = rules.evaluate_only(
-        LoadedLead {
-            lead,
-            events,
-            sends,
-        },
-        now,
-        cfg.default_timezone(),
-        case.rules.as_deref(),
-    );
-    // What the rules print is logged; showing it under its test needs the sandbox to
-    // collect it (to come).
-    let output: Vec<String> = Vec::new();
+    let (ev, output) = crate::rules::capture_output(|| {
+        rules.evaluate_only(
+            LoadedLead {
+                lead,
+                events,
+                sends,
+            },
+            now,
+            cfg.default_timezone(),
+            case.rules.as_deref(),
+        )
+    });
     let mut actual: Vec<String> = ev.actions.iter().map(|(_, a)| describe(a)).collect();
     let mut want: Vec<String> = Vec::new();
     for e in &case.expect {

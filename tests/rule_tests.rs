@@ -78,3 +78,29 @@ fn a_rule_that_does_not_compile_is_named_as_such_and_a_filter_matching_nothing_f
     assert!(o.contains("error: no test matched `no such test`"), "{o}");
     assert!(o.contains("test result: FAILED. 0 passed, 0 failed"), "{o}");
 }
+
+#[test]
+fn what_a_rule_prints_is_shown_under_its_test() {
+    let f = Folder::demo();
+    f.write(
+        "rules/05_trace.rhai",
+        "print(\"stage is \" + lead.stage);\ndebug(lead.tags);\n",
+    );
+    f.write(
+        "rules/tests/trace.yaml",
+        "- name: traced\n  now: 2026-03-02T10:00:00Z\n  lead: { stage: interest, tags: [vip] }\n  rules: [05_trace]\n  expect: []\n- name: traced and wrong\n  now: 2026-03-02T10:00:00Z\n  lead: { stage: evaluation }\n  rules: [05_trace]\n  expect:\n    - tag: x\n",
+    );
+    let o = stdout(&f.run(&["test", "traced"], 1));
+    assert!(
+        o.contains(
+            "test rules/tests/trace.yaml: traced ... ok\n    rules/05_trace.rhai: stage is interest\n    rules/05_trace.rhai: [\"vip\"] (at line 2, position 1)\n"
+        ),
+        "{o}"
+    );
+    assert!(
+        o.contains(
+            "test rules/tests/trace.yaml: traced and wrong ... FAILED\n    rules/05_trace.rhai: stage is evaluation\n"
+        ),
+        "{o}"
+    );
+}

@@ -13,7 +13,9 @@ mod sandbox;
 pub use api::{Action, Catalog};
 pub use audience::Audience;
 pub use eval::Evaluation;
-pub use sandbox::{MAX_OPERATIONS, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES, RULE_TIME_BUDGET};
+pub use sandbox::{
+    MAX_OPERATIONS, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES, RULE_TIME_BUDGET, capture_output,
+};
 
 use rhai::{AST, Engine};
 use std::fmt;

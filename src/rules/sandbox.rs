@@ -43,6 +43,18 @@ struct Run {
 
 thread_local! {
     static RUN: RefCell<Run> = RefCell::new(Run::default());
+    /// What rules print while [`capture_output`] runs on this thread.
+    static CAPTURE: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, also collecting every `print`/`debug` line of the rules it runs as
+/// `rules/FILE.rhai: text` (the log still gets them, within its caps): `embudo test`
+/// shows them with their test.
+pub fn capture_output<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let r = f();
+    let lines = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (r, lines)
 }
 
 /// A new lead's evaluation: its output count starts again.
@@ -84,6 +96,12 @@ fn out_of_time() -> bool {
 /// One `print`/`debug` line: written while the lead's output is under the caps, then
 /// one line saying the rest of that file's output is suppressed.
 fn output(text: &str, debug: bool) {
+    CAPTURE.with(|c| {
+        if let Some(lines) = c.borrow_mut().as_mut() {
+            let file = RUN.with(|r| r.borrow().file.clone());
+            lines.push(format!("{file}: {text}"));
+        }
+    });
     enum Say {
         Line(i64, String),
         Suppressed(i64, String),
