@@ -2,8 +2,8 @@
 //! database starts with, and the one place the pieces are wired together.
 
 use crate::delivery::{Deliverer, DeliveryReport, Lease, Mailer, SenderLease};
-use crate::lease::{Acquired, NamedLease};
 use crate::funnel::{Funnel, FunnelCell, FunnelError};
+use crate::lease::{Acquired, NamedLease};
 use crate::signing::Signer;
 use crate::store::{Store, StoreError};
 use crate::tick::{PassReport, evaluate_all};
@@ -87,7 +87,9 @@ impl App {
             }
             Acquired::Fresh {
                 dead: Some(holder), ..
-            } => tracing::warn!(%holder, "the previous pass's process is gone; its tick lock is taken over"),
+            } => {
+                tracing::warn!(%holder, "the previous pass's process is gone; its tick lock is taken over")
+            }
             _ => {}
         }
         let keep = lease.keep_alive(&self.store, CancellationToken::new());

@@ -67,6 +67,21 @@ pub struct Config {
     pub campaigns: Vec<Campaign>,
     /// Sample data `embudo run` imports into a database that has never had leads.
     pub seed: Seed,
+    /// How hot reload treats this file.
+    pub reload: Reload,
+    /// The keys this file sets itself (`limits.quiet_hours`, `smtp.from`,
+    /// `campaigns[back-to-school]`…), as opposed to defaults: hot reload refuses a
+    /// change that drops one, since a half-saved file drops them all.
+    pub set_keys: std::collections::BTreeSet<String>,
+}
+
+/// `reload: { allow_removals: true }`: a change that removes keys the running funnel
+/// sets is taken anyway (without it, such a change is refused as a likely half-save).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reload {
+    #[serde(default)]
+    pub allow_removals: bool,
 }
 
 /// Sample leads and events for a demo: imported once by `embudo run` into a database
@@ -630,6 +645,8 @@ impl Config {
             section(&mut p, "defaults", get("defaults")).unwrap_or_default();
         let mut http: Http = section(&mut p, "http", get("http")).unwrap_or_default();
         let raw_seed: Seed = section(&mut p, "seed", get("seed")).unwrap_or_default();
+        let reload: Reload = section(&mut p, "reload", get("reload")).unwrap_or_default();
+        let set_keys = set_keys(&doc);
         // Each campaign on its own: a broken one is left out, the others are checked.
         let mut campaigns: Vec<(usize, Campaign)> = Vec::new();
         match get("campaigns") {
@@ -741,13 +758,64 @@ impl Config {
         }
 
         // Limits.
-        if limits.rate_per_second.is_nan() || limits.rate_per_second <= 0.0 {
+        if !(MIN_RATE..=MAX_RATE).contains(&limits.rate_per_second) {
             p.add(
                 &keys(&["limits", "rate_per_second"]),
-                "limits.rate_per_second must be greater than 0",
+                format!(
+                    "limits.rate_per_second {} is out of range: between {MIN_RATE} (one email every 100 seconds) and {MAX_RATE}",
+                    limits.rate_per_second
+                ),
                 Some("write the emails a second the SMTP server takes, e.g. 20".into()),
             );
             limits.rate_per_second = default_rate();
+        }
+        for (key, span, min, max) in [
+            (
+                "expire_after",
+                &mut limits.expire_after,
+                TimeDelta::minutes(1),
+                TimeDelta::days(365),
+            ),
+            (
+                "retry_for",
+                &mut limits.retry_for,
+                TimeDelta::zero(),
+                TimeDelta::days(365),
+            ),
+            (
+                "retry_after",
+                &mut limits.retry_after,
+                TimeDelta::seconds(1),
+                TimeDelta::days(1),
+            ),
+        ] {
+            if span.0 < min || span.0 > max {
+                p.add(
+                    &keys(&["limits", key]),
+                    format!(
+                        "limits.{key} {} is out of range: between {} and {}",
+                        crate::domain::time::format_duration(span.0),
+                        crate::domain::time::format_duration(min),
+                        crate::domain::time::format_duration(max)
+                    ),
+                    Some("write a duration such as 90s, 15m, 36h, 7d".into()),
+                );
+                *span = match key {
+                    "expire_after" => default_expire(),
+                    "retry_for" => default_retry(),
+                    _ => default_retry_after(),
+                };
+            }
+        }
+        if let Some(pl) = &limits.per_lead
+            && (pl.max > 10_000 || pl.within.0 > TimeDelta::days(365))
+        {
+            p.add(
+                &keys(&["limits", "per_lead"]),
+                "limits.per_lead is out of range: max at most 10000, within at most 365d",
+                Some("e.g. per_lead: { max: 3, within: 7d }".into()),
+            );
+            limits.per_lead = None;
         }
         if let Some(pl) = &limits.per_lead
             && (pl.max == 0 || pl.within.0 <= TimeDelta::zero())
@@ -897,6 +965,8 @@ impl Config {
             http,
             campaigns: kept,
             seed,
+            reload,
+            set_keys,
         };
         (config, p.list)
     }
@@ -1071,6 +1141,43 @@ fn locate_nth(src: &str, key: &str, value: &str, nth: usize) -> (usize, usize) {
 }
 
 /// The top-level keys of embudo.yaml.
+/// The range of `limits.rate_per_second`: below, the pacing gap overflows any timer;
+/// above, no SMTP server keeps up.
+const MIN_RATE: f64 = 0.01;
+const MAX_RATE: f64 = 10_000.0;
+
+/// The keys a document sets, as dotted paths down to the leaves of the known
+/// sections (`limits.per_lead`, `smtp.from`), and one entry per campaign by id.
+fn set_keys(doc: &serde_yaml::Mapping) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (k, v) in doc {
+        let top = key_text(k);
+        if v.is_null() {
+            continue;
+        }
+        match (top.as_str(), v) {
+            ("campaigns", serde_yaml::Value::Sequence(items)) => {
+                for item in items {
+                    if let Some(id) = item.get("id").and_then(|i| i.as_str()) {
+                        out.insert(format!("campaigns[{id}]"));
+                    }
+                }
+            }
+            (_, serde_yaml::Value::Mapping(m)) => {
+                for (k2, v2) in m {
+                    if !v2.is_null() {
+                        out.insert(format!("{top}.{}", key_text(k2)));
+                    }
+                }
+            }
+            _ => {
+                out.insert(top);
+            }
+        }
+    }
+    out
+}
+
 const TOP_KEYS: &[&str] = &[
     "funnel",
     "database",
@@ -1081,6 +1188,7 @@ const TOP_KEYS: &[&str] = &[
     "http",
     "campaigns",
     "seed",
+    "reload",
 ];
 
 /// How to let embudo talk to a server without STARTTLS (for errors and `check`).

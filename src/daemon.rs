@@ -17,6 +17,9 @@ const POLL: Duration = Duration::from_millis(250);
 /// How often the funnel folder is looked at for changes.
 const WATCH: Duration = Duration::from_millis(500);
 
+/// How long the folder must stand still before a change is taken.
+const SETTLE: Duration = Duration::from_millis(1500);
+
 /// How `embudo run` was asked to run, beyond the funnel folder.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -94,7 +97,6 @@ pub async fn run(
                     tracing::error!(
                         "the HTTP API is not running ({e}); the rest of the daemon is; free the address or change http.listen (or run --listen)"
                     );
-                    return;
                 }
             }
         })
@@ -373,23 +375,28 @@ async fn watch(app: App, shutdown: CancellationToken) {
     let started = app.funnel().config.clone();
     let mut seen = fp(&app).await;
     let mut settled = seen;
+    let mut still_since = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(WATCH) => {}
             _ = shutdown.cancelled() => return,
         }
         let now = fp(&app).await;
-        // Act once the files stood still for a poll: not on a half-saved file.
-        let changed = now == seen && now != settled;
-        seen = now;
-        if !changed {
+        if now != seen {
+            seen = now;
+            still_since = std::time::Instant::now();
+            continue;
+        }
+        // Act once the files have stood still for a moment: not on a file an editor
+        // is still writing.
+        if now == settled || still_since.elapsed() < SETTLE {
             continue;
         }
         settled = now;
         let old = app.funnel();
         match reload::prepare(&old.config.path, &app.store, &old).await {
-            Ok(new) => {
-                let restart = reload::restart_required(&started, &new.config);
+            Ok(mut new) => {
+                let restart = reload::keep_restart_settings(&started, &mut new.config);
                 if !restart.is_empty() {
                     tracing::warn!(
                         settings = %restart.join(", "),

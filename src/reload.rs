@@ -4,8 +4,10 @@
 //! Changes are found by polling a fingerprint (paths, sizes, modification times)
 //! rather than by file-system notifications: polling works the same on every file
 //! system (network mounts, containers, editors that replace files), and a change is
-//! taken only once the files have stood still for one poll, so a half-saved file is
-//! not mistaken for a broken one.
+//! taken only once the files have stood still for a moment. A change that drops keys
+//! the running file sets (quiet hours, `smtp.from`, a campaign…) is refused unless the
+//! file says `reload: { allow_removals: true }`: an editor's half-save or a truncated
+//! file looks exactly like that.
 
 use crate::config::Config;
 use crate::funnel::Funnel;
@@ -62,6 +64,14 @@ pub async fn prepare(
         return Err(problems.iter().map(|p| p.to_string()).collect());
     }
     let funnel = Funnel::load(config_path).map_err(|e| vec![e.to_string()])?;
+    let removed = removed_keys(&running.config, &funnel.config);
+    if !removed.is_empty() && !funnel.config.reload.allow_removals {
+        return Err(vec![format!(
+            "{}: the change removes {} that the running funnel sets; refused as a likely half-saved file. To remove them on purpose, add `reload: {{ allow_removals: true }}` to the file",
+            funnel.config.display_path(&funnel.config.path),
+            removed.join(", ")
+        )]);
+    }
     if !funnel.rule_errors.is_empty() {
         return Err(funnel.rule_errors.iter().map(|e| e.to_string()).collect());
     }
@@ -106,6 +116,27 @@ pub async fn still_used(
 }
 
 /// Settings a running daemon cannot change: it keeps the old ones and says so.
+/// The keys `running` sets that `new` no longer does.
+pub fn removed_keys(running: &Config, new: &Config) -> Vec<String> {
+    running
+        .set_keys
+        .difference(&new.set_keys)
+        .filter(|k| k.as_str() != "reload.allow_removals")
+        .cloned()
+        .collect()
+}
+
+/// Puts back into `new` the settings only a restart can change (`database`,
+/// `smtp.url`, `http.listen`), as `started` has them; returns the ones that differed.
+pub fn keep_restart_settings(started: &Config, new: &mut Config) -> Vec<&'static str> {
+    let changed = restart_required(started, new);
+    new.database = started.database.clone();
+    new.smtp.url = started.smtp.url.clone();
+    new.smtp.transport = started.smtp.transport.clone();
+    new.http.listen = started.http.listen.clone();
+    changed
+}
+
 pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     if old.database != new.database {

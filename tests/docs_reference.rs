@@ -155,6 +155,7 @@ const CONFIG_LEVELS: &[(&str, &str, &str)] = &[
     ("defaults:\n  zzz: 1\n", "defaults.", ""),
     ("http:\n  zzz: 1\n", "http.", ""),
     ("seed:\n  zzz: 1\n", "seed.", ""),
+    ("reload:\n  zzz: 1\n", "reload.", ""),
     ("campaigns:\n  - id: a\n    zzz: 1\n", "", "campaigns"),
     (
         "campaigns:\n  - id: a\n    schedule: { cron: \"0 0 9 * * *\", zzz: 1 }\n",

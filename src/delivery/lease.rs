@@ -15,10 +15,14 @@ const TTL: TimeDelta = TimeDelta::seconds(30);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lease {
     /// Taken fresh; this many rows in flight at a crash were put back to `retry`.
-    Taken { recovered: u64 },
+    Taken {
+        recovered: u64,
+    },
     Renewed,
     /// Another live sender has it.
-    Busy { holder: String },
+    Busy {
+        holder: String,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -314,7 +314,7 @@ impl Deliverer {
             let mut deferred = 0;
             let mut rows = claimed.into_iter();
             let mut halted = None;
-            while let Some(row) = rows.next() {
+            for row in rows.by_ref() {
                 // Wait for this row's slot (the rate) with the brakes on.
                 if let Some(why) = brakes.wait_until(&self.store, next_slot).await? {
                     halted = Some((why, row));
@@ -374,9 +374,7 @@ impl Deliverer {
             }
             let stopped = halted.is_some();
             if let Some((why, row)) = halted {
-                let back: Vec<i64> = std::iter::once(row.id)
-                    .chain(rows.map(|r| r.id))
-                    .collect();
+                let back: Vec<i64> = std::iter::once(row.id).chain(rows.map(|r| r.id)).collect();
                 self.store.unclaim(&back).await?;
                 tracing::info!(
                     in_flight = tasks.0.len(),
@@ -411,7 +409,13 @@ impl Deliverer {
         loop {
             match self.store.mark_sent(id, now).await {
                 Ok(()) => return Ok(()),
-                Err(e @ (StoreError::Busy(_) | StoreError::Sql(_))) if tries < 60 => {
+                Err(
+                    e @ (StoreError::Busy(_)
+                    | StoreError::Full(_)
+                    | StoreError::Io(_)
+                    | StoreError::ReadOnly(_)
+                    | StoreError::Sql(_)),
+                ) if tries < 60 => {
                     tries += 1;
                     tracing::warn!(
                         outbox = id,
