@@ -234,6 +234,33 @@ pub fn warnings(config_path: &Path) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let file = cfg.display_path(&cfg.path);
     let src = std::fs::read_to_string(&cfg.path).unwrap_or_default();
+    if let crate::config::Transport::Smtp {
+        tls: tls @ (crate::config::Tls::None | crate::config::Tls::Opportunistic),
+        plain_auth: false,
+        ..
+    } = cfg.smtp.transport
+        && cfg.smtp.username.is_some()
+    {
+        let (l, c) = cfg.position_at(&keys(&["smtp", "url"]));
+        out.push(
+            Diagnostic::new(
+                &file,
+                l,
+                c,
+                format!(
+                    "smtp.username is set but smtp.url says tls={}: embudo refuses to send the password over a connection without TLS, so {}",
+                    if tls == crate::config::Tls::None { "none" } else { "opportunistic" },
+                    if tls == crate::config::Tls::None {
+                        "nothing will be sent"
+                    } else {
+                        "nothing will be sent to a server that does not offer STARTTLS"
+                    }
+                ),
+            )
+            .with_hint("use ?tls=required (the default); for a server on this machine only, add &plain_auth=loopback")
+            .with_source(src.clone()),
+        );
+    }
     if let Some(p) = &cfg.limits.per_lead
         && cfg.limits.expire_after.0 <= p.within.0
     {

@@ -275,7 +275,18 @@ pub enum Transport {
         host: String,
         port: u16,
         tls: Tls,
+        /// `plain_auth=loopback`: the password may be sent over a connection without
+        /// TLS; only accepted for a server on this machine.
+        plain_auth: bool,
     },
+}
+
+/// Whether `host` names this machine (the only place a password may go in clear).
+pub fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1092,6 +1103,7 @@ fn parse_transport(url: &str, root: &Path) -> Result<Transport, String> {
     } else {
         Tls::Required
     };
+    let mut plain_auth = false;
     if let Some(q) = query {
         for pair in q.split('&') {
             match pair.split_once('=') {
@@ -1107,6 +1119,12 @@ fn parse_transport(url: &str, root: &Path) -> Result<Transport, String> {
                         }
                     }
                 }
+                Some(("plain_auth", "loopback")) if is_loopback(host) => plain_auth = true,
+                Some(("plain_auth", "loopback")) => {
+                    return Err(format!(
+                        "smtp.url: plain_auth=loopback is only for a server on this machine (127.0.0.1, ::1, localhost), not `{host}`: elsewhere the password would cross the network in clear"
+                    ));
+                }
                 _ => return Err(format!("smtp.url: unknown parameter `{pair}`")),
             }
         }
@@ -1115,6 +1133,7 @@ fn parse_transport(url: &str, root: &Path) -> Result<Transport, String> {
         host: host.to_string(),
         port,
         tls,
+        plain_auth,
     })
 }
 
@@ -1802,7 +1821,8 @@ campaigns:
             Transport::Smtp {
                 host: "mail.example".into(),
                 port: 2525,
-                tls: Tls::None
+                tls: Tls::None,
+                plain_auth: false,
             }
         );
         assert_eq!(
@@ -1810,7 +1830,8 @@ campaigns:
             Transport::Smtp {
                 host: "mail.example".into(),
                 port: 465,
-                tls: Tls::Implicit
+                tls: Tls::Implicit,
+                plain_auth: false,
             }
         );
         assert!(parse_transport("smtp://h:25?tls=maybe", r).is_err());

@@ -31,17 +31,26 @@ pub struct DirectSmtp {
     port: u16,
     tls: Tls,
     credentials: Option<Credentials>,
+    /// The password may go over a connection without TLS (a loopback server only).
+    plain_auth: bool,
     hello: ClientId,
     idle: Arc<Mutex<Vec<(AsyncSmtpConnection, Instant)>>>,
 }
 
 impl DirectSmtp {
-    pub fn new(host: &str, port: u16, tls: Tls, credentials: Option<Credentials>) -> DirectSmtp {
+    pub fn new(
+        host: &str,
+        port: u16,
+        tls: Tls,
+        credentials: Option<Credentials>,
+        plain_auth: bool,
+    ) -> DirectSmtp {
         DirectSmtp {
             host: host.to_string(),
             port,
             tls,
             credentials,
+            plain_auth,
             hello: ClientId::default(),
             idle: Arc::new(Mutex::new(Vec::new())),
         }
@@ -79,6 +88,12 @@ impl DirectSmtp {
             let params = TlsParameters::new(self.host.clone())
                 .map_err(|e| SendError::Temporary(format!("TLS for {}: {e}", self.host)))?;
             conn.starttls(params, &self.hello).await.map_err(classify)?;
+        }
+        if self.credentials.is_some() && !wants_tls && !self.plain_auth {
+            conn.abort().await;
+            return Err(SendError::Temporary(format!(
+                "refusing to send the SMTP password to {where_} over a connection without TLS (the server offers no STARTTLS, or smtp.url says tls=none); nothing was sent. Use a server with TLS, or for a server on this machine add &plain_auth=loopback to smtp.url"
+            )));
         }
         if let Some(c) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], c)

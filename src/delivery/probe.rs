@@ -34,7 +34,9 @@ pub async fn probe(cfg: &Config) -> Result<Probe, String> {
                 dir.display()
             ));
         }
-        Transport::Smtp { host, port, tls } => (host.clone(), *port, *tls),
+        Transport::Smtp {
+            host, port, tls, ..
+        } => (host.clone(), *port, *tls),
     };
     let mut p = Probe::default();
     let mode = match tls {

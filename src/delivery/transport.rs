@@ -46,7 +46,12 @@ impl Mailer {
                     .map_err(|e| format!("cannot create mail folder {}: {e}", dir.display()))?;
                 Ok(Mailer::File(AsyncFileTransport::<Tokio1Executor>::new(dir)))
             }
-            Transport::Smtp { host, port, tls } if *tls != Tls::Implicit => {
+            Transport::Smtp {
+                host,
+                port,
+                tls,
+                plain_auth,
+            } if *tls != Tls::Implicit => {
                 let credentials = match &cfg.smtp.username {
                     Some(user) => Some(Credentials::new(
                         user.clone(),
@@ -59,9 +64,12 @@ impl Mailer {
                     *port,
                     *tls,
                     credentials,
+                    *plain_auth,
                 )))
             }
-            Transport::Smtp { host, port, tls } => {
+            Transport::Smtp {
+                host, port, tls, ..
+            } => {
                 let tls_params =
                     || TlsParameters::new(host.clone()).map_err(|e| format!("TLS for {host}: {e}"));
                 let builder = match tls {

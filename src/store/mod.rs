@@ -261,7 +261,8 @@ impl Store {
             .map_err(open_err)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a commit is on disk before embudo answers that it is stored.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         if let Some(file) = sqlite_file(url)
@@ -269,6 +270,20 @@ impl Store {
             && !dir.as_os_str().is_empty()
         {
             let _ = std::fs::create_dir_all(dir);
+        }
+        // A new database holds personal data and, unless the environment gives one,
+        // the link-signing key: it is created readable by its owner only (SQLite
+        // gives its -wal and -shm files the same permissions).
+        #[cfg(unix)]
+        if let Some(file) = sqlite_file(url)
+            && !url.contains("mode=ro")
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file);
         }
         let in_memory = url.contains(":memory:");
         let pool = SqlitePoolOptions::new()

@@ -434,15 +434,30 @@ impl SmtpServer {
 
     /// A server on a chosen port (to bring one up where embudo already points).
     pub fn start_on(port: u16) -> SmtpServer {
-        SmtpServer::start_with(port, &[])
+        SmtpServer::start_with(port, &[], None)
     }
 
     /// A server that answers `550 5.1.1` (a hard bounce) for these recipients.
     pub fn rejecting(reject: &[&str]) -> SmtpServer {
-        SmtpServer::start_with(free_port(), reject)
+        SmtpServer::start_with(free_port(), reject, None)
     }
 
-    fn start_with(port: u16, reject: &[&str]) -> SmtpServer {
+    /// A server offering AUTH without TLS, accepting `user`/`pass`; `logins()` lists
+    /// the logins it received.
+    pub fn with_plain_auth(user: &str, pass: &str) -> SmtpServer {
+        SmtpServer::start_with(free_port(), &[], Some(format!("{user}:{pass}")))
+    }
+
+    /// The AUTH attempts received ("PLAIN user"), in order.
+    pub fn logins(&self) -> Vec<String> {
+        std::fs::read_to_string(self.maildir.path().join("mail.auth"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn start_with(port: u16, reject: &[&str], auth: Option<String>) -> SmtpServer {
         let maildir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(python());
         cmd.arg(repo().join("tests/support/smtpd.py"))
@@ -450,6 +465,9 @@ impl SmtpServer {
             .arg(maildir.path().join("mail"));
         if !reject.is_empty() {
             cmd.args(["--reject", &reject.join(",")]);
+        }
+        if let Some(a) = auth {
+            cmd.args(["--auth", &a]);
         }
         let child = cmd
             .stdout(Stdio::null())
