@@ -210,3 +210,45 @@ fn a_tick_lock_left_by_a_dead_process_is_taken_over_at_once() {
         stderr(&out)
     );
 }
+
+/// A daemon that cannot do its work says so, loudly: while another process holds the
+/// database locked, nothing can be written and no pass finishes, and `/healthz`
+/// answers 503 with the reasons; once the lock goes, the same daemon answers 200.
+#[test]
+fn healthz_says_when_the_daemon_cannot_work_and_when_it_can_again() {
+    let smtp = SmtpServer::start();
+    let f = Folder::welcome_funnel(&smtp.url(), "{}", 1);
+    // A tick every 2 seconds: a pass is overdue after about 4.
+    let yaml = std::fs::read_to_string(f.path().join("embudo.yaml"))
+        .unwrap()
+        .replace("0 0 0 1 1 *", "*/2 * * * * *");
+    f.write("embudo.yaml", &yaml);
+    f.run(&["import", "leads.csv", "--now", "2026-03-02T09:00:00Z"], 0);
+    let mut daemon = Daemon::start(&f, &["--now", NOW]);
+    let port = daemon.port();
+    let health = || http(port, "GET", "/healthz", None, b"");
+    wait_until("a healthy daemon", Duration::from_secs(30), || {
+        health().0 == 200
+    });
+
+    let locker = Locker::lock(&f.path().join("embudo.db"));
+    let mut body = String::new();
+    wait_until("/healthz to answer 503", Duration::from_secs(90), || {
+        let (status, b) = health();
+        body = b;
+        status == 503
+    });
+    println!("while locked: {body}");
+    assert!(
+        body.contains("database") || body.contains("evaluation pass"),
+        "{body}"
+    );
+    locker.release();
+    wait_until(
+        "/healthz to answer 200 again",
+        Duration::from_secs(90),
+        || health().0 == 200,
+    );
+    assert!(daemon.alive(), "{}", daemon.log());
+    daemon.stop();
+}
