@@ -301,6 +301,7 @@ fn run_case(
             LoadedLead {
                 lead,
                 events,
+                older: Default::default(),
                 sends,
             },
             now,

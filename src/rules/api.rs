@@ -65,6 +65,8 @@ pub enum Action {
 pub(crate) struct Ctx {
     pub lead: Lead,
     pub events: Arc<Vec<Event>>,
+    /// Per kind, the events older than those loaded (counted, not read).
+    pub older: Arc<std::collections::HashMap<String, crate::store::OlderEvents>>,
     pub sends: Vec<SendRecord>,
     pub now: DateTime<Utc>,
     pub default_tz: Tz,
@@ -92,6 +94,7 @@ impl Ctx {
         Ctx {
             lead: loaded.lead,
             events: Arc::new(loaded.events),
+            older: Arc::new(loaded.older),
             sends: loaded.sends,
             now,
             default_tz,
@@ -140,6 +143,17 @@ impl Ctx {
             return err(format!("`{what}` is an action; an audience may only read"));
         }
         Ok(())
+    }
+
+    /// Events of `kind` older than those loaded, after `since` when given: all of
+    /// them when the window starts before the first, else none (exact unless a
+    /// window's start falls among more than `EVENTS_PER_KIND` events of one kind).
+    fn older_count(&self, kind: &str, since: Option<DateTime<Utc>>) -> i64 {
+        match (self.older.get(kind), since) {
+            (Some(o), None) => o.count as i64,
+            (Some(o), Some(since)) if since < o.first_at => o.count as i64,
+            _ => 0,
+        }
     }
 
     fn events_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
@@ -602,14 +616,15 @@ pub fn register(engine: &mut Engine) {
         Ok(c.events_of(&kind).next().is_some())
     }));
     volatile!(engine, "count", |kind: ImmutableString| with_ctx(|c| Ok(
-        c.events_of(&kind).count() as i64
+        c.events_of(&kind).count() as i64 + c.older_count(&kind, None)
     )));
     volatile!(
         engine,
         "count",
         |kind: ImmutableString, within: Duration| with_ctx(|c| {
             let since = window_start(&format!("count(\"{kind}\", …)"), c.now, within)?;
-            Ok(c.events_of(&kind).filter(|e| e.at > since).count() as i64)
+            Ok(c.events_of(&kind).filter(|e| e.at > since).count() as i64
+                + c.older_count(&kind, Some(since)))
         })
     );
     volatile!(engine, "last_event", |kind: ImmutableString| with_ctx(

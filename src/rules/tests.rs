@@ -55,6 +55,7 @@ fn lead() -> LoadedLead {
             unsubscribed_at: None,
         },
         events: vec![],
+        older: Default::default(),
         sends: vec![],
     }
 }
@@ -866,4 +867,26 @@ fn literal_names_are_found_with_their_positions() {
             ("template", "b".to_string(), 3, 49),
         ]
     );
+}
+
+#[test]
+fn counts_include_events_older_than_the_loaded_ones() {
+    // Three page views loaded (the most recent), five older ones only counted, the
+    // first of them 30 days ago.
+    let mut l = lead();
+    l.events = (0..3)
+        .map(|i| event("page_view", TimeDelta::hours(i + 1)))
+        .collect();
+    l.older.insert(
+        "page_view".into(),
+        crate::store::OlderEvents {
+            count: 5,
+            first_at: t(NOW) - TimeDelta::days(30),
+        },
+    );
+    assert_eq!(int("count(\"page_view\")", l.clone()), 8);
+    assert_eq!(int("count(\"page_view\", days(31))", l.clone()), 8);
+    assert_eq!(int("count(\"page_view\", days(1))", l.clone()), 3);
+    assert!(truth("has_event(\"page_view\")", l.clone()));
+    assert_eq!(int("count(\"purchase\")", l), 0);
 }

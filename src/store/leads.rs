@@ -37,12 +37,30 @@ impl UpsertResult {
     }
 }
 
+/// The most recent events of each kind loaded for an evaluation. A lead whose shop
+/// sends thousands of page views costs no more to evaluate than one with a thousand:
+/// the older ones are only counted (see [`OlderEvents`]).
+pub const EVENTS_PER_KIND: i64 = 1000;
+
 /// A lead with the history its rules read, as of one clock.
 #[derive(Debug, Clone)]
 pub struct LoadedLead {
     pub lead: Lead,
+    /// The lead's events up to the clock, at most [`EVENTS_PER_KIND`] of each kind
+    /// (the most recent), oldest first.
     pub events: Vec<Event>,
+    /// Per kind, the events older than those loaded.
+    pub older: HashMap<String, OlderEvents>,
     pub sends: Vec<SendRecord>,
+}
+
+/// Events of one kind older than the [`EVENTS_PER_KIND`] loaded: how many, and the
+/// time of the first, so `count(kind)` stays exact and `count(kind, within)` is exact
+/// whenever its window takes in all of them or none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OlderEvents {
+    pub count: u64,
+    pub first_at: DateTime<Utc>,
 }
 
 /// An outbox row a rule asked for.
@@ -260,6 +278,7 @@ impl Store {
             .map(|lead| LoadedLead {
                 lead,
                 events: Vec::new(),
+                older: HashMap::new(),
                 sends: Vec::new(),
             })
             .collect();
@@ -293,17 +312,47 @@ impl Store {
                 out[i].lead.attrs.insert(r.try_get(1)?, v);
             }
         }
-        for r in sqlx::query("SELECT lead_id, kind, at, props FROM events WHERE lead_id BETWEEN ? AND ? AND at <= ? ORDER BY lead_id, at, id")
-            .bind(lo)
-            .bind(hi)
-            .bind(ms(now))
-            .fetch_all(self.pool())
-            .await?
+        for r in sqlx::query(
+            "SELECT lead_id, kind, at, props FROM (
+               SELECT lead_id, kind, at, props, id,
+                      ROW_NUMBER() OVER (PARTITION BY lead_id, kind ORDER BY at DESC, id DESC) AS recent
+               FROM events WHERE lead_id BETWEEN ? AND ? AND at <= ?)
+             WHERE recent <= ? ORDER BY lead_id, at, id",
+        )
+        .bind(lo)
+        .bind(hi)
+        .bind(ms(now))
+        .bind(EVENTS_PER_KIND)
+        .fetch_all(self.pool())
+        .await?
         {
             if let Some(&i) = index.get(&r.try_get::<i64, _>(0)?) {
                 let raw: String = r.try_get(3)?;
                 let props = Value::map_from_json(&raw).map_err(|e| StoreError::Corrupt(format!("event props {raw}: {e}")))?;
                 out[i].events.push(Event { kind: r.try_get(1)?, at: from_ms(r.try_get(2)?), props });
+            }
+        }
+        for r in sqlx::query(
+            "SELECT lead_id, kind, COUNT(*) - ?, MIN(at) FROM events
+             WHERE lead_id BETWEEN ? AND ? AND at <= ?
+             GROUP BY lead_id, kind HAVING COUNT(*) > ?",
+        )
+        .bind(EVENTS_PER_KIND)
+        .bind(lo)
+        .bind(hi)
+        .bind(ms(now))
+        .bind(EVENTS_PER_KIND)
+        .fetch_all(self.pool())
+        .await?
+        {
+            if let Some(&i) = index.get(&r.try_get::<i64, _>(0)?) {
+                out[i].older.insert(
+                    r.try_get(1)?,
+                    OlderEvents {
+                        count: r.try_get::<i64, _>(2)? as u64,
+                        first_at: from_ms(r.try_get(3)?),
+                    },
+                );
             }
         }
         for r in sqlx::query(

@@ -14,7 +14,8 @@ mod timeline;
 pub use campaigns::{Firing, FiringState};
 pub use consent::{LeadBrief, Suppression};
 pub use leads::{
-    IdempotencyKey, LeadChanges, LeadUpsert, LoadedLead, NewSend, Recorded, Replay, UpsertResult,
+    EVENTS_PER_KIND, IdempotencyKey, LeadChanges, LeadUpsert, LoadedLead, NewSend, OlderEvents,
+    Recorded, Replay, UpsertResult,
 };
 pub(crate) use leads::{idempotency_lookup, idempotency_save, insert_events_in, upsert_leads_in};
 pub use outbox::{Claimed, OutboxFilter, OutboxRow, OutboxState};
