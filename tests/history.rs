@@ -58,7 +58,7 @@ async fn a_lead_with_more_events_than_the_bound_loads_the_latest_and_counts_the_
     assert_eq!(views.clone().count(), EVENTS_PER_KIND as usize);
     // The latest are the ones loaded; the five oldest are counted, from the first.
     assert_eq!(
-        views.clone().last().unwrap().at,
+        views.clone().next_back().unwrap().at,
         now - TimeDelta::minutes(1)
     );
     let older = loaded.older["page_view"];
