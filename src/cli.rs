@@ -329,6 +329,26 @@ async fn open_store(config: &Path) -> Result<crate::store::Store, AppError> {
     Ok(crate::store::Store::open_and_migrate(&cfg.database).await?)
 }
 
+/// The database of the funnel, which must exist already: an operator's action
+/// (pause, outbox, forget) on a new, empty database would report success while the
+/// running daemon, on the real one, goes on. That happens when embudo.yaml is
+/// half-saved or names another database.
+async fn open_existing_store(config: &Path, what: &str) -> Result<crate::store::Store, AppError> {
+    let cfg = crate::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
+    if let Some(file) = crate::store::sqlite_file(&cfg.database)
+        && !file.exists()
+    {
+        return Err(AppError::Usage(format!(
+            "no database at {}: {} names `{}`, which does not exist yet, so {what} would act on nothing; check `database:` in {} (or EMBUDO_DATABASE_URL)",
+            file.display(),
+            cfg.display_path(&cfg.path),
+            cfg.database,
+            cfg.display_path(&cfg.path),
+        )));
+    }
+    Ok(crate::store::Store::open_and_migrate(&cfg.database).await?)
+}
+
 async fn pause(config: &Path, campaign: Option<String>, pause: bool) -> Result<i32, AppError> {
     if let Some(c) = &campaign {
         let cfg = crate::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
@@ -345,7 +365,7 @@ async fn pause(config: &Path, campaign: Option<String>, pause: bool) -> Result<i
             )));
         }
     }
-    let store = open_store(config).await?;
+    let store = open_existing_store(config, if pause { "pause" } else { "resume" }).await?;
     store.set_paused(campaign.as_deref(), pause).await?;
     let what = campaign
         .map(|c| format!("campaign `{c}`"))
@@ -495,7 +515,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             Ok(0)
         }
         Command::Forget { lead } => {
-            let store = open_store(&cli.config).await?;
+            let store = open_existing_store(&cli.config, "forget").await?;
             let Some(id) = store.find_lead_id(&lead).await? else {
                 return Err(AppError::Usage(format!(
                     "no lead `{lead}`; name a lead by its email or id"
@@ -511,7 +531,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         Command::Pause { campaign } => pause(&cli.config, campaign, true).await,
         Command::Resume { campaign } => pause(&cli.config, campaign, false).await,
         Command::Outbox { action } => {
-            let store = open_store(&cli.config).await?;
+            let store = open_existing_store(&cli.config, "outbox").await?;
             let now = Utc::now();
             match action {
                 OutboxAction::List { filter, limit } => {
@@ -526,6 +546,17 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                         rows.len(),
                         counts.join(", ")
                     );
+                    let (all, campaigns) = store.paused().await?;
+                    if all {
+                        println!(
+                            "sending is paused (embudo pause): nothing leaves until `embudo resume`"
+                        );
+                    }
+                    for c in campaigns {
+                        println!(
+                            "campaign {c} is paused: its emails wait until `embudo resume --campaign {c}`"
+                        );
+                    }
                     Ok(0)
                 }
                 OutboxAction::Retry { filter, all } | OutboxAction::Cancel { filter, all }

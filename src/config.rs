@@ -1640,11 +1640,22 @@ fn yaml_error(src: &str, e: &serde_yaml::Error) -> YamlError {
             )),
         };
     }
+    let tab = src
+        .lines()
+        .nth(line.saturating_sub(1))
+        .is_some_and(|l| l.contains('\t'));
+    let hint = if tab {
+        "indent with spaces: YAML does not allow tabs for indentation".to_string()
+    } else if message.contains("expected ',' or '}'") || message.contains("expected ',' or ']'") {
+        "inside { } and [ ], items are separated by commas and every quote and bracket is closed: check this line and the one before".to_string()
+    } else {
+        "check the YAML around here: indentation with spaces, a space after each `key:`, closed quotes and brackets".to_string()
+    };
     YamlError {
         line,
         col,
         message,
-        hint: None,
+        hint: Some(hint),
     }
 }
 

@@ -173,9 +173,15 @@ async fn greet(app: &App, clock: &Clock, options: &Options) {
         ),
     }
     if let Ok(0) = app.store.lead_count().await {
+        // Port 0 means "any free port": the one taken is logged when the API binds.
         let listen = options.listen.as_deref().unwrap_or(&cfg.http.listen);
+        let at = if listen.ends_with(":0") {
+            "/leads on the HTTP API (its address is in the `HTTP API listening` line)".to_string()
+        } else {
+            format!("http://{listen}/leads")
+        };
         tracing::warn!(
-            "no leads yet: import some with `embudo import leads.csv` (columns email,name,stage,tags,…) or POST them to http://{listen}/leads; each pass evaluates every lead"
+            "no leads yet: import some with `embudo import leads.csv` (columns email,name,stage,tags,…) or POST them to {at}; each pass evaluates every lead"
         );
     }
 }
@@ -237,6 +243,7 @@ async fn sender(app: App, clock: Clock, shutdown: CancellationToken, wake: Arc<N
     let lease = SenderLease::new();
     let mut backoff = POLL;
     let mut waiting_for: Option<String> = None;
+    let mut was_paused = false;
     loop {
         match lease.acquire(&app.store).await {
             Ok(Lease::Busy { holder }) => {
@@ -252,7 +259,20 @@ async fn sender(app: App, clock: Clock, shutdown: CancellationToken, wake: Arc<N
                 // is lost anyway, the round stops between two sends.
                 let stop = shutdown.child_token();
                 let _keep = lease.keep_alive(&app.store, stop.clone());
-                backoff = deliver_round(&app, &clock, backoff, &stop).await;
+                let paused;
+                (backoff, paused) = deliver_round(&app, &clock, backoff, &stop).await;
+                if let Some(p) = paused
+                    && p != was_paused
+                {
+                    if p {
+                        tracing::warn!(
+                            "sending is paused (embudo pause): nothing leaves until `embudo resume`"
+                        );
+                    } else {
+                        tracing::info!("sending resumed");
+                    }
+                    was_paused = p;
+                }
             }
             Err(e) => {
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -425,13 +445,14 @@ async fn watch(app: App, shutdown: CancellationToken) {
     }
 }
 
-/// One delivery round; returns how long to wait before the next.
+/// One delivery round; returns how long to wait before the next, and whether sending
+/// is paused (when the round could tell).
 async fn deliver_round(
     app: &App,
     clock: &Clock,
     backoff: Duration,
     stop: &CancellationToken,
-) -> Duration {
+) -> (Duration, Option<bool>) {
     match app
         .deliverer
         .deliver_due(&app.funnel(), || clock.now(), stop)
@@ -451,7 +472,7 @@ async fn deliver_round(
                     "delivery round"
                 );
             }
-            POLL
+            (POLL, Some(r.paused))
         }
         Err(e) => {
             let backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -459,7 +480,7 @@ async fn deliver_round(
                 retry_in_ms = backoff.as_millis() as u64,
                 "delivery paused, nothing is lost: {e}"
             );
-            backoff
+            (backoff, None)
         }
     }
 }

@@ -59,19 +59,23 @@ pub async fn prepare(
     store: &Store,
     running: &Funnel,
 ) -> Result<Funnel, Vec<String>> {
+    // A half-saved file is refused as such first, before its consequences (rules
+    // naming stages it no longer lists) are reported one by one.
+    if let Ok((new, _)) = Config::load_all(config_path) {
+        let removed = removed_keys(&running.config, &new);
+        if !removed.is_empty() && !new.reload.allow_removals {
+            return Err(vec![format!(
+                "{}: the change removes {} that the running funnel sets; refused as a likely half-saved file. To remove them on purpose, add `reload: {{ allow_removals: true }}` to the file",
+                new.display_path(&new.path),
+                removed.join(", ")
+            )]);
+        }
+    }
     let problems = crate::check::check(config_path).map_err(|e| vec![e.to_string()])?;
     if !problems.is_empty() {
         return Err(problems.iter().map(|p| p.to_string()).collect());
     }
     let funnel = Funnel::load(config_path).map_err(|e| vec![e.to_string()])?;
-    let removed = removed_keys(&running.config, &funnel.config);
-    if !removed.is_empty() && !funnel.config.reload.allow_removals {
-        return Err(vec![format!(
-            "{}: the change removes {} that the running funnel sets; refused as a likely half-saved file. To remove them on purpose, add `reload: {{ allow_removals: true }}` to the file",
-            funnel.config.display_path(&funnel.config.path),
-            removed.join(", ")
-        )]);
-    }
     if !funnel.rule_errors.is_empty() {
         return Err(funnel.rule_errors.iter().map(|e| e.to_string()).collect());
     }

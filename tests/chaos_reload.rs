@@ -125,3 +125,52 @@ fn an_out_of_range_value_is_refused_by_check_and_by_reload() {
     );
     daemon.stop();
 }
+
+/// A funnel of one's own (its own stages, its own database file) whose embudo.yaml is
+/// emptied: the emergency stop refuses to act on a database that does not exist
+/// rather than answering "paused" while the daemon sends on; `check` blames the file,
+/// not the rules that name its stages.
+#[test]
+fn an_emptied_config_never_makes_the_operator_act_on_another_database() {
+    let yaml = "funnel: { stages: [visitor, trial] }\ndatabase: sqlite://fun.db\nsmtp: { url: \"file://./mail\", from: \"Fun <fun@example.com>\" }\n";
+    let f = Folder::with_files(&[
+        ("embudo.yaml", yaml),
+        (
+            "templates/hello.html",
+            "---\nsubject: \"Hola {{ lead.name }}\"\n---\n<p>Hola</p>\n",
+        ),
+        (
+            "rules/10_trial.rhai",
+            "send(\"hello\");\nif has_event(\"signup\") { move_to(\"trial\"); }\n",
+        ),
+        ("leads.csv", "email,name\nana@example.com,Ana\n"),
+    ]);
+    f.run(&["import", "leads.csv", "--now", "2026-03-02T09:00:00Z"], 0);
+
+    f.write("embudo.yaml", "");
+    let out = f.run(&["pause"], 2);
+    assert!(stderr(&out).contains("no database at"), "{}", stderr(&out));
+    assert!(!f.path().join("embudo.db").exists(), "no stray database");
+    f.run(&["outbox", "list"], 2);
+
+    // A tab where spaces belong: the file is the problem, with a help line; the rule
+    // naming `trial` is not blamed for stages the file could not say.
+    f.write(
+        "embudo.yaml",
+        &yaml.replace("funnel: {", "funnel:\n\tstages: [visitor, trial]\nx: {"),
+    );
+    let out = f.run(&["check"], 2);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("help:"), "{text}");
+    assert!(!text.contains("unknown stage"), "{text}");
+
+    // Back to the real file: pause acts on the real database and the outbox says so.
+    f.write("embudo.yaml", yaml);
+    f.run(&["pause"], 0);
+    let out = f.run(&["outbox", "list"], 0);
+    assert!(
+        stdout(&out).contains("sending is paused"),
+        "{}",
+        stdout(&out)
+    );
+}
