@@ -176,7 +176,7 @@ async fn greet(app: &App, clock: &Clock, options: &Options) {
         // Port 0 means "any free port": the one taken is logged when the API binds.
         let listen = options.listen.as_deref().unwrap_or(&cfg.http.listen);
         let at = if listen.ends_with(":0") {
-            "/leads on the HTTP API (its address is in the `HTTP API listening` line)".to_string()
+            "/leads on the HTTP API (its address is logged as it starts)".to_string()
         } else {
             format!("http://{listen}/leads")
         };

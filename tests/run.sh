@@ -29,7 +29,9 @@ export EMBUDO_TEST_PYTHON
 
 log=target/test-output.log
 rc_file=target/test-rc
-{ cargo test --no-fail-fast --lib --bins --tests "$@"; echo $? > "$rc_file"; } 2>&1 | tee "$log"
+# The exit code goes through a file: a pipeline's status is tee's, and `set -e` would
+# leave the group before recording a failure.
+{ rc=0; cargo test --no-fail-fast --lib --bins --tests "$@" || rc=$?; echo "$rc" > "$rc_file"; } 2>&1 | tee "$log"
 rc=$(cat "$rc_file")
 # One line: the totals of every test program, and the names of the failures.
 awk '

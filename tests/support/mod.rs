@@ -285,11 +285,11 @@ impl Daemon {
 
     /// The port of the HTTP API, once it listens (read from the log).
     pub fn port(&self) -> u16 {
-        self.wait_log("HTTP API listening", 1, Duration::from_secs(20));
+        self.wait_log("HTTP API listening listen=", 1, Duration::from_secs(20));
         let log = self.log();
         let line = log
             .lines()
-            .find(|l| l.contains("HTTP API listening"))
+            .find(|l| l.contains("HTTP API listening listen="))
             .unwrap();
         let addr = line.split("listen=").nth(1).unwrap().trim();
         addr.rsplit(':').next().unwrap().parse().unwrap()
