@@ -818,25 +818,22 @@ impl Config {
                 };
             }
         }
-        if let Some(pl) = &limits.per_lead
-            && (pl.max > 10_000 || pl.within.0 > TimeDelta::days(365))
-        {
-            p.add(
-                &keys(&["limits", "per_lead"]),
-                "limits.per_lead is out of range: max at most 10000, within at most 365d",
-                Some("e.g. per_lead: { max: 3, within: 7d }".into()),
-            );
-            limits.per_lead = None;
-        }
-        if let Some(pl) = &limits.per_lead
-            && (pl.max == 0 || pl.within.0 <= TimeDelta::zero())
-        {
-            p.add(
-                &keys(&["limits", "per_lead"]),
-                "limits.per_lead needs max ≥ 1 and a positive `within`",
-                Some("e.g. per_lead: { max: 3, within: 7d }".into()),
-            );
-            limits.per_lead = None;
+        if let Some(pl) = &limits.per_lead {
+            let problem = if pl.max == 0 || pl.within.0 <= TimeDelta::zero() {
+                Some("limits.per_lead needs max ≥ 1 and a positive `within`")
+            } else if pl.max > 10_000 || pl.within.0 > TimeDelta::days(365) {
+                Some("limits.per_lead is out of range: max at most 10000, within at most 365d")
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                p.add(
+                    &keys(&["limits", "per_lead"]),
+                    message,
+                    Some("e.g. per_lead: { max: 3, within: 7d }".into()),
+                );
+                limits.per_lead = None;
+            }
         }
         if limits.daily_capacity == Some(0) {
             p.add(

@@ -54,6 +54,16 @@ fn backlog(smtp: &SmtpServer, n: usize) -> (Folder, Daemon) {
     (f, daemon)
 }
 
+/// Waits for `n` emails, then checks each of the `n` recipients got exactly one.
+fn all_once(smtp: &SmtpServer, n: usize) {
+    wait_until("every email", Duration::from_secs(60), || {
+        smtp.messages().len() >= n
+    });
+    let got = by_recipient(smtp);
+    assert_eq!(got.len(), n);
+    assert!(got.values().all(|ids| ids.len() == 1), "a duplicate");
+}
+
 /// At 20 a second, with 4 sends in flight and the pause read every half second, at
 /// most this many emails may still leave after the switch.
 const AFTER_STOP: usize = 20 + 4;
@@ -82,12 +92,7 @@ fn pause_mid_backlog_stops_new_sends_within_a_second_and_resume_sends_the_rest_o
     );
 
     f.run(&["resume"], 0);
-    wait_until("all 300 emails", Duration::from_secs(60), || {
-        smtp.messages().len() >= 300
-    });
-    let got = by_recipient(&smtp);
-    assert_eq!(got.len(), 300);
-    assert!(got.values().all(|ids| ids.len() == 1), "a duplicate");
+    all_once(&smtp, 300);
     daemon.stop();
 }
 
@@ -111,12 +116,7 @@ fn sigterm_mid_backlog_stops_claiming_at_once_and_exits_in_bounded_time() {
 
     // The next daemon sends the rest, each once.
     let daemon = Daemon::start(&f, &["--now", NOW]);
-    wait_until("all 300 emails", Duration::from_secs(60), || {
-        smtp.messages().len() >= 300
-    });
-    let got = by_recipient(&smtp);
-    assert_eq!(got.len(), 300);
-    assert!(got.values().all(|ids| ids.len() == 1), "a duplicate");
+    all_once(&smtp, 300);
     daemon.stop();
 }
 
