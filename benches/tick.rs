@@ -23,7 +23,7 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
-    embudo::scaffold::init(dir.path(), false).unwrap();
+    embudo::funnel::scaffold::init(dir.path(), false).unwrap();
     let funnel = Arc::new(Funnel::load(&dir.path().join("embudo.yaml")).unwrap());
     let store = Store::open_and_migrate(&funnel.config.database)
         .await
@@ -59,7 +59,7 @@ async fn main() {
     );
 
     let started = Instant::now();
-    let r = embudo::tick::evaluate_all(&store, &funnel, t0)
+    let r = embudo::engine::pass::evaluate_all(&store, &funnel, t0)
         .await
         .unwrap();
     assert_eq!(r.queued, n);
@@ -70,7 +70,7 @@ async fn main() {
     );
 
     let started = Instant::now();
-    let r = embudo::tick::evaluate_all(&store, &funnel, t0 + TimeDelta::days(1))
+    let r = embudo::engine::pass::evaluate_all(&store, &funnel, t0 + TimeDelta::days(1))
         .await
         .unwrap();
     assert_eq!(r.changed, 0);

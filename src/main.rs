@@ -1,10 +1,10 @@
 use clap::Parser;
-use embudo::cli::{Cli, run};
+use embudo::interfaces::cli::{Cli, run};
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    embudo::logging::init(cli.command.default_log_level());
+    embudo::interfaces::logging::init(cli.command.default_log_level());
     let code = match run(cli).await {
         Ok(code) => code,
         Err(e) => {

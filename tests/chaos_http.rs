@@ -327,8 +327,8 @@ fn the_same_open_pixel_two_hundred_times_records_one_open() {
         id
     });
     let email = embudo::domain::EmailAddress::parse("ana@example.com").unwrap();
-    let payload = embudo::signing::unsubscribe_payload(id.0, &email);
-    let token = embudo::signing::Signer::new(SIGNING_KEY.as_bytes())
+    let payload = embudo::delivery::signing::unsubscribe_payload(id.0, &email);
+    let token = embudo::delivery::signing::Signer::new(SIGNING_KEY.as_bytes())
         .sign("open", &format!("{payload}\nwelcome"));
     let path = format!("/t/o/{token}");
     let started = Instant::now();

@@ -8,7 +8,7 @@
 //! - docs/cli.md: every command and subcommand of `embudo --help`, and every long flag
 //!   of each one's `--help`, is documented in that command's section, and every
 //!   documented command exists;
-//! - docs/http.md: every route of `src/http.rs` is documented, and every `curl` example
+//! - docs/http.md: every route of `src/interfaces/http/mod.rs` is documented, and every `curl` example
 //!   runs against a real `embudo run` daemon and answers what the document shows;
 //! - docs/rule-tests.md: every key the rule-test parser accepts is documented, and every
 //!   example test file runs through `embudo test` with the documented result.
@@ -473,9 +473,9 @@ fn cli_documents_every_command_and_flag() {
 // docs/http.md
 // ---------------------------------------------------------------------------------
 
-/// `(METHOD, path)` of every route in src/http.rs's router.
+/// `(METHOD, path)` of every route in src/interfaces/http/mod.rs's router.
 fn routes() -> BTreeSet<(String, String)> {
-    let src = std::fs::read_to_string(repo().join("src/http.rs")).unwrap();
+    let src = std::fs::read_to_string(repo().join("src/interfaces/http/mod.rs")).unwrap();
     let mut out = BTreeSet::new();
     for (i, _) in src.match_indices(".route(") {
         // The call's text, up to its closing parenthesis.

@@ -3,8 +3,8 @@
 
 mod support;
 
+use embudo::delivery::signing::Signer;
 use embudo::domain::LeadId;
-use embudo::signing::Signer;
 use std::time::Duration;
 use support::*;
 

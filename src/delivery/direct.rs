@@ -9,7 +9,7 @@
 //! NOOP when they have idled a while, and dropped when old.
 
 use super::transport::{SendError, classify};
-use crate::config::Tls;
+use crate::funnel::config::Tls;
 use lettre::Message;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
@@ -76,7 +76,7 @@ impl DirectSmtp {
                     conn.abort().await;
                     return Err(SendError::Temporary(format!(
                         "{where_} does not offer STARTTLS, and STARTTLS is required by default (smtp.url has no ?tls=, or tls=required); nothing was sent in plaintext. {}",
-                        crate::config::STARTTLS_HELP
+                        crate::funnel::config::STARTTLS_HELP
                     )));
                 }
                 true

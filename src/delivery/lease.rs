@@ -1,10 +1,10 @@
-//! One sender per database: the `sender` lease (see `crate::lease`), renewed while the
+//! One sender per database: the `sender` lease (see `crate::store::lease`), renewed while the
 //! sender works. Whoever takes it fresh from a holder whose process is gone puts the
 //! rows that holder left `sending` back to `retry` at once, with their Message-IDs;
 //! after a holder that merely stopped renewing (another machine), only rows whose own
 //! claim has run out are taken back, so a row a live sender holds is never sent twice.
 
-use crate::lease::{Acquired, KeepAlive, NamedLease};
+use crate::store::lease::{Acquired, KeepAlive, NamedLease};
 use crate::store::{Store, StoreError};
 use chrono::{TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;

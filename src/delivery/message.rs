@@ -2,7 +2,7 @@
 //! must carry.
 
 use crate::domain::{Lead, one_line};
-use crate::templates::Rendered;
+use crate::funnel::templates::Rendered;
 use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};

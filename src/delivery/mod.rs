@@ -5,17 +5,19 @@ mod direct;
 mod lease;
 mod message;
 pub mod probe;
+pub mod signing;
+pub mod tracking;
 mod transport;
 
 pub use lease::{Lease, SenderLease};
 pub use transport::{Mailer, SendError};
 
+use crate::delivery::signing::Signer;
 use crate::domain::{EmailAddress, LeadId};
+use crate::engine::policy;
 use crate::funnel::Funnel;
-use crate::policy;
-use crate::signing::Signer;
+use crate::funnel::templates::RenderContext;
 use crate::store::{Claimed, LeadBrief, OutboxState, Store, StoreError, Suppression};
-use crate::templates::RenderContext;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -783,7 +785,7 @@ impl Deliverer {
 /// and what `preview` shows, built by the same code.
 pub struct Draft {
     pub template: String,
-    pub rendered: crate::templates::Rendered,
+    pub rendered: crate::funnel::templates::Rendered,
     pub unsubscribe_url: String,
 }
 
@@ -795,7 +797,7 @@ impl Draft {
         template: &str,
         campaign: Option<String>,
         now: DateTime<Utc>,
-    ) -> Result<Draft, crate::templates::TemplateError> {
+    ) -> Result<Draft, crate::funnel::templates::TemplateError> {
         let unsubscribe_url =
             signer.unsubscribe_url(&funnel.config.http.public_url, lead.id.0, &lead.email);
         let ctx = RenderContext {
@@ -806,11 +808,11 @@ impl Draft {
         let mut rendered = funnel.templates.render(template, lead, &ctx)?;
         // Marketing email counts opens and clicks; receipts are left alone.
         if !rendered.transactional {
-            rendered.html = crate::tracking::track(
+            rendered.html = crate::delivery::tracking::track(
                 &rendered.html,
                 signer,
                 &funnel.config.http.public_url,
-                &crate::signing::unsubscribe_payload(lead.id.0, &lead.email),
+                &crate::delivery::signing::unsubscribe_payload(lead.id.0, &lead.email),
                 template,
                 &unsubscribe_url,
             );

@@ -3,7 +3,7 @@
 //! when offered STARTTLS and EHLO again (and AUTH when credentials are configured),
 //! then QUIT.
 
-use crate::config::{Config, STARTTLS_HELP, Tls, Transport};
+use crate::funnel::config::{Config, STARTTLS_HELP, Tls, Transport};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;

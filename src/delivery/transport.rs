@@ -1,6 +1,6 @@
 //! The way out: lettre's pooled async SMTP transport, or its file transport.
 
-use crate::config::{Config, Tls, Transport};
+use crate::funnel::config::{Config, Tls, Transport};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls as LTls, TlsParameters};

@@ -7,6 +7,7 @@
 mod campaigns;
 mod consent;
 mod leads;
+pub mod lease;
 mod outbox;
 mod report;
 mod timeline;

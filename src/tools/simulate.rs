@@ -8,15 +8,15 @@
 //! `embudo event` does.
 
 use crate::app::AppError;
-use crate::config::Config;
+use crate::delivery::signing::Signer;
 use crate::delivery::{Deliverer, Mailer};
 use crate::domain::LeadId;
+use crate::engine::pass::{PassReport, evaluate_all, evaluate_lead};
+use crate::engine::schedule;
 use crate::funnel::Funnel;
-use crate::import::{BadRow, import_file};
-use crate::schedule;
-use crate::signing::Signer;
+use crate::funnel::config::Config;
+use crate::ingest::csv::{BadRow, import_file};
 use crate::store::{MoveRow, SendRow, Store};
-use crate::tick::{PassReport, evaluate_all, evaluate_lead};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -158,7 +158,7 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
     let (mut passes, mut reactions, mut fired) = (0, 0, 0);
     while let Some((at, step)) = plan.pop_first() {
         // As `tick` does: the campaigns due first, then the rules.
-        for f in crate::campaigns::fire_due(&store, &funnel, at).await? {
+        for f in crate::engine::campaigns::fire_due(&store, &funnel, at).await? {
             fired += usize::from(f.skipped.is_none());
             for e in f.errors {
                 errors.absorb(LeadId(0), vec![e]);
@@ -270,7 +270,7 @@ async fn plan(
     // Campaign firings are instants too (their emails then wake the sender).
     for c in &funnel.config.campaigns {
         let mut t = opts.from;
-        while let Some(n) = crate::campaigns::next_firing(c, funnel, t) {
+        while let Some(n) = crate::engine::campaigns::next_firing(c, funnel, t) {
             if n > opts.to || plan.len() > MAX_INSTANTS {
                 break;
             }

@@ -1,9 +1,9 @@
 //! CSV import of leads or events (told apart by the header: a `kind` column means
 //! events). Bad rows are reported with their line and skipped; good rows are kept.
 
-use crate::config::{Config, parse_tz};
 use crate::domain::time::parse_instant_or_date;
 use crate::domain::{EmailAddress, Event, StageId, Value, ValueMap};
+use crate::funnel::config::{Config, parse_tz};
 use crate::store::{LeadUpsert, Store, StoreError, UpsertResult};
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -281,7 +281,7 @@ pub fn lead_upsert(f: LeadFields<'_>, cfg: &Config) -> Result<LeadUpsert, String
     let locale = f
         .locale
         .map(|l| {
-            crate::templates::check_locale(l)
+            crate::funnel::templates::check_locale(l)
                 .map(|_| l.to_string())
                 .map_err(|e| format!("locale: {e}"))
         })

@@ -2,13 +2,13 @@
 //! events and sends at times relative to `now`, and the exact set of actions the rules
 //! must ask for. The rules run through the same evaluation as the daemon.
 
-use crate::config::{Config, parse_yaml};
 use crate::domain::time::parse_instant_or_date;
 use crate::domain::{Event, SendRecord, TemplateName};
-use crate::leadspec::{LeadSpec, Scalar, when};
+use crate::funnel::config::{Config, parse_yaml};
+use crate::funnel::leadspec::{LeadSpec, Scalar, when};
+use crate::funnel::templates::Templates;
 use crate::rules::{Action, Catalog, RuleSet};
 use crate::store::LoadedLead;
-use crate::templates::Templates;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,8 +4,8 @@
 //! Files starting with `_` are not emails: `_sample.yaml` is the sample lead, and
 //! `_*.html` are partials for `{% include %}` / `{% extends %}`.
 
-use crate::config::parse_yaml;
 use crate::domain::{Lead, Value};
+use crate::funnel::config::parse_yaml;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};

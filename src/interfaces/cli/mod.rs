@@ -1,6 +1,8 @@
 //! The command line: clap definitions and dispatch. Exit codes: 0 ok, 1 failures
 //! found, 2 usage or configuration error.
 
+pub mod campaign;
+
 use crate::app::{App, AppError};
 use crate::clock::Clock;
 use crate::domain::time::parse_instant;
@@ -210,7 +212,7 @@ pub enum Command {
         #[arg(long)]
         events: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
-        format: crate::simulate::Format,
+        format: crate::tools::simulate::Format,
     },
 }
 
@@ -299,8 +301,8 @@ impl OutboxArgs {
         self,
         store: &crate::store::Store,
     ) -> Result<crate::store::OutboxFilter, AppError> {
-        let states = crate::operator::states(&self.states)?;
-        crate::operator::filter(
+        let states = crate::tools::operator::states(&self.states)?;
+        crate::tools::operator::filter(
             store,
             states,
             self.template,
@@ -325,7 +327,8 @@ impl Command {
 /// The database of the funnel, without loading rules or templates (operator commands
 /// work even while the folder has a broken rule).
 async fn open_store(config: &Path) -> Result<crate::store::Store, AppError> {
-    let cfg = crate::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
+    let cfg =
+        crate::funnel::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
     Ok(crate::store::Store::open_and_migrate(&cfg.database).await?)
 }
 
@@ -334,7 +337,8 @@ async fn open_store(config: &Path) -> Result<crate::store::Store, AppError> {
 /// running daemon, on the real one, goes on. That happens when embudo.yaml is
 /// half-saved or names another database.
 async fn open_existing_store(config: &Path, what: &str) -> Result<crate::store::Store, AppError> {
-    let cfg = crate::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
+    let cfg =
+        crate::funnel::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
     if let Some(file) = crate::store::sqlite_file(&cfg.database)
         && !file.exists()
     {
@@ -351,7 +355,8 @@ async fn open_existing_store(config: &Path, what: &str) -> Result<crate::store::
 
 async fn pause(config: &Path, campaign: Option<String>, pause: bool) -> Result<i32, AppError> {
     if let Some(c) = &campaign {
-        let cfg = crate::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
+        let cfg =
+            crate::funnel::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
         if !cfg.campaigns.iter().any(|x| &x.id == c) {
             let ids: Vec<&str> = cfg.campaigns.iter().map(|x| x.id.as_str()).collect();
             return Err(AppError::Usage(format!(
@@ -380,7 +385,7 @@ async fn pause(config: &Path, campaign: Option<String>, pause: bool) -> Result<i
 
 /// `check --smtp`: talks to the SMTP server and prints what it offers; 1 when embudo
 /// will not be able to send through it as configured.
-async fn check_smtp(cfg: &crate::config::Config) -> i32 {
+async fn check_smtp(cfg: &crate::funnel::config::Config) -> i32 {
     println!("\nSMTP server:");
     match crate::delivery::probe::probe(cfg).await {
         Err(why) => {
@@ -415,7 +420,7 @@ async fn check_smtp(cfg: &crate::config::Config) -> i32 {
 pub async fn run(cli: Cli) -> Result<i32, AppError> {
     match cli.command {
         Command::Init { dir, force } => {
-            let written = crate::scaffold::init(&dir, force).map_err(AppError::Usage)?;
+            let written = crate::funnel::scaffold::init(&dir, force).map_err(AppError::Usage)?;
             println!("wrote {} files into {}", written.len(), dir.display());
             println!(
                 "next: cd {} && embudo check && embudo run   (a new database is seeded with the sample leads.csv and events.csv; emails land in outbox-mail/)",
@@ -425,18 +430,18 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         }
         Command::Check { smtp } => {
             // Every problem at once: the config's (exit 2) and the folder's (exit 1).
-            let checked = match crate::check::check_all(&cli.config) {
+            let checked = match crate::funnel::check::check_all(&cli.config) {
                 Ok(c) => c,
                 Err(crate::funnel::FunnelError::Config(e)) => {
-                    eprint!("{}", crate::check::config_diagnostic(&e).render());
+                    eprint!("{}", crate::funnel::check::config_diagnostic(&e).render());
                     return Ok(2);
                 }
                 Err(e) => return Err(AppError::Funnel(e)),
             };
-            for w in crate::check::warnings(&cli.config) {
+            for w in crate::funnel::check::warnings(&cli.config) {
                 println!("{}", w.render_as("warning"));
             }
-            for n in crate::check::notes(&cli.config) {
+            for n in crate::funnel::check::notes(&cli.config) {
                 println!("{}", n.render_as("note"));
             }
             for p in &checked.config {
@@ -456,16 +461,16 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             if !smtp {
                 return Ok(code);
             }
-            let Ok((cfg, _)) = crate::config::Config::load_all(&cli.config) else {
+            let Ok((cfg, _)) = crate::funnel::config::Config::load_all(&cli.config) else {
                 return Ok(code);
             };
             Ok(code.max(check_smtp(&cfg).await))
         }
         Command::Test { filter } => {
-            let cfg =
-                crate::config::Config::load(&cli.config).map_err(|e| AppError::Funnel(e.into()))?;
-            let run = crate::ruletest::run(&cfg, filter.as_deref());
-            Ok(crate::ruletest::report(
+            let cfg = crate::funnel::config::Config::load(&cli.config)
+                .map_err(|e| AppError::Funnel(e.into()))?;
+            let run = crate::tools::ruletest::run(&cfg, filter.as_deref());
+            Ok(crate::tools::ruletest::report(
                 &run,
                 Path::new(&cfg.display_path(&cfg.rules_dir().join("tests"))),
             ))
@@ -473,15 +478,18 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         Command::Explain { lead, at } => {
             let app = App::open(&cli.config).await?;
             let at = at.unwrap_or_else(Utc::now);
-            print!("{}", crate::explain::explain(&app, &lead, at).await?);
+            print!("{}", crate::tools::explain::explain(&app, &lead, at).await?);
             Ok(0)
         }
-        Command::Campaign { action } => crate::campaign_cli::run(&cli.config, action).await,
+        Command::Campaign { action } => {
+            crate::interfaces::cli::campaign::run(&cli.config, action).await
+        }
         Command::Report { format, now } => {
-            let cfg =
-                crate::config::Config::load(&cli.config).map_err(|e| AppError::Funnel(e.into()))?;
+            let cfg = crate::funnel::config::Config::load(&cli.config)
+                .map_err(|e| AppError::Funnel(e.into()))?;
             let store = crate::store::Store::open_and_migrate(&cfg.database).await?;
-            let r = crate::report::report(&store, &cfg, now.unwrap_or_else(Utc::now)).await?;
+            let r =
+                crate::tools::report::report(&store, &cfg, now.unwrap_or_else(Utc::now)).await?;
             match format {
                 ReportFormat::Table => print!("{}", r.table()),
                 ReportFormat::Json => {
@@ -494,7 +502,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             let store = open_store(&cli.config).await?;
             let now = now.unwrap_or_else(Utc::now);
             if let Some(file) = file {
-                let (n, bad) = crate::operator::unsubscribe_file(&store, &file, now).await?;
+                let (n, bad) = crate::tools::operator::unsubscribe_file(&store, &file, now).await?;
                 println!("unsubscribed {n} address(es) from {}", file.display());
                 for b in &bad {
                     eprintln!("  {}:{}: {}", file.display(), b.line, b.message);
@@ -503,7 +511,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             }
             let raw = email.unwrap_or_default();
             let email = crate::domain::EmailAddress::parse(&raw).map_err(AppError::Usage)?;
-            let known = crate::operator::unsubscribe(&store, &email, now).await?;
+            let known = crate::tools::operator::unsubscribe(&store, &email, now).await?;
             println!(
                 "unsubscribed {email}{}",
                 if known {
@@ -537,7 +545,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 OutboxAction::List { filter, limit } => {
                     let f = filter.resolve(&store).await?;
                     let rows = store.outbox_list(&f, limit).await?;
-                    print!("{}", crate::operator::outbox_table(&rows));
+                    print!("{}", crate::tools::operator::outbox_table(&rows));
                     let counts = store.outbox_counts().await?;
                     let counts: Vec<String> =
                         counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
@@ -594,11 +602,11 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 .transpose()
                 .map_err(|e| AppError::Usage(format!("--to: {e}")))?;
             let who = match lead {
-                Some(l) => crate::preview::Who::Lead(l),
-                None => crate::preview::Who::Sample,
+                Some(l) => crate::tools::preview::Who::Lead(l),
+                None => crate::tools::preview::Who::Sample,
             };
             let now = now.unwrap_or_else(Utc::now);
-            let p = crate::preview::preview(&cli.config, &template, who, now).await?;
+            let p = crate::tools::preview::preview(&cli.config, &template, who, now).await?;
             if let Some(file) = &eml {
                 std::fs::write(file, p.eml()).map_err(|e| {
                     AppError::Usage(format!("cannot write {}: {e}", file.display()))
@@ -623,23 +631,23 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             events,
             format,
         } => {
-            let opts = crate::simulate::Options {
+            let opts = crate::tools::simulate::Options {
                 from,
                 to,
                 step,
                 leads,
                 events,
             };
-            let sim = crate::simulate::simulate(&cli.config, &opts).await?;
+            let sim = crate::tools::simulate::simulate(&cli.config, &opts).await?;
             print!("{}", sim.render(format));
-            if format == crate::simulate::Format::Csv {
+            if format == crate::tools::simulate::Format::Csv {
                 eprint!("{}", sim.summary_lines());
             }
             Ok(0)
         }
         Command::Migrate => {
-            let cfg =
-                crate::config::Config::load(&cli.config).map_err(|e| AppError::Funnel(e.into()))?;
+            let cfg = crate::funnel::config::Config::load(&cli.config)
+                .map_err(|e| AppError::Funnel(e.into()))?;
             let store = crate::store::Store::open(&cfg.database).await?;
             let n = store.migrate().await?;
             println!("{}: {n} migration(s) applied", cfg.database);
@@ -652,12 +660,12 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         } => {
             let app = App::open(&cli.config).await?;
             let token = tokio_util::sync::CancellationToken::new();
-            crate::daemon::cancel_on_signal(token.clone());
-            let options = crate::daemon::Options {
+            crate::interfaces::daemon::cancel_on_signal(token.clone());
+            let options = crate::interfaces::daemon::Options {
                 listen,
                 shutdown_timeout: shutdown_timeout.to_std().unwrap_or_default(),
             };
-            crate::daemon::run(app, Clock::from_option(now), options, token).await?;
+            crate::interfaces::daemon::run(app, Clock::from_option(now), options, token).await?;
             Ok(0)
         }
         Command::Tick { now } => {
@@ -689,7 +697,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 return Ok(0);
             };
             let stop = tokio_util::sync::CancellationToken::new();
-            crate::daemon::cancel_on_signal(stop.clone());
+            crate::interfaces::daemon::cancel_on_signal(stop.clone());
             let d = app.deliver_at(now, &stop).await?;
             let delivered = match &d {
                 None => "delivery left to the running daemon".to_string(),
@@ -734,7 +742,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         } => {
             let app = App::open(&cli.config).await?;
             let now = now.unwrap_or_else(Utc::now);
-            let r = crate::import::import_file(
+            let r = crate::ingest::csv::import_file(
                 &app.store,
                 &app.funnel().config,
                 &file,
@@ -789,7 +797,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                     at,
                 )
                 .await?;
-            let r = crate::tick::evaluate_lead(&app.store, &app.funnel(), id, at)
+            let r = crate::engine::pass::evaluate_lead(&app.store, &app.funnel(), id, at)
                 .await?
                 .unwrap_or_default();
             println!(

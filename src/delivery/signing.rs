@@ -3,8 +3,8 @@
 //! A token carries its payload and an HMAC-SHA256 tag, so verifying one needs the key
 //! and nothing from the database.
 
-use crate::config::Config;
 use crate::domain::EmailAddress;
+use crate::funnel::config::Config;
 use crate::store::{Store, StoreError};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;

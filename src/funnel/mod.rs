@@ -3,9 +3,17 @@
 //! Commands and the daemon hold an `Arc<Funnel>`; a reload builds a new one whole and
 //! swaps it, so a lead is never evaluated against half of a change.
 
-use crate::config::{Config, ConfigError};
+pub mod check;
+pub mod config;
+pub mod diagnostic;
+pub mod leadspec;
+pub mod reload;
+pub mod scaffold;
+pub mod templates;
+
+use crate::funnel::config::{Config, ConfigError};
+use crate::funnel::templates::{TemplateError, Templates};
 use crate::rules::{Audience, Catalog, RuleError, RuleSet};
-use crate::templates::{TemplateError, Templates};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};

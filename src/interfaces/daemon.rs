@@ -4,7 +4,8 @@
 use crate::app::{App, AppError};
 use crate::clock::Clock;
 use crate::delivery::{Lease, SenderLease};
-use crate::{reload, schedule};
+use crate::engine::schedule;
+use crate::funnel::reload;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -93,7 +94,9 @@ pub async fn run(
         supervise("http", app.health.clone(), shutdown.clone(), move || {
             let (app, shutdown, listen) = (app.clone(), shutdown.clone(), listen.clone());
             async move {
-                if let Err(e) = crate::http::serve(app, clock, listen, shutdown.clone()).await {
+                if let Err(e) =
+                    crate::interfaces::http::serve(app, clock, listen, shutdown.clone()).await
+                {
                     tracing::error!(
                         "the HTTP API is not running ({e}); the rest of the daemon is; free the address or change http.listen (or run --listen)"
                     );
@@ -145,9 +148,9 @@ pub async fn run(
 async fn greet(app: &App, clock: &Clock, options: &Options) {
     let funnel = app.funnel();
     let cfg = &funnel.config;
-    match crate::seed::seed_new_database(&app.store, cfg, clock.now()).await {
+    match crate::ingest::seed::seed_new_database(&app.store, cfg, clock.now()).await {
         Ok(Some(s)) => {
-            let n = |r: &Option<crate::import::ImportReport>| {
+            let n = |r: &Option<crate::ingest::csv::ImportReport>| {
                 r.as_ref()
                     .map(|r| r.created + r.updated + r.events)
                     .unwrap_or(0)
@@ -163,7 +166,7 @@ async fn greet(app: &App, clock: &Clock, options: &Options) {
         Err(e) => tracing::error!("the sample data (`seed:`) was not imported: {e}"),
     }
     match &cfg.smtp.transport {
-        crate::config::Transport::File(dir) => tracing::info!(
+        crate::funnel::config::Transport::File(dir) => tracing::info!(
             "emails are written as .eml files into {}; `embudo outbox list` shows every email's state (sent, held until when and why, retry)",
             tidy(dir).display()
         ),
@@ -299,7 +302,7 @@ async fn sender(app: App, clock: Clock, shutdown: CancellationToken, wake: Arc<N
 /// half a minute.
 async fn supervise<F, Fut>(
     name: &'static str,
-    health: crate::health::Health,
+    health: crate::app::health::Health,
     shutdown: CancellationToken,
     make: F,
 ) where
@@ -367,7 +370,7 @@ async fn campaigns(app: App, clock: Clock, shutdown: CancellationToken, wake: Ar
             .config
             .campaigns
             .iter()
-            .filter_map(|c| crate::campaigns::next_firing(c, &funnel, now))
+            .filter_map(|c| crate::engine::campaigns::next_firing(c, &funnel, now))
             .min();
         let wait = next
             .map(|n| (n - now).to_std().unwrap_or(Duration::ZERO))

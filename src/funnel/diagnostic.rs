@@ -120,8 +120,8 @@ impl From<&crate::rules::RuleError> for Diagnostic {
     }
 }
 
-impl From<&crate::templates::TemplateError> for Diagnostic {
-    fn from(e: &crate::templates::TemplateError) -> Self {
+impl From<&crate::funnel::templates::TemplateError> for Diagnostic {
+    fn from(e: &crate::funnel::templates::TemplateError) -> Self {
         Diagnostic::new(&e.file, e.line, 0, &e.message)
     }
 }

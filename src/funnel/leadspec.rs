@@ -1,9 +1,9 @@
 //! A lead written by hand in YAML: the sample lead of `templates/_sample.yaml` and the
 //! lead of a rule test. One shape, one parser, so both accept the same keys.
 
-use crate::config::{Config, parse_tz};
 use crate::domain::time::{parse_duration, parse_instant_or_date};
 use crate::domain::{EmailAddress, Lead, LeadId, Value};
+use crate::funnel::config::{Config, parse_tz};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@
 use crate::app::App;
 use crate::clock::Clock;
 use crate::domain::{EmailAddress, Event, LeadId, Value, ValueMap};
-use crate::import::{LeadFields, lead_upsert};
+use crate::ingest::csv::{LeadFields, lead_upsert};
 use crate::store::Suppression;
 use crate::store::{IdempotencyKey, Replay, StoreError};
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -301,7 +301,7 @@ async fn metrics(State(api): State<Api>) -> Response {
 
 async fn funnel(State(api): State<Api>) -> Response {
     let cfg = api.app.funnel().config.clone();
-    match crate::report::report(&api.app.store, &cfg, api.clock.now()).await {
+    match crate::tools::report::report(&api.app.store, &cfg, api.clock.now()).await {
         Ok(r) => Json(r).into_response(),
         Err(e) => internal(e),
     }
@@ -333,10 +333,10 @@ fn value(v: &serde_json::Value) -> Result<Value, String> {
             .ok_or_else(|| format!("{n} is out of range")),
         serde_json::Value::String(s) => {
             let n = s.chars().count();
-            if n > crate::import::MAX_VALUE {
+            if n > crate::ingest::csv::MAX_VALUE {
                 return Err(format!(
                     "{n} characters; a value holds at most {}",
-                    crate::import::MAX_VALUE
+                    crate::ingest::csv::MAX_VALUE
                 ));
             }
             Ok(Value::infer(s))
@@ -358,7 +358,7 @@ fn values(
         })
         .collect::<Result<ValueMap, String>>()?;
     // The same limits as a CSV import's.
-    crate::import::check_values(field, &out)?;
+    crate::ingest::csv::check_values(field, &out)?;
     Ok(out)
 }
 
@@ -613,7 +613,7 @@ async fn post_events(
             );
         }
         if let Some(event_id) = &e.id
-            && let Err(m) = crate::import::check_event_id(event_id)
+            && let Err(m) = crate::ingest::csv::check_event_id(event_id)
         {
             return error(StatusCode::UNPROCESSABLE_ENTITY, format!("events[{i}].{m}"));
         }
@@ -689,7 +689,7 @@ async fn post_events(
     }
     let mut failed = None;
     for id in leads {
-        match crate::tick::evaluate_lead(&api.app.store, &funnel, id, now).await {
+        match crate::engine::pass::evaluate_lead(&api.app.store, &funnel, id, now).await {
             Ok(Some(r)) => {
                 queued += r.queued;
                 moves += r.moves;
@@ -857,7 +857,7 @@ pub const TRACKING_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
 /// within [`TRACKING_WINDOW`] (an image proxy, a double click) records nothing and runs
 /// nothing. A lead since forgotten, or an id now someone else's (the address digest
 /// differs), records nothing.
-async fn record(api: &Api, who: &crate::tracking::Who, kind: &str, props: ValueMap) {
+async fn record(api: &Api, who: &crate::delivery::tracking::Who, kind: &str, props: ValueMap) {
     let now = api.clock.now();
     let id = LeadId(who.lead);
     let result = async {
@@ -879,7 +879,7 @@ async fn record(api: &Api, who: &crate::tracking::Who, kind: &str, props: ValueM
             return Ok(());
         }
         if let Some(r) =
-            crate::tick::evaluate_lead(&api.app.store, &api.app.funnel(), id, now).await?
+            crate::engine::pass::evaluate_lead(&api.app.store, &api.app.funnel(), id, now).await?
         {
             r.log_errors();
         }
@@ -890,12 +890,12 @@ async fn record(api: &Api, who: &crate::tracking::Who, kind: &str, props: ValueM
     }
 }
 
-fn signer(api: &Api) -> &crate::signing::Signer {
+fn signer(api: &Api) -> &crate::delivery::signing::Signer {
     api.app.deliverer.signer()
 }
 
 async fn opened(State(api): State<Api>, Path(token): Path<String>) -> Response {
-    if let Some((who, template)) = crate::tracking::open(signer(&api), &token) {
+    if let Some((who, template)) = crate::delivery::tracking::open(signer(&api), &token) {
         let props = ValueMap::from([("template".to_string(), Value::Str(template))]);
         record(&api, &who, "open", props).await;
     }
@@ -912,7 +912,7 @@ async fn opened(State(api): State<Api>, Path(token): Path<String>) -> Response {
 /// Redirects to the link's own target, which the signature covers: a token cannot
 /// send anyone anywhere else.
 async fn clicked(State(api): State<Api>, Path(token): Path<String>) -> Response {
-    let Some((who, template, url)) = crate::tracking::click(signer(&api), &token) else {
+    let Some((who, template, url)) = crate::delivery::tracking::click(signer(&api), &token) else {
         return error(
             StatusCode::NOT_FOUND,
             "this link is not valid (it may have been cut short by the mail client)",

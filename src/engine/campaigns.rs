@@ -6,13 +6,13 @@
 //! queued and marked done after the last, so a restart in the middle resumes it, and
 //! the outbox's dedupe key (lead, template, key) makes each lead's email once per key.
 
-use crate::config::{Campaign, Missed};
 use crate::domain::LeadId;
+use crate::engine::pass::PAGE;
+use crate::engine::schedule;
 use crate::funnel::Funnel;
+use crate::funnel::config::{Campaign, Missed};
 use crate::rules::RuleError;
-use crate::schedule;
 use crate::store::{FiringState, LoadedLead, Store, StoreError};
-use crate::tick::PAGE;
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::sync::Arc;

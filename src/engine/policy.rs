@@ -5,7 +5,7 @@
 //! dropped here: a row the policy holds gets a reason and the earliest instant it may
 //! go, and is looked at again then. Receipts (`transactional: true`) are exempt.
 
-use crate::config::{Limits, QuietHours};
+use crate::funnel::config::{Limits, QuietHours};
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
@@ -127,7 +127,7 @@ fn at_local(tz: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ClockTime, PerLead, Span};
+    use crate::funnel::config::{ClockTime, PerLead, Span};
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

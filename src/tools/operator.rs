@@ -3,7 +3,7 @@
 
 use crate::app::AppError;
 use crate::domain::EmailAddress;
-use crate::import::BadRow;
+use crate::ingest::csv::BadRow;
 use crate::store::{OutboxFilter, OutboxRow, OutboxState, Store, Suppression};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::path::Path;

@@ -9,8 +9,8 @@
 //! file says `reload: { allow_removals: true }`: an editor's half-save or a truncated
 //! file looks exactly like that.
 
-use crate::config::Config;
 use crate::funnel::Funnel;
+use crate::funnel::config::Config;
 use crate::store::Store;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -71,7 +71,7 @@ pub async fn prepare(
             )]);
         }
     }
-    let problems = crate::check::check(config_path).map_err(|e| vec![e.to_string()])?;
+    let problems = crate::funnel::check::check(config_path).map_err(|e| vec![e.to_string()])?;
     if !problems.is_empty() {
         return Err(problems.iter().map(|p| p.to_string()).collect());
     }

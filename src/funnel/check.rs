@@ -1,12 +1,12 @@
 //! `embudo check`: the funnel folder's problems, all at once, each with its place.
 
-use crate::config::{Config, ConfigError, Step, keys, parse_yaml};
-use crate::diagnostic::Diagnostic;
 use crate::domain::Lead;
 use crate::funnel::FunnelError;
-use crate::leadspec::LeadSpec;
+use crate::funnel::config::{Config, ConfigError, Step, keys, parse_yaml};
+use crate::funnel::diagnostic::Diagnostic;
+use crate::funnel::leadspec::LeadSpec;
+use crate::funnel::templates::{RenderContext, Templates};
 use crate::rules::{Catalog, RuleSet};
-use crate::templates::{RenderContext, Templates};
 use std::path::Path;
 
 /// The sample lead of a funnel folder: `templates/_sample.yaml`, else a made-up one.
@@ -239,8 +239,8 @@ pub fn warnings(config_path: &Path) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let file = cfg.display_path(&cfg.path);
     let src = std::fs::read_to_string(&cfg.path).unwrap_or_default();
-    if let crate::config::Transport::Smtp {
-        tls: tls @ (crate::config::Tls::None | crate::config::Tls::Opportunistic),
+    if let crate::funnel::config::Transport::Smtp {
+        tls: tls @ (crate::funnel::config::Tls::None | crate::funnel::config::Tls::Opportunistic),
         plain_auth: false,
         ..
     } = cfg.smtp.transport
@@ -254,8 +254,8 @@ pub fn warnings(config_path: &Path) -> Vec<Diagnostic> {
                 c,
                 format!(
                     "smtp.username is set but smtp.url says tls={}: embudo refuses to send the password over a connection without TLS, so {}",
-                    if tls == crate::config::Tls::None { "none" } else { "opportunistic" },
-                    if tls == crate::config::Tls::None {
+                    if tls == crate::funnel::config::Tls::None { "none" } else { "opportunistic" },
+                    if tls == crate::funnel::config::Tls::None {
                         "nothing will be sent"
                     } else {
                         "nothing will be sent to a server that does not offer STARTTLS"
@@ -294,8 +294,8 @@ pub fn notes(config_path: &Path) -> Vec<Diagnostic> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    if let crate::config::Transport::Smtp {
-        tls: crate::config::Tls::Required,
+    if let crate::funnel::config::Transport::Smtp {
+        tls: crate::funnel::config::Tls::Required,
         ..
     } = cfg.smtp.transport
         && cfg.smtp.url.starts_with("smtp://")
@@ -312,7 +312,7 @@ pub fn notes(config_path: &Path) -> Vec<Diagnostic> {
                     cfg.smtp.url
                 ),
             )
-            .with_hint(crate::config::STARTTLS_HELP)
+            .with_hint(crate::funnel::config::STARTTLS_HELP)
             .with_source(std::fs::read_to_string(&cfg.path).unwrap_or_default()),
         );
     }
@@ -387,7 +387,7 @@ fn unknown_names(
         if !known {
             let hint = if kind == "stage" {
                 let stages = cfg.funnel.stages.iter().map(|s| s.as_str());
-                match crate::diagnostic::did_you_mean(&name, stages) {
+                match crate::funnel::diagnostic::did_you_mean(&name, stages) {
                     Some(d) => format!("the funnel's stages are: {}; {d}", cfg.funnel.stage_list()),
                     None => format!("the funnel's stages are: {}", cfg.funnel.stage_list()),
                 }
@@ -407,7 +407,7 @@ fn unknown_names(
 /// The help for a template name templates/ lacks: the near one, else what to add.
 fn template_hint(t: &Templates, name: &str) -> String {
     let ids = t.ids();
-    match crate::diagnostic::did_you_mean(name, ids.iter().map(|s| s.as_str())) {
+    match crate::funnel::diagnostic::did_you_mean(name, ids.iter().map(|s| s.as_str())) {
         Some(d) => format!("add templates/{name}.html, or {d}"),
         None => format!("add templates/{name}.html"),
     }

@@ -91,7 +91,7 @@ pub async fn explain(app: &App, who: &str, at: DateTime<Utc>) -> Result<String, 
             .actions
             .iter()
             .filter(|(rule, _)| rule == &r.name)
-            .map(|(_, a)| crate::ruletest::describe(a))
+            .map(|(_, a)| crate::tools::ruletest::describe(a))
             .collect();
         let errors: Vec<String> = ev
             .errors

@@ -4,8 +4,8 @@
 //! matter, sample leads and rule tests go through it, so replacing the deprecated crate
 //! with a successor is a one-file change.
 
-use crate::diagnostic::did_you_mean;
 use crate::domain::{StageId, time::parse_duration};
+use crate::funnel::diagnostic::did_you_mean;
 use chrono::{NaiveDate, NaiveTime, TimeDelta};
 use chrono_tz::Tz;
 use serde::de::{DeserializeOwned, Error as _};
@@ -881,7 +881,7 @@ impl Config {
         }
 
         // Defaults.
-        if let Err(m) = crate::templates::check_locale(&defaults.locale) {
+        if let Err(m) = crate::funnel::templates::check_locale(&defaults.locale) {
             p.add(
                 &keys(&["defaults", "locale"]),
                 m,

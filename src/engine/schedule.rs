@@ -3,7 +3,7 @@
 //! A timer only wakes the daemon at the instant computed here; no scheduler keeps its
 //! own notion of local time, so a daylight-saving change cannot shift a firing.
 
-use crate::config::CronExpr;
+use crate::funnel::config::CronExpr;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 

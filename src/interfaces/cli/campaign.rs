@@ -1,8 +1,8 @@
 //! `embudo campaign list|run`.
 
 use crate::app::{App, AppError};
-use crate::campaigns::{self, zone};
-use crate::cli::CampaignAction;
+use crate::engine::campaigns::{self, zone};
+use crate::interfaces::cli::CampaignAction;
 use chrono::{SecondsFormat, Utc};
 use std::path::Path;
 

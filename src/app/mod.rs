@@ -1,12 +1,14 @@
 //! Building the application from a config path: what every command that touches the
 //! database starts with, and the one place the pieces are wired together.
 
+pub mod health;
+
+use crate::delivery::signing::Signer;
 use crate::delivery::{Deliverer, DeliveryReport, Lease, Mailer, SenderLease};
+use crate::engine::pass::{PassReport, evaluate_all};
 use crate::funnel::{Funnel, FunnelCell, FunnelError};
-use crate::lease::{Acquired, NamedLease};
-use crate::signing::Signer;
+use crate::store::lease::{Acquired, NamedLease};
 use crate::store::{Store, StoreError};
-use crate::tick::{PassReport, evaluate_all};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ pub enum AppError {
     #[error("smtp: {0}")]
     Mailer(String),
     #[error(transparent)]
-    Import(#[from] crate::import::ImportError),
+    Import(#[from] crate::ingest::csv::ImportError),
     #[error("{0}")]
     Usage(String),
     /// An email that could not be sent now (a test send): a runtime failure.
@@ -36,7 +38,8 @@ impl AppError {
         match self {
             AppError::Funnel(_) | AppError::Mailer(_) | AppError::Usage(_) => 2,
             AppError::Import(
-                crate::import::ImportError::Header { .. } | crate::import::ImportError::Read { .. },
+                crate::ingest::csv::ImportError::Header { .. }
+                | crate::ingest::csv::ImportError::Read { .. },
             ) => 2,
             _ => 1,
         }
@@ -51,7 +54,7 @@ pub struct App {
     pub store: Store,
     pub deliverer: Deliverer,
     /// What the daemon's tasks report about themselves; `/healthz` reads it.
-    pub health: crate::health::Health,
+    pub health: crate::app::health::Health,
 }
 
 impl App {
@@ -66,7 +69,7 @@ impl App {
             deliverer: Deliverer::new(store.clone(), mailer, signer),
             cell: FunnelCell::new(funnel),
             store,
-            health: crate::health::Health::new(),
+            health: crate::app::health::Health::new(),
         })
     }
 
@@ -116,8 +119,8 @@ impl App {
     pub async fn fire_campaigns(
         &self,
         now: DateTime<Utc>,
-    ) -> Result<Vec<crate::campaigns::FireReport>, AppError> {
-        Ok(crate::campaigns::fire_due(&self.store, &self.funnel(), now).await?)
+    ) -> Result<Vec<crate::engine::campaigns::FireReport>, AppError> {
+        Ok(crate::engine::campaigns::fire_due(&self.store, &self.funnel(), now).await?)
     }
 
     /// Delivers what is due at `now` with the fixed clock `now` (for `tick --now`);

@@ -4,7 +4,7 @@
 //! target, so the redirect goes only where the email pointed: no open redirect, and
 //! no database lookup to verify.
 
-use crate::signing::Signer;
+use crate::delivery::signing::Signer;
 
 /// Rewrites every `href="http(s)://…"` (or `'…'`, any case) of `html`, but the
 /// unsubscribe link, into a signed click link, and appends the open pixel. `lead` is
@@ -28,7 +28,7 @@ pub fn track(
             rest = tail;
             break;
         };
-        let target = crate::templates::decode_entities(&tail[..end]);
+        let target = crate::funnel::templates::decode_entities(&tail[..end]);
         let trackable = (target.starts_with("http://") || target.starts_with("https://"))
             && target != unsubscribe_url;
         if trackable {

@@ -3,10 +3,10 @@
 //! test to an address of your choosing (no outbox row, no dedupe, nothing recorded).
 
 use crate::app::{App, AppError};
+use crate::delivery::signing::Signer;
 use crate::delivery::{Draft, Mailer, loose_message_id};
 use crate::domain::{EmailAddress, Lead};
 use crate::funnel::Funnel;
-use crate::signing::Signer;
 use chrono::{DateTime, Utc};
 use std::path::Path;
 use std::sync::Arc;
@@ -35,7 +35,8 @@ pub async fn preview(
     let (funnel, signer, lead) = match who {
         Who::Sample => {
             let funnel = Arc::new(Funnel::load(config_path)?);
-            let lead = crate::check::sample_lead(&funnel.config).map_err(AppError::Usage)?;
+            let lead =
+                crate::funnel::check::sample_lead(&funnel.config).map_err(AppError::Usage)?;
             // Without a database there is no stored key: the link is only for show.
             let key = std::env::var(&funnel.config.http.signing_key_env)
                 .unwrap_or_else(|_| "preview".into());

@@ -3,8 +3,8 @@
 //! first command on a fresh clone shows the funnel at work. A funnel of one's own
 //! leaves the key out.
 
-use crate::config::Config;
-use crate::import::{ImportError, ImportReport, import_reader};
+use crate::funnel::config::Config;
+use crate::ingest::csv::{ImportError, ImportReport, import_reader};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use std::path::Path;

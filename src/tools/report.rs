@@ -2,8 +2,8 @@
 //! conversion, time in stage, emails per template (with opens and clicks), and what
 //! the sending policy is holding back.
 
-use crate::config::Config;
 use crate::domain::time::format_duration;
+use crate::funnel::config::Config;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;

@@ -1,0 +1,7 @@
+//! The ways in: the command line, the HTTP API and the daemon that runs them. Each calls
+//! the operations of [`crate::app`] and the tools; none holds logic of its own.
+
+pub mod cli;
+pub mod daemon;
+pub mod http;
+pub mod logging;
