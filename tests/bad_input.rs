@@ -53,7 +53,12 @@ fn broken_rules_are_reported_with_file_and_position_and_the_others_keep_running(
         err.contains("rules/30_forever.rhai:"),
         "endless loop:\n{err}"
     );
-    assert!(err.to_lowercase().contains("too many operations"), "{err}");
+    // Stopped by its operation budget, or by its time budget on a loaded machine.
+    let err_lower = err.to_lowercase();
+    assert!(
+        err_lower.contains("too many operations") || err_lower.contains("took longer than"),
+        "{err}"
+    );
     assert!(
         err.contains("rules/40_nowhere.rhai:2:5:"),
         "unknown stage with its position:\n{err}"

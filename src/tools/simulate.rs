@@ -1,17 +1,17 @@
 //! `embudo simulate`: the funnel run forward in time on a scratch copy of the data.
 //!
-//! The simulation is the daemon with a fake clock and a dry mailer: the same
-//! `evaluate_all`, `evaluate_lead` and `Deliverer` run against a throw-away SQLite
+//! The simulation is the daemon with a fake clock and a dry mailer: the same `App`
+//! (built by the same builder) takes the same `App::step` against a throw-away SQLite
 //! file, so what it predicts is what the daemon would do, not what a copy of it would.
 //! Events from the events CSV are stored up front; read helpers never see rows later
 //! than `now`, and each event makes its lead's rules run at the event's time, as
 //! `embudo event` does.
 
-use crate::app::AppError;
+use crate::app::{App, AppError, Step};
+use crate::delivery::Mailer;
 use crate::delivery::signing::Signer;
-use crate::delivery::{Deliverer, Mailer};
 use crate::domain::LeadId;
-use crate::engine::pass::{PassReport, evaluate_all, evaluate_lead};
+use crate::engine::pass::PassReport;
 use crate::engine::schedule;
 use crate::funnel::Funnel;
 use crate::funnel::config::Config;
@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// More instants than this is almost certainly a mistake (a 1-second cron over a year).
 const MAX_INSTANTS: usize = 2_000_000;
@@ -130,13 +130,17 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
         &mut config.database,
         format!("sqlite://{}", scratch_db.display()),
     );
-    let funnel = Arc::new(Funnel::from_config(config)?);
-    funnel.log_rule_errors();
-
     if opts.leads.is_none() {
         copy_real_database(&real_db, &scratch_db).await?;
     }
-    let store = Store::open_and_migrate(&funnel.config.database).await?;
+    // The daemon's own parts, with a dry mailer and links nobody follows.
+    let app = App::builder_for(Funnel::from_config(config)?)
+        .mailer(Mailer::Dry)
+        .signer(Signer::new(b"simulate: links are never followed"))
+        .log_passes(false)
+        .build()
+        .await?;
+    let (funnel, store) = (app.funnel(), app.store.clone());
     let mut bad_rows = Vec::new();
     for file in opts.leads.iter().chain(opts.events.iter()) {
         let r = import_file(&store, &funnel.config, file, false, opts.from).await?;
@@ -146,45 +150,35 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
                 .map(|b: &BadRow| format!("{}:{}: {}", file.display(), b.line, b.message)),
         );
     }
-    let deliverer = Deliverer::new(
-        store.clone(),
-        Mailer::Dry,
-        Signer::new(b"simulate: links are never followed"),
-    );
 
     let mut plan = plan(&funnel, &store, opts).await?;
     let bar = progress(plan.len() as u64);
     let mut errors = PassReport::default();
     let (mut passes, mut reactions, mut fired) = (0, 0, 0);
-    while let Some((at, step)) = plan.pop_first() {
-        // As `tick` does: the campaigns due first, then the rules.
-        for f in crate::engine::campaigns::fire_due(&store, &funnel, at).await? {
+    let never = CancellationToken::new();
+    while let Some((at, instant)) = plan.pop_first() {
+        let step = match (instant.tick, instant.leads.is_empty()) {
+            (true, _) => Step::Everyone,
+            (false, false) => Step::Leads(&instant.leads),
+            (false, true) => Step::DeliverOnly,
+        };
+        let report = app.step(step, at, &never).await?;
+        for f in report.campaigns {
             fired += usize::from(f.skipped.is_none());
             for e in f.errors {
                 errors.absorb(LeadId(0), vec![e]);
             }
         }
-        if step.tick {
-            passes += 1;
-            errors.merge_errors(evaluate_all(&store, &funnel, at).await?);
-        } else {
-            for lead in &step.leads {
-                reactions += 1;
-                if let Some(r) = evaluate_lead(&store, &funnel, *lead, at).await? {
-                    errors.merge_errors(r);
-                }
-            }
-        }
-        deliverer
-            .deliver_due(&funnel, || at, &tokio_util::sync::CancellationToken::new())
-            .await?;
+        passes += usize::from(instant.tick);
+        reactions += if instant.tick { 0 } else { instant.leads.len() };
+        errors.merge_errors(report.pass.unwrap_or_default());
         // The daemon's sender never sleeps through a release (quiet hours ending, a
         // retry falling due): neither does the simulated one.
         if let Some(due) = store.next_due_after(at).await?
             && due <= opts.to
             && plan.first_key_value().is_none_or(|(next, _)| due < *next)
         {
-            plan.insert(due, Step::default());
+            plan.insert(due, Instant::default());
             bar.inc_length(1);
         }
         bar.inc(1);
@@ -227,7 +221,7 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
 /// What happens at one instant: a tick (every lead), event reactions (some leads), or
 /// (neither) only the sender's round, when held or retried emails fall due.
 #[derive(Debug, Default)]
-struct Step {
+struct Instant {
     tick: bool,
     leads: Vec<LeadId>,
 }
@@ -237,8 +231,8 @@ async fn plan(
     funnel: &Funnel,
     store: &Store,
     opts: &Options,
-) -> Result<BTreeMap<DateTime<Utc>, Step>, AppError> {
-    let mut plan: BTreeMap<DateTime<Utc>, Step> = BTreeMap::new();
+) -> Result<BTreeMap<DateTime<Utc>, Instant>, AppError> {
+    let mut plan: BTreeMap<DateTime<Utc>, Instant> = BTreeMap::new();
     let mut ticks = vec![opts.from];
     match opts.step {
         Some(step) => {

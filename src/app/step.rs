@@ -1,0 +1,83 @@
+//! One instant of the funnel's work, in the order every caller shares: the campaigns
+//! due, then the rules, then delivery. `embudo tick` runs one step at its clock;
+//! simulate runs one at every instant of its plan. (The daemon runs the same three
+//! verbs, each on its own schedule.)
+
+use super::{App, AppError};
+use crate::delivery::DeliveryReport;
+use crate::domain::LeadId;
+use crate::engine::campaigns::FireReport;
+use crate::engine::pass::{PassReport, evaluate_lead};
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+/// Whose rules a step runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    /// Every lead: a tick.
+    Everyone,
+    /// These leads only: the reactions to their events.
+    Leads(&'a [LeadId]),
+    /// No rules: only the sender's round (held or retried emails falling due).
+    DeliverOnly,
+}
+
+/// What a step did.
+#[derive(Debug, Default)]
+pub struct StepReport {
+    pub campaigns: Vec<FireReport>,
+    /// The rules' work; `None` when another process was in a pass (the step stopped
+    /// there and delivered nothing: that process's sender delivers).
+    pub pass: Option<PassReport>,
+    /// `None` when another sender (a running daemon) holds the sender lease, or the
+    /// pass was coalesced.
+    pub delivery: Option<DeliveryReport>,
+}
+
+impl App {
+    /// Fires the campaigns due at `now`, runs the rules `step` names, and delivers what
+    /// is due at `now`. `stop` ends the delivery between two sends.
+    pub async fn step(
+        &self,
+        step: Step<'_>,
+        now: DateTime<Utc>,
+        stop: &CancellationToken,
+    ) -> Result<StepReport, AppError> {
+        let campaigns = self.fire_campaigns(now).await?;
+        let pass = match step {
+            Step::Everyone => self.evaluate(now).await?,
+            Step::Leads(ids) => Some(self.evaluate_leads(ids, now).await?),
+            Step::DeliverOnly => Some(PassReport::default()),
+        };
+        let delivery = match pass {
+            Some(_) => self.deliver_at(now, stop).await?,
+            None => None,
+        };
+        Ok(StepReport {
+            campaigns,
+            pass,
+            delivery,
+        })
+    }
+
+    /// Runs the rules of these leads at `now`, each once (a lead named twice is
+    /// evaluated twice: its second evaluation sees the first's changes).
+    pub async fn evaluate_leads(
+        &self,
+        ids: &[LeadId],
+        now: DateTime<Utc>,
+    ) -> Result<PassReport, AppError> {
+        let funnel = self.funnel();
+        let mut total = PassReport::default();
+        for id in ids {
+            if let Some(r) = evaluate_lead(&self.store, &funnel, *id, now).await? {
+                total.leads += r.leads;
+                total.changed += r.changed;
+                total.queued += r.queued;
+                total.moves += r.moves;
+                total.merge_errors(r);
+            }
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,29 @@
+//! `embudo explain LEAD [--at T]`: one lead's rule decisions and the sender's verdicts.
+
+use super::args::instant;
+use crate::app::{App, AppError};
+use crate::clock::Clock;
+use chrono::{DateTime, Utc};
+use std::path::Path;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The lead, by email or id.
+    lead: String,
+    /// The clock (RFC 3339); default: now.
+    #[arg(long, value_parser = instant)]
+    at: Option<DateTime<Utc>>,
+}
+
+pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
+    let app = App::builder(config)
+        .clock(Clock::held_or_system(args.at))
+        .build()
+        .await?;
+    let at = app.clock.now();
+    print!(
+        "{}",
+        crate::tools::explain::explain(&app, &args.lead, at).await?
+    );
+    Ok(0)
+}

@@ -1,0 +1,37 @@
+//! Opening what a command needs: the config alone, or its database, without loading
+//! rules or templates (operator commands work even while the folder has a broken rule).
+
+use crate::app::AppError;
+use crate::funnel::config::Config;
+use crate::store::Store;
+use std::path::Path;
+
+pub fn config(path: &Path) -> Result<Config, AppError> {
+    Config::load(path).map_err(|e| AppError::Funnel(e.into()))
+}
+
+/// The funnel's database, created and migrated if need be.
+pub async fn store(path: &Path) -> Result<Store, AppError> {
+    let cfg = config(path)?;
+    Ok(Store::open_and_migrate(&cfg.database).await?)
+}
+
+/// The funnel's database, which must exist already: an operator's action (pause,
+/// outbox, forget) on a new, empty database would report success while the running
+/// daemon, on the real one, goes on. That happens when embudo.yaml is half-saved or
+/// names another database.
+pub async fn existing_store(path: &Path, what: &str) -> Result<Store, AppError> {
+    let cfg = config(path)?;
+    if let Some(file) = crate::store::sqlite_file(&cfg.database)
+        && !file.exists()
+    {
+        return Err(AppError::Usage(format!(
+            "no database at {}: {} names `{}`, which does not exist yet, so {what} would act on nothing; check `database:` in {} (or EMBUDO_DATABASE_URL)",
+            file.display(),
+            cfg.display_path(&cfg.path),
+            cfg.database,
+            cfg.display_path(&cfg.path),
+        )));
+    }
+    Ok(Store::open_and_migrate(&cfg.database).await?)
+}

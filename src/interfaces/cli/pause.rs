@@ -1,0 +1,43 @@
+//! `embudo pause|resume [--campaign C]`: the operator's stop, kept in the database so
+//! it survives restarts.
+
+use super::open;
+use crate::app::AppError;
+use std::path::Path;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Stop only this campaign's emails (for `resume`: let only this one go again).
+    #[arg(long)]
+    campaign: Option<String>,
+}
+
+pub async fn run(config: &Path, args: Args, pause: bool) -> Result<i32, AppError> {
+    let campaign = args.campaign;
+    if let Some(c) = &campaign {
+        let cfg = open::config(config)?;
+        if !cfg.campaigns.iter().any(|x| &x.id == c) {
+            let ids: Vec<&str> = cfg.campaigns.iter().map(|x| x.id.as_str()).collect();
+            return Err(AppError::Usage(format!(
+                "no campaign `{c}` in {}; the campaigns are: {}",
+                cfg.display_path(&cfg.path),
+                if ids.is_empty() {
+                    "none".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            )));
+        }
+    }
+    let store = open::existing_store(config, if pause { "pause" } else { "resume" }).await?;
+    store.set_paused(campaign.as_deref(), pause).await?;
+    let what = campaign
+        .map(|c| format!("campaign `{c}`"))
+        .unwrap_or_else(|| "all sending".into());
+    if pause {
+        println!("{what} paused: nothing leaves until `embudo resume` (this survives restarts)");
+    } else {
+        println!("{what} resumed");
+    }
+    Ok(0)
+}
