@@ -435,40 +435,19 @@ pub async fn import_reader<R: Read>(
     let mut events: Vec<(u64, EventRow)> = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
-        let line = rdr.position().line();
-        match rdr.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(line);
-                report.bad.push(BadRow {
-                    line,
-                    message: format!("unreadable row: {e}"),
-                });
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+        let line = match next_row(&mut rdr, &mut record, header.len()) {
+            Row::End => break,
+            Row::Skip => continue,
+            Row::Bad(bad) => {
+                let io = bad.io;
+                report.bad.push(bad.row);
+                if io {
                     break;
                 }
                 continue;
             }
-        }
-        let line = record.position().map(|p| p.line()).unwrap_or(line);
-        if record.iter().all(|c| c.trim().is_empty()) {
-            continue;
-        }
-        if record.len() != header.len() {
-            let breaks: usize = record.iter().map(|c| c.matches('\n').count()).sum();
-            let trailing = record.iter().next_back().is_some_and(|c| c.ends_with('\n'));
-            let end = line + breaks as u64 - u64::from(trailing);
-            let mut message = format!("{} fields, the header has {}", record.len(), header.len());
-            if end > line {
-                message.push_str(&format!(
-                    "; an unterminated quote? this row runs to line {end}, so lines {}–{end} were not read as rows",
-                    line + 1
-                ));
-            }
-            report.bad.push(BadRow { line, message });
-            continue;
-        }
+            Row::Read(line) => line,
+        };
         match &kind {
             Kind::Leads(cols) => match lead_row(cols, &record, cfg) {
                 Ok(l) => leads.push(l),
@@ -491,6 +470,67 @@ pub async fn import_reader<R: Read>(
     flush_events(store, &mut events, now, &mut report).await?;
     report.bad.sort_by_key(|b| b.line);
     Ok(report)
+}
+
+/// What reading the next record gave.
+enum Row {
+    End,
+    /// A blank line.
+    Skip,
+    Bad(BadRead),
+    /// A record with as many fields as the header, at this line.
+    Read(u64),
+}
+
+struct BadRead {
+    row: BadRow,
+    /// The reader failed (not the row): stop reading.
+    io: bool,
+}
+
+/// Reads one record into `record`, telling an unreadable row or a wrong field count
+/// (most often an unterminated quote, whose extent it names) from a good one.
+fn next_row<R: Read>(
+    rdr: &mut csv::Reader<R>,
+    record: &mut csv::StringRecord,
+    fields: usize,
+) -> Row {
+    let line = rdr.position().line();
+    match rdr.read_record(record) {
+        Ok(false) => return Row::End,
+        Ok(true) => {}
+        Err(e) => {
+            let line = e.position().map(|p| p.line()).unwrap_or(line);
+            return Row::Bad(BadRead {
+                row: BadRow {
+                    line,
+                    message: format!("unreadable row: {e}"),
+                },
+                io: matches!(e.kind(), csv::ErrorKind::Io(_)),
+            });
+        }
+    }
+    let line = record.position().map(|p| p.line()).unwrap_or(line);
+    if record.iter().all(|c| c.trim().is_empty()) {
+        return Row::Skip;
+    }
+    if record.len() != fields {
+        let breaks: usize = record.iter().map(|c| c.matches('\n').count()).sum();
+        let trailing = record.iter().next_back().is_some_and(|c| c.ends_with('\n'));
+        let end = line + breaks as u64 - u64::from(trailing);
+        let mut message = format!("{} fields, the header has {fields}", record.len());
+        if end > line {
+            message.push_str(&format!(
+                "; an unterminated quote? this row runs to line {end}, so lines {}–{end} were not read as rows",
+                line + 1
+            ));
+        }
+        return Row::Bad(BadRead {
+            row: BadRow { line, message },
+            io: false,
+        });
+    }
+    Row::Read(line)
 }
 
 async fn flush_leads(

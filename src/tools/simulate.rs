@@ -22,6 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 /// More instants than this is almost certainly a mistake (a 1-second cron over a year).
@@ -108,6 +109,23 @@ pub struct TemplateSummary {
 
 /// Runs the simulation described by `opts` for the funnel at `config_path`.
 pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, AppError> {
+    check_options(opts)?;
+    let (app, _scratch) = scratch_app(config_path, opts).await?;
+    let mut bad_rows = Vec::new();
+    for file in opts.leads.iter().chain(opts.events.iter()) {
+        let r = import_file(&app.store, &app.funnel().config, file, false, opts.from).await?;
+        bad_rows.extend(
+            r.bad
+                .iter()
+                .map(|b: &BadRow| format!("{}:{}: {}", file.display(), b.line, b.message)),
+        );
+    }
+    let plan = plan(&app.funnel(), &app.store, opts).await?;
+    let counts = run_plan(&app, plan, opts).await?;
+    summarise(&app, opts, counts, bad_rows).await
+}
+
+fn check_options(opts: &Options) -> Result<(), AppError> {
     if opts.to <= opts.from {
         return Err(AppError::Usage(format!(
             "--to ({}) must be after --from ({})",
@@ -120,6 +138,13 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
     {
         return Err(AppError::Usage("--step must be positive".into()));
     }
+    Ok(())
+}
+
+/// The daemon's own parts on a scratch database (a copy of the real one, or empty when
+/// the leads come from a CSV), with a dry mailer and links nobody follows. The folder
+/// lives as long as the returned guard.
+async fn scratch_app(config_path: &Path, opts: &Options) -> Result<(App, TempDir), AppError> {
     let mut config = Config::load(config_path).map_err(|e| AppError::Funnel(e.into()))?;
     let scratch = tempfile::Builder::new()
         .prefix("embudo-simulate-")
@@ -133,28 +158,34 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
     if opts.leads.is_none() {
         copy_real_database(&real_db, &scratch_db).await?;
     }
-    // The daemon's own parts, with a dry mailer and links nobody follows.
     let app = App::builder_for(Funnel::from_config(config)?)
         .mailer(Mailer::Dry)
         .signer(Signer::new(b"simulate: links are never followed"))
         .log_passes(false)
         .build()
         .await?;
-    let (funnel, store) = (app.funnel(), app.store.clone());
-    let mut bad_rows = Vec::new();
-    for file in opts.leads.iter().chain(opts.events.iter()) {
-        let r = import_file(&store, &funnel.config, file, false, opts.from).await?;
-        bad_rows.extend(
-            r.bad
-                .iter()
-                .map(|b: &BadRow| format!("{}:{}: {}", file.display(), b.line, b.message)),
-        );
-    }
+    Ok((app, scratch))
+}
 
-    let mut plan = plan(&funnel, &store, opts).await?;
+/// What the run did, for the summary.
+#[derive(Default)]
+struct Counts {
+    passes: usize,
+    reactions: usize,
+    fired: usize,
+    /// Every rule and audience error, counted once per distinct error.
+    errors: PassReport,
+}
+
+/// One `App::step` at every instant of the plan, adding the instants at which held or
+/// retried emails fall due as they appear.
+async fn run_plan(
+    app: &App,
+    mut plan: BTreeMap<DateTime<Utc>, Instant>,
+    opts: &Options,
+) -> Result<Counts, AppError> {
     let bar = progress(plan.len() as u64);
-    let mut errors = PassReport::default();
-    let (mut passes, mut reactions, mut fired) = (0, 0, 0);
+    let mut counts = Counts::default();
     let never = CancellationToken::new();
     while let Some((at, instant)) = plan.pop_first() {
         let step = match (instant.tick, instant.leads.is_empty()) {
@@ -164,17 +195,17 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
         };
         let report = app.step(step, at, &never).await?;
         for f in report.campaigns {
-            fired += usize::from(f.skipped.is_none());
+            counts.fired += usize::from(f.skipped.is_none());
             for e in f.errors {
-                errors.absorb(LeadId(0), vec![e]);
+                counts.errors.absorb(LeadId(0), vec![e]);
             }
         }
-        passes += usize::from(instant.tick);
-        reactions += if instant.tick { 0 } else { instant.leads.len() };
-        errors.merge_errors(report.pass.unwrap_or_default());
+        counts.passes += usize::from(instant.tick);
+        counts.reactions += if instant.tick { 0 } else { instant.leads.len() };
+        counts.errors.merge_errors(report.pass.unwrap_or_default());
         // The daemon's sender never sleeps through a release (quiet hours ending, a
         // retry falling due): neither does the simulated one.
-        if let Some(due) = store.next_due_after(at).await?
+        if let Some(due) = app.store.next_due_after(at).await?
             && due <= opts.to
             && plan.first_key_value().is_none_or(|(next, _)| due < *next)
         {
@@ -184,7 +215,17 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
         bar.inc(1);
     }
     bar.finish_and_clear();
+    Ok(counts)
+}
 
+/// The timeline and the funnel at the end, read from the scratch database.
+async fn summarise(
+    app: &App,
+    opts: &Options,
+    counts: Counts,
+    bad_rows: Vec<String>,
+) -> Result<Simulation, AppError> {
+    let (funnel, store) = (app.funnel(), &app.store);
     let tz = funnel.config.schedule.timezone.0;
     let sends = store.sends_since(opts.from).await?;
     let moves = store.moves_since(opts.from).await?;
@@ -202,14 +243,15 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
         from: rfc(opts.from),
         to: rfc(opts.to),
         timezone: tz.to_string(),
-        passes,
-        event_reactions: reactions,
-        campaign_firings: fired,
+        passes: counts.passes,
+        event_reactions: counts.reactions,
+        campaign_firings: counts.fired,
         leads: stages.len(),
         funnel: summarise_funnel(&funnel.config.funnel.stages, &stages, &moves),
         emails: summarise_emails(&sends),
         timeline,
-        rule_errors: errors
+        rule_errors: counts
+            .errors
             .errors
             .values()
             .map(|(e, n, _)| (e.to_string(), *n))
@@ -612,7 +654,7 @@ mod tests {
             email: String::new(),
             from: from.into(),
             to: to.into(),
-            at: Utc::now(),
+            at: DateTime::UNIX_EPOCH,
             cause: String::new(),
         }
     }
