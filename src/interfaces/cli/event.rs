@@ -2,8 +2,8 @@
 //! event's time.
 
 use super::args::{instant, prop, rfc3339};
-use crate::app::{App, AppError};
-use crate::clock::Clock;
+use super::open;
+use crate::app::AppError;
 use crate::domain::{Event, Value, ValueMap};
 use chrono::{DateTime, Utc};
 use std::path::Path;
@@ -32,10 +32,7 @@ pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
     } = args;
     crate::domain::ids::check_name("event kind", &kind).map_err(AppError::Usage)?;
     // The event's time is the command's clock: its rules run when it happened.
-    let app = App::builder(config)
-        .clock(Clock::held_or_system(at))
-        .build()
-        .await?;
+    let app = open::app_at(config, at).await?;
     let at = app.clock.now();
     let Some(id) = app.store.find_lead_id(&lead).await? else {
         return Err(AppError::Usage(format!(

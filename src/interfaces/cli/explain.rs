@@ -1,8 +1,8 @@
 //! `embudo explain LEAD [--at T]`: one lead's rule decisions and the sender's verdicts.
 
 use super::args::instant;
-use crate::app::{App, AppError};
-use crate::clock::Clock;
+use super::open;
+use crate::app::AppError;
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
@@ -16,10 +16,7 @@ pub struct Args {
 }
 
 pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
-    let app = App::builder(config)
-        .clock(Clock::held_or_system(args.at))
-        .build()
-        .await?;
+    let app = open::app_at(config, args.at).await?;
     let at = app.clock.now();
     print!(
         "{}",

@@ -1,8 +1,8 @@
 //! `embudo import FILE`: leads or events from a CSV.
 
 use super::args::instant;
-use crate::app::{App, AppError};
-use crate::clock::Clock;
+use super::open;
+use crate::app::AppError;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 
@@ -19,10 +19,7 @@ pub struct Args {
 
 /// Exit 1 when bad rows were skipped (each is listed with its line).
 pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
-    let app = App::builder(config)
-        .clock(Clock::held_or_system(args.now))
-        .build()
-        .await?;
+    let app = open::app_at(config, args.now).await?;
     let file = &args.file;
     let r = crate::ingest::csv::import_file(
         &app.store,

@@ -1,9 +1,11 @@
 //! Opening what a command needs: the config alone, or its database, without loading
 //! rules or templates (operator commands work even while the folder has a broken rule).
 
-use crate::app::AppError;
+use crate::app::{App, AppError};
+use crate::clock::Clock;
 use crate::funnel::config::Config;
 use crate::store::Store;
+use chrono::{DateTime, Utc};
 use std::path::Path;
 
 pub fn config(path: &Path) -> Result<Config, AppError> {
@@ -34,4 +36,13 @@ pub async fn existing_store(path: &Path, what: &str) -> Result<Store, AppError> 
         )));
     }
     Ok(Store::open_and_migrate(&cfg.database).await?)
+}
+
+/// The whole application, its clock held at `--now T` (or the wall clock): what the
+/// commands that evaluate or send start with.
+pub async fn app_at(path: &Path, now: Option<DateTime<Utc>>) -> Result<App, AppError> {
+    App::builder(path)
+        .clock(Clock::held_or_system(now))
+        .build()
+        .await
 }

@@ -1,8 +1,8 @@
 //! `embudo tick [--now T]`: one step of the funnel (campaigns, rules, delivery) at T.
 
 use super::args::{instant, rfc3339};
-use crate::app::{App, AppError, Step, StepReport};
-use crate::clock::Clock;
+use super::open;
+use crate::app::{AppError, Step, StepReport};
 use crate::engine::campaigns::FireReport;
 use chrono::{DateTime, Utc};
 use std::path::Path;
@@ -17,10 +17,7 @@ pub struct Args {
 /// Exit 1 when the step ran but something needs a look: a rule skipped, an email
 /// failed or bounced, a campaign that could not fire or left a lead out.
 pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
-    let app = App::builder(config)
-        .clock(Clock::held_or_system(args.now))
-        .build()
-        .await?;
+    let app = open::app_at(config, args.now).await?;
     let now = app.clock.now();
     let stop = tokio_util::sync::CancellationToken::new();
     crate::interfaces::daemon::cancel_on_signal(stop.clone());
