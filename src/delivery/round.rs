@@ -4,7 +4,7 @@
 
 use super::brakes::Brakes;
 use super::facts::BatchUsage;
-use super::fate::Fate;
+use super::fate::{Ending, Fate};
 use super::send::{Done, InFlight, Outcome};
 use super::{Deliverer, DeliveryReport, backoff};
 use crate::funnel::Funnel;
@@ -124,6 +124,18 @@ impl Batch {
     }
 }
 
+/// One round under way: what it works with and what it has done so far.
+struct Round<'a, F> {
+    sender: &'a Deliverer,
+    funnel: &'a Arc<Funnel>,
+    now: &'a F,
+    brakes: Brakes,
+    pace: Pace,
+    /// When the next send may start (the rate).
+    next_slot: tokio::time::Instant,
+    report: DeliveryReport,
+}
+
 impl Deliverer {
     /// Sends every row due at `now` (in batches, paced by `limits.rate_per_second`),
     /// stamping results with `now`, under the sending policy. Returns when nothing due
@@ -145,60 +157,21 @@ impl Deliverer {
             retried = tracing::field::Empty,
             failed = tracing::field::Empty,
         );
-        let report = self
-            .round(funnel, &now, stop)
-            .instrument(span.clone())
-            .await?;
+        let round = Round {
+            sender: self,
+            funnel,
+            now: &now,
+            brakes: Brakes::new(stop.clone()),
+            pace: Pace::of(self.mailer.is_real(), funnel.config.limits.rate_per_second),
+            next_slot: tokio::time::Instant::now(),
+            report: DeliveryReport::default(),
+        };
+        let report = round.run().instrument(span.clone()).await?;
         span.record("sent", report.sent)
             .record("held", report.held)
             .record("retried", report.retried)
             .record("failed", report.failed);
         Ok(report)
-    }
-
-    async fn round(
-        &self,
-        funnel: &Arc<Funnel>,
-        now: &impl Fn() -> DateTime<Utc>,
-        stop: &CancellationToken,
-    ) -> Result<DeliveryReport, StoreError> {
-        let mut report = DeliveryReport::default();
-        self.recover_abandoned(now()).await?;
-        let mut brakes = Brakes::new(stop.clone());
-        if brakes.check(&self.store).await?.is_some() {
-            report.paused = brakes.paused;
-            return Ok(report);
-        }
-        let pace = Pace::of(self.mailer.is_real(), funnel.config.limits.rate_per_second);
-        let mut next_slot = tokio::time::Instant::now();
-        loop {
-            let claimed = self
-                .store
-                .claim_due(now(), pace.batch, LEASE, &brakes.paused_campaigns)
-                .await?;
-            if claimed.is_empty() {
-                return Ok(report);
-            }
-            let end = self
-                .batch(
-                    funnel,
-                    now,
-                    claimed,
-                    &mut brakes,
-                    &pace,
-                    &mut next_slot,
-                    &mut report,
-                )
-                .await?;
-            match end {
-                BatchEnd::Done => {}
-                BatchEnd::Halted => {
-                    report.paused = brakes.paused;
-                    return Ok(report);
-                }
-                BatchEnd::Down => return Ok(report),
-            }
-        }
     }
 
     /// Rows left `sending` by a round that a database error cut short are nobody's
@@ -216,47 +189,73 @@ impl Deliverer {
         }
         Ok(())
     }
+}
+
+impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
+    /// Claims and works through batches until nothing due is left, the brakes go on,
+    /// or the server is down.
+    async fn run(mut self) -> Result<DeliveryReport, StoreError> {
+        let store = &self.sender.store;
+        self.sender.recover_abandoned((self.now)()).await?;
+        if self.brakes.check(store).await?.is_some() {
+            self.report.paused = self.brakes.paused;
+            return Ok(self.report);
+        }
+        loop {
+            let claimed = store
+                .claim_due(
+                    (self.now)(),
+                    self.pace.batch,
+                    LEASE,
+                    &self.brakes.paused_campaigns,
+                )
+                .await?;
+            if claimed.is_empty() {
+                return Ok(self.report);
+            }
+            match self.batch(claimed).await? {
+                BatchEnd::Done => {}
+                BatchEnd::Halted => {
+                    self.report.paused = self.brakes.paused;
+                    return Ok(self.report);
+                }
+                BatchEnd::Down => return Ok(self.report),
+            }
+        }
+    }
 
     /// Works through one claimed batch: each row in its slot, until the rows run out,
     /// the brakes go on, or the server turns out to be down.
-    #[allow(clippy::too_many_arguments)]
-    async fn batch(
-        &self,
-        funnel: &Arc<Funnel>,
-        now: &impl Fn() -> DateTime<Utc>,
-        claimed: Vec<Claimed>,
-        brakes: &mut Brakes,
-        pace: &Pace,
-        next_slot: &mut tokio::time::Instant,
-        report: &mut DeliveryReport,
-    ) -> Result<BatchEnd, StoreError> {
-        let mut batch = Batch::new(self.marketing_sent_today(funnel, now()).await?);
+    async fn batch(&mut self, claimed: Vec<Claimed>) -> Result<BatchEnd, StoreError> {
+        let store = &self.sender.store;
+        let today = self
+            .sender
+            .marketing_sent_today(self.funnel, (self.now)())
+            .await?;
+        let mut batch = Batch::new(today);
         let mut rows = claimed.into_iter();
         let mut halted = None;
         for row in rows.by_ref() {
             // Wait for this row's slot (the rate) with the brakes on.
-            if let Some(why) = brakes.wait_until(&self.store, *next_slot).await? {
+            if let Some(why) = self.brakes.wait_until(store, self.next_slot).await? {
                 halted = Some((why, row));
                 break;
             }
-            let t = now();
-            let Some(brief) = self
-                .admit(funnel, &row, t, brakes, &mut batch, report)
-                .await?
-            else {
+            let t = (self.now)();
+            let Some(brief) = self.admit(&row, t, &mut batch).await? else {
                 continue;
             };
             while batch.tasks.0.len() >= IN_FLIGHT {
-                self.collect_one(funnel, now, &mut batch, report).await?;
+                self.collect_one(&mut batch).await?;
             }
-            *next_slot = (*next_slot).max(tokio::time::Instant::now()) + pace.gap;
-            self.start(funnel, row, brief, t, &mut batch);
+            self.next_slot = self.next_slot.max(tokio::time::Instant::now()) + self.pace.gap;
+            self.start(row, brief, t, &mut batch);
         }
         if let Some((why, row)) = &halted {
             self.hand_back(why, row, rows, &batch).await?;
         }
         while !batch.tasks.0.is_empty() {
-            self.collect_one(funnel, now, &mut batch, report).await?;
+            self.collect_one(&mut batch).await?;
         }
         if halted.is_some() {
             return Ok(BatchEnd::Halted);
@@ -276,64 +275,61 @@ impl Deliverer {
     /// Decides whether a claimed row is sent now; when not, puts it where it goes
     /// (back to waiting, retried, held, or ended) and counts it.
     async fn admit(
-        &self,
-        funnel: &Arc<Funnel>,
+        &mut self,
         row: &Claimed,
         now: DateTime<Utc>,
-        brakes: &Brakes,
         batch: &mut Batch,
-        report: &mut DeliveryReport,
     ) -> Result<Option<LeadBrief>, StoreError> {
-        let campaign_paused = brakes.holds_campaign(row.campaign.as_deref());
+        let campaign_paused = self.brakes.holds_campaign(row.campaign.as_deref());
         if batch.down.is_some() && !campaign_paused {
-            let limits = &funnel.config.limits;
-            let at = now + backoff(row.attempts, limits.retry_after.0, self.mailer.is_real());
+            let first = self.funnel.config.limits.retry_after.0;
+            let at = now + backoff(row.attempts, first, self.sender.mailer.is_real());
             let why = "not tried: the SMTP server was unreachable a moment ago";
-            self.store.mark_retry(row.id, at, why).await?;
-            report.retried += 1;
+            self.sender.store.mark_retry(row.id, at, why).await?;
+            self.report.retried += 1;
             batch.deferred += 1;
             return Ok(None);
         }
-        self.precheck(funnel, row, now, campaign_paused, &mut batch.usage, report)
-            .await
+        let fate = self
+            .sender
+            .fate(self.funnel, row, now, &batch.usage, None, campaign_paused)
+            .await?;
+        self.apply(row, fate, now, &mut batch.usage).await
     }
 
     /// Applies a row's fate: back to waiting, ended, held, or let go (and counted in
     /// the batch's usage, so the next rows' policy sees it).
-    async fn precheck(
-        &self,
-        funnel: &Funnel,
+    async fn apply(
+        &mut self,
         row: &Claimed,
+        fate: Fate,
         now: DateTime<Utc>,
-        campaign_paused: bool,
         usage: &mut BatchUsage,
-        report: &mut DeliveryReport,
     ) -> Result<Option<LeadBrief>, StoreError> {
-        let fate = self
-            .fate(funnel, row, now, usage, None, campaign_paused)
-            .await?;
+        let store = &self.sender.store;
+        let report = &mut self.report;
         match fate {
             Fate::Paused => {
-                self.store.unclaim(&[row.id]).await?;
+                store.unclaim(&[row.id]).await?;
             }
             Fate::End(ending, why) => {
                 let state = ending.state();
                 match ending {
-                    super::fate::Ending::Stale => report.stale += 1,
-                    super::fate::Ending::Expired => report.expired += 1,
-                    super::fate::Ending::Suppressed => report.suppressed += 1,
-                    super::fate::Ending::Failed => report.failed += 1,
+                    Ending::Stale => report.stale += 1,
+                    Ending::Expired => report.expired += 1,
+                    Ending::Suppressed => report.suppressed += 1,
+                    Ending::Failed => report.failed += 1,
                 }
                 tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, state = state.as_str(), "{why}");
-                self.store.mark_final(row.id, state, &why, now).await?;
+                store.mark_final(row.id, state, &why, now).await?;
             }
             Fate::Hold { reason, until } => {
                 tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, until = %until, "held: {reason}");
-                self.store.mark_held(row.id, until, &reason).await?;
+                store.mark_held(row.id, until, &reason).await?;
                 report.held += 1;
             }
             Fate::Go(brief) => {
-                let transactional = funnel.templates.is_transactional(&row.template);
+                let transactional = self.funnel.templates.is_transactional(&row.template);
                 usage.count(transactional, row, now);
                 return Ok(Some(brief));
             }
@@ -342,14 +338,7 @@ impl Deliverer {
     }
 
     /// Starts a row's send in its own task, in its own span.
-    fn start(
-        &self,
-        funnel: &Arc<Funnel>,
-        row: Claimed,
-        brief: LeadBrief,
-        now: DateTime<Utc>,
-        batch: &mut Batch,
-    ) {
+    fn start(&self, row: Claimed, brief: LeadBrief, now: DateTime<Utc>, batch: &mut Batch) {
         let meta = InFlight {
             id: row.id,
             lead: row.lead_id,
@@ -363,33 +352,36 @@ impl Deliverer {
             lead = row.lead_id.0,
             template = %row.template
         );
-        let this = self.clone();
-        let funnel = funnel.clone();
-        let live = Live::new(&self.live);
+        let sender = self.sender.clone();
+        let funnel = self.funnel.clone();
+        let live = Live::new(&self.sender.live);
         let send = async move {
             let _live = live;
-            this.send_one(&funnel, &row, now).await
+            sender.send_one(&funnel, &row, now).await
         };
         let handle = batch.tasks.0.spawn(send.instrument(span));
         batch.in_flight.insert(handle.id(), meta);
     }
 
     /// Waits for one send of the batch to finish and records it.
-    async fn collect_one(
-        &self,
-        funnel: &Funnel,
-        now: &impl Fn() -> DateTime<Utc>,
-        batch: &mut Batch,
-        report: &mut DeliveryReport,
-    ) -> Result<(), StoreError> {
+    async fn collect_one(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
         let Some(joined) = batch.tasks.0.join_next_with_id().await else {
             return Ok(());
         };
-        if let Some((row, outcome)) = batch.settle(joined)? {
-            self.record(funnel, row, outcome, &mut batch.down, now(), report)
-                .await?;
-        }
-        Ok(())
+        let Some((row, outcome)) = batch.settle(joined)? else {
+            return Ok(());
+        };
+        let now = (self.now)();
+        self.sender
+            .record(
+                self.funnel,
+                row,
+                outcome,
+                &mut batch.down,
+                now,
+                &mut self.report,
+            )
+            .await
     }
 
     /// Puts the claimed rows not yet started (`row` and the `rest`) back to waiting,
@@ -402,7 +394,7 @@ impl Deliverer {
         batch: &Batch,
     ) -> Result<(), StoreError> {
         let back: Vec<i64> = std::iter::once(row.id).chain(rest.map(|r| r.id)).collect();
-        self.store.unclaim(&back).await?;
+        self.sender.store.unclaim(&back).await?;
         tracing::info!(
             in_flight = batch.tasks.0.len(),
             returned = back.len(),
