@@ -70,7 +70,8 @@ pub struct Facts {
     pub transactional: bool,
     /// The funnel still has the row's template.
     pub template_exists: bool,
-    /// The row's campaign is paused.
+    /// The row's campaign is paused. (Pausing all sending stops the round itself
+    /// before any row is looked at: see `brakes.rs`.)
     pub campaign_paused: bool,
     /// `None`: the lead no longer exists.
     pub recipient: Option<Recipient>,
