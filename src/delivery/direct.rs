@@ -8,7 +8,7 @@
 //! protocol, STARTTLS and AUTH). Idle connections are kept for reuse, checked with a
 //! NOOP when they have idled a while, and dropped when old.
 
-use super::transport::{SendError, classify};
+use super::outcome::{SendError, classify};
 use crate::funnel::config::Tls;
 use lettre::Message;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};

@@ -46,37 +46,73 @@ pub async fn probe(cfg: &Config) -> Result<Probe, String> {
         Tls::None => "no TLS (tls=none)",
     };
     p.facts.push(format!("smtp.url: {} ({mode})", cfg.smtp.url));
-    let hello = ClientId::default();
+    let server = Server {
+        host,
+        port,
+        tls,
+        hello: ClientId::default(),
+    };
+    let conn = if tls == Tls::Implicit {
+        server.connect_implicit(&mut p).await?
+    } else {
+        server.connect_plain(&mut p).await
+    };
+    let Some(mut conn) = conn else {
+        return Ok(p);
+    };
+    server.check_auth(&mut p, cfg, &mut conn).await;
+    if !conn.has_broken() {
+        let _ = conn.quit().await;
+    }
+    Ok(p)
+}
 
-    let mut conn = if tls == Tls::Implicit {
+/// The server `smtp.url` names, and how embudo is told to talk to it.
+struct Server {
+    host: String,
+    port: u16,
+    tls: Tls,
+    hello: ClientId,
+}
+
+impl Server {
+    /// A connection that speaks TLS from the first byte (`smtps://`); `None` (with the
+    /// problem noted) when there is none.
+    async fn connect_implicit(&self, p: &mut Probe) -> Result<Option<AsyncSmtpConnection>, String> {
+        let (host, port) = (&self.host, self.port);
         let params =
             TlsParameters::new(host.clone()).map_err(|e| format!("TLS for {host}: {e}"))?;
-        match AsyncSmtpConnection::connect_tokio1(
+        let conn = AsyncSmtpConnection::connect_tokio1(
             (host.as_str(), port),
             Some(TIMEOUT),
-            &hello,
+            &self.hello,
             Some(params),
             None,
         )
-        .await
-        {
+        .await;
+        match conn {
             Ok(c) => {
                 p.facts.push(format!("connected to {host}:{port} with TLS"));
                 p.facts
                     .push(format!("EHLO name: {}", c.server_info().name()));
-                c
+                Ok(Some(c))
             }
             Err(e) => {
                 p.problems.push((
                     format!("cannot open a TLS connection to {host}:{port}: {e}"),
                     Some("smtps:// speaks TLS from the first byte (usually port 465); for a server on 587 or 25 write smtp://host:port".into()),
                 ));
-                return Ok(p);
+                Ok(None)
             }
         }
-    } else {
+    }
+
+    /// A plain connection, upgraded with STARTTLS when offered and wanted; `None` (with
+    /// the problem noted) when the server cannot be talked to.
+    async fn connect_plain(&self, p: &mut Probe) -> Option<AsyncSmtpConnection> {
+        let (host, port) = (&self.host, self.port);
         // The greeting and the EHLO reply as the server writes them.
-        match plain_ehlo(&host, port).await {
+        match plain_ehlo(host, port).await {
             Ok((greeting, ehlo)) => {
                 p.facts.push(format!("connected to {host}:{port}"));
                 p.facts.push(format!("greeting: {greeting}"));
@@ -93,28 +129,15 @@ pub async fn probe(cfg: &Config) -> Result<Probe, String> {
                     format!("cannot talk to {host}:{port}: {e}"),
                     Some("is the server running, and are smtp.url's host and port right?".into()),
                 ));
-                return Ok(p);
+                return None;
             }
         }
-        let tcp = tokio::time::timeout(
-            TIMEOUT,
-            tokio::net::TcpStream::connect((host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| format!("connecting to {host}:{port}: timed out"))
-        .and_then(|r| r.map_err(|e| format!("connecting to {host}:{port}: {e}")));
-        let conn = match tcp {
-            Ok(tcp) => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        let mut conn = match conn {
+        let mut conn = match self.open_plain().await {
             Ok(c) => c,
             Err(e) => {
                 p.problems
                     .push((format!("cannot talk to {host}:{port}: {e}"), None));
-                return Ok(p);
+                return None;
             }
         };
         let starttls = conn.can_starttls();
@@ -122,7 +145,33 @@ pub async fn probe(cfg: &Config) -> Result<Probe, String> {
             "STARTTLS: {}",
             if starttls { "offered" } else { "not offered" }
         ));
-        match (tls, starttls) {
+        self.note_tls(p, starttls);
+        if starttls && self.tls != Tls::None && !self.starttls(p, &mut conn).await {
+            conn.abort().await;
+            return None;
+        }
+        Some(conn)
+    }
+
+    /// A lettre connection over a fresh TCP connection, greeted and EHLO'd.
+    async fn open_plain(&self) -> Result<AsyncSmtpConnection, String> {
+        let (host, port) = (&self.host, self.port);
+        let tcp = tokio::time::timeout(
+            TIMEOUT,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| format!("connecting to {host}:{port}: timed out"))?
+        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+        AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// What the TLS mode means with a server that does (or does not) offer STARTTLS.
+    fn note_tls(&self, p: &mut Probe, starttls: bool) {
+        let (host, port) = (&self.host, self.port);
+        match (self.tls, starttls) {
             (Tls::Required, false) => {
                 p.problems.push((
                     format!(
@@ -142,91 +191,92 @@ pub async fn probe(cfg: &Config) -> Result<Probe, String> {
                 .push("tls=none: emails go unencrypted (fine for a server on this machine)".into()),
             _ => {}
         }
-        if starttls && tls != Tls::None {
-            match TlsParameters::new(host.clone()) {
-                Ok(params) => {
-                    match conn.starttls(params, &hello).await {
-                        Ok(()) => p.facts.push(format!(
-                            "STARTTLS: succeeded; EHLO again: {}",
-                            conn.server_info().name()
-                        )),
-                        Err(e) => {
-                            p.problems.push((
-                            format!("STARTTLS with {host} failed: {e}"),
-                            Some("the server's certificate must be valid for the host in smtp.url".into()),
-                        ));
-                            conn.abort().await;
-                            return Ok(p);
-                        }
-                    }
-                }
-                Err(e) => p.problems.push((format!("TLS for {host}: {e}"), None)),
-            }
-        }
-        conn
-    };
+    }
 
-    // AUTH, as far as lettre (embudo's SMTP client) knows it: PLAIN and LOGIN.
-    let info = conn.server_info();
-    let mechanisms: Vec<&str> = [
-        (Mechanism::Plain, "PLAIN"),
-        (Mechanism::Login, "LOGIN"),
-        (Mechanism::Xoauth2, "XOAUTH2"),
-    ]
-    .iter()
-    .filter(|(m, _)| info.supports_auth_mechanism(*m))
-    .map(|(_, n)| *n)
-    .collect();
-    p.facts.push(format!(
-        "AUTH: {}",
-        if mechanisms.is_empty() {
-            "none offered".to_string()
-        } else {
-            mechanisms.join(" ")
-        }
-    ));
-    match &cfg.smtp.username {
-        None => p.notes.push(
-            "no smtp.username: embudo sends without logging in (the server must accept that)"
-                .into(),
-        ),
-        Some(user) => {
-            if !mechanisms.contains(&"PLAIN") && !mechanisms.contains(&"LOGIN") {
-                p.problems.push((
-                    format!(
-                        "smtp.username is set but the server offers no AUTH PLAIN or LOGIN{}",
-                        if tls == Tls::None {
-                            " (many servers offer AUTH only after STARTTLS)"
-                        } else {
-                            ""
-                        }
-                    ),
-                    Some("remove smtp.username if the server takes mail without a login".into()),
+    /// Upgrades `conn` with STARTTLS; false when the handshake failed (the connection
+    /// is then of no further use).
+    async fn starttls(&self, p: &mut Probe, conn: &mut AsyncSmtpConnection) -> bool {
+        let host = &self.host;
+        let params = match TlsParameters::new(host.clone()) {
+            Ok(params) => params,
+            Err(e) => {
+                p.problems.push((format!("TLS for {host}: {e}"), None));
+                return true;
+            }
+        };
+        match conn.starttls(params, &self.hello).await {
+            Ok(()) => {
+                p.facts.push(format!(
+                    "STARTTLS: succeeded; EHLO again: {}",
+                    conn.server_info().name()
                 ));
-            } else {
-                match cfg.smtp_password() {
-                    Err(e) => p.problems.push((e, None)),
-                    Ok(pass) => {
-                        let c = Credentials::new(user.clone(), pass.unwrap_or_default());
-                        match conn.auth(&[Mechanism::Plain, Mechanism::Login], &c).await {
-                            Ok(_) => p.facts.push(format!("AUTH as {user}: accepted")),
-                            Err(e) => p.problems.push((
-                                format!("AUTH as {user} refused: {e}"),
-                                Some(
-                                    "check smtp.username and the password in smtp.password_env"
-                                        .into(),
-                                ),
-                            )),
-                        }
-                    }
-                }
+                true
+            }
+            Err(e) => {
+                p.problems.push((
+                    format!("STARTTLS with {host} failed: {e}"),
+                    Some("the server's certificate must be valid for the host in smtp.url".into()),
+                ));
+                false
             }
         }
     }
-    if !conn.has_broken() {
-        let _ = conn.quit().await;
+
+    /// AUTH, as far as lettre (embudo's SMTP client) knows it: PLAIN and LOGIN; tried
+    /// with the configured credentials, if any.
+    async fn check_auth(&self, p: &mut Probe, cfg: &Config, conn: &mut AsyncSmtpConnection) {
+        let info = conn.server_info();
+        let mechanisms: Vec<&str> = [
+            (Mechanism::Plain, "PLAIN"),
+            (Mechanism::Login, "LOGIN"),
+            (Mechanism::Xoauth2, "XOAUTH2"),
+        ]
+        .iter()
+        .filter(|(m, _)| info.supports_auth_mechanism(*m))
+        .map(|(_, n)| *n)
+        .collect();
+        p.facts.push(format!(
+            "AUTH: {}",
+            if mechanisms.is_empty() {
+                "none offered".to_string()
+            } else {
+                mechanisms.join(" ")
+            }
+        ));
+        let Some(user) = &cfg.smtp.username else {
+            p.notes.push(
+                "no smtp.username: embudo sends without logging in (the server must accept that)"
+                    .into(),
+            );
+            return;
+        };
+        if !mechanisms.contains(&"PLAIN") && !mechanisms.contains(&"LOGIN") {
+            p.problems.push((
+                format!(
+                    "smtp.username is set but the server offers no AUTH PLAIN or LOGIN{}",
+                    if self.tls == Tls::None {
+                        " (many servers offer AUTH only after STARTTLS)"
+                    } else {
+                        ""
+                    }
+                ),
+                Some("remove smtp.username if the server takes mail without a login".into()),
+            ));
+            return;
+        }
+        let pass = match cfg.smtp_password() {
+            Ok(pass) => pass,
+            Err(e) => return p.problems.push((e, None)),
+        };
+        let c = Credentials::new(user.clone(), pass.unwrap_or_default());
+        match conn.auth(&[Mechanism::Plain, Mechanism::Login], &c).await {
+            Ok(_) => p.facts.push(format!("AUTH as {user}: accepted")),
+            Err(e) => p.problems.push((
+                format!("AUTH as {user} refused: {e}"),
+                Some("check smtp.username and the password in smtp.password_env".into()),
+            )),
+        }
     }
-    Ok(p)
 }
 
 /// Greeting and EHLO reply lines (without their codes) of a plain connection; QUIT.

@@ -6,10 +6,16 @@
 
 use crate::delivery::signing::Signer;
 
-/// Rewrites every `href="http(s)://…"` (or `'…'`, any case) of `html`, but the
-/// unsubscribe link, into a signed click link, and appends the open pixel. `lead` is
-/// the lead's `id:digest` (see `signing::unsubscribe_payload`), so an id reused after
-/// `forget` is not credited with someone else's clicks.
+/// Rewrites the `href` of every `<a>` of `html` that leads to an `http(s)://` page, but
+/// the unsubscribe link, into a signed click link, and adds the open pixel before the
+/// last `</body>` (or at the end of a fragment without one). `lead` is the lead's
+/// `id:digest` (see `signing::unsubscribe_payload`), so an id reused after `forget` is
+/// not credited with someone else's clicks.
+///
+/// The HTML is parsed by `lol_html`, so only real anchors are touched, whatever their
+/// quoting or case: not an `href=` in text, a comment or a `<link>`. Should parsing
+/// ever fail, the links stay direct (the email still works, only its clicks go
+/// uncounted) and the pixel is added all the same.
 pub fn track(
     html: &str,
     signer: &Signer,
@@ -19,50 +25,58 @@ pub fn track(
     unsubscribe_url: &str,
 ) -> String {
     let base = public_url.trim_end_matches('/');
-    let mut out = String::with_capacity(html.len() + 256);
-    let mut rest = html;
-    while let Some((p, quote)) = find_href(rest) {
-        let (head, tail) = rest.split_at(p);
-        out.push_str(head);
-        let Some(end) = tail.find(quote) else {
-            rest = tail;
-            break;
-        };
-        let target = crate::funnel::templates::decode_entities(&tail[..end]);
-        let trackable = (target.starts_with("http://") || target.starts_with("https://"))
-            && target != unsubscribe_url;
-        if trackable {
-            let token = signer.sign("click", &format!("{lead}\n{template}\n{target}"));
-            out.push_str(&format!("{base}/t/c/{token}"));
-        } else {
-            out.push_str(&tail[..end]);
+    let click_url = |target: &str| {
+        let token = signer.sign("click", &format!("{lead}\n{template}\n{target}"));
+        format!("{base}/t/c/{token}")
+    };
+    let mut out = match rewrite_links(html, unsubscribe_url, &click_url) {
+        Ok(out) => out,
+        Err(error) => {
+            tracing::warn!(template, %error, "links left untracked: the HTML could not be rewritten");
+            html.to_string()
         }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
+    };
     let pixel = format!(
         "<img src=\"{base}/t/o/{}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0\">",
         signer.sign("open", &format!("{lead}\n{template}"))
     );
-    match out.rfind("</body>") {
+    match last_body_end(&out) {
         Some(p) => out.insert_str(p, &pixel),
         None => out.push_str(&pixel),
     }
     out
 }
 
-/// Where the next `href=` value of `html` starts (just after its quote), and the quote.
-fn find_href(html: &str) -> Option<(usize, char)> {
-    let lower = html.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(p) = lower[from..].find("href=") {
-        let at = from + p + "href=".len();
-        match html[at..].chars().next() {
-            Some(q @ ('"' | '\'')) => return Some((at + 1, q)),
-            _ => from = at,
+/// `html` with each trackable anchor's `href` replaced by `click_url(target)`, the
+/// target being the link as the reader's client resolves it (entities decoded).
+fn rewrite_links(
+    html: &str,
+    unsubscribe_url: &str,
+    click_url: &dyn Fn(&str) -> String,
+) -> Result<String, lol_html::errors::RewritingError> {
+    let anchors = lol_html::element!("a[href]", |el| {
+        let Some(raw) = el.get_attribute("href") else {
+            return Ok(());
+        };
+        let target = crate::funnel::templates::decode_entities(&raw);
+        let trackable = (target.starts_with("http://") || target.starts_with("https://"))
+            && target != unsubscribe_url;
+        if trackable {
+            el.set_attribute("href", &click_url(&target))?;
         }
-    }
-    None
+        Ok(())
+    });
+    lol_html::rewrite_str(
+        html,
+        lol_html::RewriteStrSettings::new().append_element_content_handler(anchors),
+    )
+}
+
+/// Where the last `</body>` (any case) of `html` starts.
+fn last_body_end(html: &str) -> Option<usize> {
+    html.as_bytes()
+        .windows("</body".len())
+        .rposition(|w| w.eq_ignore_ascii_case(b"</body"))
 }
 
 /// The lead a tracking token names: `id:digest`.
@@ -116,8 +130,9 @@ mod tests {
             out.contains("href=\"https://u.example/unsub/T\""),
             "the unsubscribe link stays direct: {out}"
         );
+        // lol_html writes a rewritten value in double quotes.
         assert!(
-            out.contains("HREF='https://t.example/e/t/c/"),
+            out.contains("HREF=\"https://t.example/e/t/c/"),
             "single quotes and capitals too: {out}"
         );
         let token = out
@@ -143,5 +158,70 @@ mod tests {
             .encode("7:abc\nedu\nhttps://evil.example/");
         assert_eq!(click(&s, &format!("{evil}.{tag}")), None);
         assert_eq!(click(&Signer::new(b"other"), token), None);
+    }
+
+    fn tracked(html: &str) -> String {
+        track(
+            html,
+            &Signer::new(b"k"),
+            "https://t.example",
+            "7:abc",
+            "edu",
+            "https://u.example/unsub/T",
+        )
+    }
+
+    /// The targets of the click links in `out`, in order.
+    fn targets(out: &str) -> Vec<String> {
+        out.split("https://t.example/t/c/")
+            .skip(1)
+            .map(|rest| {
+                let token = rest.split(['"', '\'']).next().unwrap();
+                click(&Signer::new(b"k"), token).unwrap().2
+            })
+            .collect()
+    }
+
+    #[test]
+    fn single_quoted_and_uppercase_hrefs_are_tracked() {
+        let out = tracked("<a href='https://a.example/'>a</a><A HREF=\"https://b.example/\">b</A>");
+        assert_eq!(
+            targets(&out),
+            ["https://a.example/", "https://b.example/"],
+            "{out}"
+        );
+        assert!(!out.contains("href='https://a.example/'"), "{out}");
+    }
+
+    #[test]
+    fn mailto_fragment_and_relative_links_are_left_alone() {
+        let html = "<a href=\"mailto:x@y.z\">m</a><a href=\"#top\">t</a><a href=\"/local\">l</a><a name=\"x\">n</a>";
+        let out = tracked(html);
+        assert!(targets(&out).is_empty(), "{out}");
+        assert!(out.starts_with(html), "untouched: {out}");
+    }
+
+    #[test]
+    fn an_escaped_ampersand_is_decoded_in_the_target() {
+        let out = tracked("<a href=\"https://shop.example/?a=1&amp;b=2\">x</a>");
+        assert_eq!(targets(&out), ["https://shop.example/?a=1&b=2"]);
+    }
+
+    #[test]
+    fn href_outside_an_anchor_is_not_a_link() {
+        let html = "<p>write href=\"https://not.example/\" in text</p><!-- <a href=\"https://c.example/\"> --><link href=\"https://s.example/x.css\">";
+        let out = tracked(html);
+        assert!(targets(&out).is_empty(), "{out}");
+        assert!(out.starts_with(html), "{out}");
+    }
+
+    #[test]
+    fn the_pixel_goes_before_the_body_ends_whatever_its_case_or_at_the_end() {
+        let out = tracked("<html><BODY><p>x</p></BODY></html>");
+        let pixel = out.find("/t/o/").unwrap();
+        assert!(pixel < out.find("</BODY>").unwrap(), "{out}");
+        let out = tracked("<p>fragment</p>");
+        assert!(out.starts_with("<p>fragment</p><img "), "{out}");
+        assert!(out.ends_with('>'), "{out}");
     }
 }

@@ -128,7 +128,7 @@ async fn record(
 }
 
 /// One lead's evaluation, or why there is none (its changes are then not applied).
-enum Outcome {
+pub enum Outcome {
     Done(Box<Evaluation>),
     Failed(LeadId, RuleError),
 }
@@ -148,7 +148,7 @@ fn crashed(what: &str, why: &str) -> RuleError {
 
 /// Evaluates a page of leads on a blocking thread. A panic ends only its lead's
 /// evaluation (logged with the lead); the page never takes the caller down.
-async fn evaluate_off_thread(
+pub async fn evaluate_off_thread(
     funnel: &Arc<Funnel>,
     page: Vec<LoadedLead>,
     now: DateTime<Utc>,
