@@ -227,7 +227,7 @@ impl BatchUsage {
     /// Counts a row that goes now: marketing email uses the day's capacity and the
     /// lead's cap; receipts use neither.
     fn count(&mut self, funnel: &Funnel, row: &Claimed, now: DateTime<Utc>) {
-        if !funnel.templates.is_transactional(&row.template) {
+        if !funnel.templates.is_transactional(row.template.as_str()) {
             self.marketing_today += 1;
             self.lead_recent
                 .entry(row.lead_id)
@@ -534,25 +534,23 @@ impl Deliverer {
             );
             return Ok(Fate::End(OutboxState::Expired, why));
         }
-        let Some(mut brief) = self.store.lead_brief(row.lead_id).await? else {
+        let Some(brief) = self.store.lead_brief(row.lead_id).await? else {
             return Ok(Fate::End(
                 OutboxState::Failed,
                 "the lead no longer exists".into(),
             ));
         };
-        if let Some(s) = stage {
-            brief.stage = s.to_string();
-        }
-        let transactional = funnel.templates.is_transactional(&row.template);
+        let lead_stage = stage.unwrap_or(brief.stage.as_str());
+        let transactional = funnel.templates.is_transactional(row.template.as_str());
         // A receipt is owed whatever the stage: transactional rows never go stale.
-        if row.campaign.is_none() && brief.stage != row.stage && !transactional {
+        if row.campaign.is_none() && lead_stage != row.stage.as_str() && !transactional {
             let why = format!(
-                "requested in stage `{}`, the lead is now in `{}`",
-                row.stage, brief.stage
+                "requested in stage `{}`, the lead is now in `{lead_stage}`",
+                row.stage
             );
             return Ok(Fate::End(OutboxState::Stale, why));
         }
-        if !funnel.templates.contains(&row.template) {
+        if !funnel.templates.contains(row.template.as_str()) {
             let why = format!("template `{}` no longer exists", row.template);
             return Ok(Fate::End(OutboxState::Failed, why));
         }
@@ -567,11 +565,7 @@ impl Deliverer {
             let why = format!("the address is suppressed ({reason})");
             return Ok(Fate::End(OutboxState::Suppressed, why));
         }
-        let lead_tz = brief
-            .timezone
-            .as_deref()
-            .and_then(|z| z.parse().ok())
-            .unwrap_or_else(|| cfg.default_timezone());
+        let lead_tz = brief.timezone.unwrap_or_else(|| cfg.default_timezone());
         let mut lead_recent = Vec::new();
         if !transactional && let Some(cap) = &cfg.limits.per_lead {
             let started = usage.lead_recent.get(&row.lead_id);
@@ -621,7 +615,7 @@ impl Deliverer {
             funnel,
             &self.signer,
             &lead,
-            &row.template,
+            row.template.as_str(),
             row.campaign.clone(),
             now,
         ) {
