@@ -240,7 +240,13 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
     let hist = store.stage_history(ana).await.unwrap();
     let steps: Vec<_> = hist
         .iter()
-        .map(|(from, to, _, cause)| (from.clone(), to.clone(), cause.clone()))
+        .map(|h| {
+            (
+                h.from.as_ref().map(|s| s.to_string()),
+                h.to.to_string(),
+                h.cause.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         steps,
@@ -255,7 +261,7 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
     );
     let hist = store.stage_history(bob).await.unwrap();
     assert_eq!(
-        hist.last().map(|h| (h.1.as_str(), h.3.as_str())),
+        hist.last().map(|h| (h.to.as_str(), h.cause.as_str())),
         Some(("customer", "rule:10_purchase"))
     );
     let counts = store.outbox_counts().await.unwrap();

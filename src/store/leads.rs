@@ -19,6 +19,16 @@ pub struct LeadUpsert {
     pub attrs: ValueMap,
 }
 
+/// One entry of a lead's stage history: its first stage (`from` is `None`), or a move.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub from: Option<StageId>,
+    pub to: StageId,
+    pub at: DateTime<Utc>,
+    /// `import`, `import --update-stage`, `rule:NAME`, …
+    pub cause: String,
+}
+
 /// Whether an upsert created its lead or updated it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpsertResult {
@@ -70,11 +80,8 @@ operations! {
     /// each lead's changes stay all-or-nothing, and the page pays for one commit.
     fn apply_all(&self, changes: &[LeadChanges], now: DateTime<Utc>) -> Result<usize>;
 
-    /// The stage history of a lead: (from, to, at, cause), oldest first.
-    fn stage_history(
-        &self,
-        id: LeadId,
-    ) -> Result<Vec<(Option<String>, String, DateTime<Utc>, String)>>;
+    /// The stage history of a lead, oldest first.
+    fn stage_history(&self, id: LeadId) -> Result<Vec<HistoryEntry>>;
 
     /// Stages that leads are in, with how many: a reload may not remove them.
     fn stages_in_use(&self) -> Result<Vec<(String, i64)>>;

@@ -63,7 +63,7 @@ pub use campaigns::{Firing, FiringState};
 pub use consent::{LeadBrief, Suppression};
 pub use error::{Result, StoreError};
 pub use ingest::{IDEMPOTENCY_TTL, IdempotencyKey, Recorded, Replay};
-pub use leads::{LeadUpsert, UpsertResult};
+pub use leads::{HistoryEntry, LeadUpsert, UpsertResult};
 pub use outbox::{Claimed, Origin, OutboxFilter, OutboxRow, OutboxState};
 pub use sqlite::sqlite_file;
 pub use timeline::MoveRow;

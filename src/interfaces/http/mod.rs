@@ -740,8 +740,8 @@ async fn get_lead(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Str
             "template": o.template, "key": o.key, "state": o.state.as_str(),
             "requested_at": rfc(o.requested_at), "sent_at": o.sent_at.map(rfc),
         })).collect::<Vec<_>>(),
-        "stage_history": history.iter().map(|(from, to, at, cause)| json!({
-            "from": from, "to": to, "at": rfc(*at), "cause": cause,
+        "stage_history": history.iter().map(|h| json!({
+            "from": h.from, "to": h.to, "at": rfc(h.at), "cause": h.cause,
         })).collect::<Vec<_>>(),
     }))
     .into_response()

@@ -2,6 +2,8 @@
 //! the text of its message (which changes between versions and locales).
 
 use crate::store::StoreError;
+use sqlx::error::DatabaseError;
+use sqlx::sqlite::SqliteError;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// SQLite's primary result codes that decide how an error is classified.
@@ -40,12 +42,16 @@ fn class_of_code(code: i64) -> Class {
     }
 }
 
-/// The class of an error from sqlx: a database error by its code, an I/O error as
-/// such, anything else (a pool timeout, a decoding error) as a statement's failure.
+/// The class of an error from sqlx: SQLite's own error by its (extended) result code,
+/// an I/O error as such, anything else (a pool timeout, a decoding error) as a
+/// statement's failure. Only a [`SqliteError`]'s code is read as SQLite's: another
+/// backend's codes (PostgreSQL's SQLSTATEs) mean other things, and its module
+/// classifies them.
 fn class_of(e: &sqlx::Error) -> Class {
     match e {
         sqlx::Error::Database(db) => db
-            .code()
+            .try_downcast_ref::<SqliteError>()
+            .and_then(|e| e.code())
             .and_then(|c| c.parse::<i64>().ok())
             .map_or(Class::Sql, class_of_code),
         sqlx::Error::Io(_) => Class::Io,
@@ -68,6 +74,9 @@ pub(super) fn connections_trusted() -> bool {
     !SUSPECT.load(Ordering::SeqCst)
 }
 
+/// Every sqlx error of the SQLite backend becomes a [`StoreError`] here (the `?` in
+/// its SQL). A second backend on sqlx classifies its own errors beside this one (an
+/// arm per backend, chosen by the database error's type), never by message text.
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match class_of(&e) {
@@ -136,6 +145,45 @@ mod tests {
         assert_eq!(class_of(&io), Class::Io);
         assert_eq!(class_of(&sqlx::Error::PoolTimedOut), Class::Sql);
         assert_eq!(class_of(&sqlx::Error::RowNotFound), Class::Sql);
+    }
+
+    /// A database error of another backend, whose code happens to be SQLite's FULL.
+    #[derive(Debug)]
+    struct Elsewhere;
+
+    impl std::fmt::Display for Elsewhere {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("another database's error")
+        }
+    }
+
+    impl std::error::Error for Elsewhere {}
+
+    impl DatabaseError for Elsewhere {
+        fn message(&self) -> &str {
+            "another database's error"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some("13".into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[test]
+    fn another_backend_s_codes_are_not_read_as_sqlite_s() {
+        let e = sqlx::Error::Database(Box::new(Elsewhere));
+        assert_eq!(class_of(&e), Class::Sql);
     }
 
     async fn memory() -> SqliteConnection {

@@ -4,7 +4,7 @@
 use super::tx::WriteTx;
 use super::{SqliteStore, from_ms, ms};
 use crate::domain::{EmailAddress, LeadChanges, LeadId, StageId, Value};
-use crate::store::{LeadUpsert, Result, UpsertResult};
+use crate::store::{HistoryEntry, LeadUpsert, Result, StoreError, UpsertResult};
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
@@ -79,19 +79,23 @@ impl SqliteStore {
         Ok(inserted)
     }
 
-    pub(in crate::store) async fn stage_history(
-        &self,
-        id: LeadId,
-    ) -> Result<Vec<(Option<String>, String, DateTime<Utc>, String)>> {
+    pub(in crate::store) async fn stage_history(&self, id: LeadId) -> Result<Vec<HistoryEntry>> {
         let rows: Vec<(Option<String>, String, i64, String)> =
             sqlx::query_as("SELECT from_stage, to_stage, at, cause FROM stage_history WHERE lead_id = ? ORDER BY at, id")
                 .bind(id.0)
                 .fetch_all(self.pool())
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(f, t, a, c)| (f, t, from_ms(a), c))
-            .collect())
+        let stage = |s: &str| StageId::parse(s).map_err(StoreError::Corrupt);
+        rows.into_iter()
+            .map(|(from, to, at, cause)| {
+                Ok(HistoryEntry {
+                    from: from.as_deref().map(stage).transpose()?,
+                    to: stage(&to)?,
+                    at: from_ms(at),
+                    cause,
+                })
+            })
+            .collect()
     }
 
     pub(in crate::store) async fn stages_in_use(&self) -> Result<Vec<(String, i64)>> {
