@@ -5,14 +5,14 @@
 //! `sqlite/` (SQLite through sqlx).
 //!
 //! **Why an enum of backends behind a declared interface.** Every operation is declared
-//! once, with its documentation, in an [`operations!`] block of the concern it belongs
+//! once, with its documentation, in an `operations!` block of the concern it belongs
 //! to; the macro writes the [`Store`] method that hands it to the backend in use. A
 //! backend implements each declared operation as an inherent `async fn` of the same
 //! name and signature (the compiler checks every one, per backend). A trait was not
 //! chosen: async methods of a trait cannot be called through `dyn`, and a generic
 //! `Store<B>` would spread a type parameter through every caller. PostgreSQL is a
 //! sibling, not a rewrite: a `store/postgres/` module implementing the same
-//! operations, one more [`Backend`] variant, one more arm in `operations!` and in
+//! operations, one more `Backend` variant, one more arm in `operations!` and in
 //! [`Store::open`] (chosen by the URL's scheme).
 //!
 //! **Conventions every backend keeps.** Instants are stored as milliseconds since the
@@ -20,8 +20,10 @@
 //! (`now`), never the database's nor the wall clock, so `--now` and simulation work;
 //! the exceptions are the named leases ([`lease`]), which coordinate real processes
 //! and so run on the wall clock, and the bookkeeping time a migration was applied.
-//! Rows come back typed: a value that does not parse ([`StoreError::Corrupt`]) is an
-//! error, never a silent default.
+//! Rows come back typed: a stored state, stage or template name that does not parse
+//! is an error ([`StoreError::Corrupt`]), never a silent default. [`StoreError`] wraps
+//! sqlx's error, the driver of SQLite and PostgreSQL alike; each backend classifies
+//! its own database's result codes into its variants.
 
 /// Declares the operations of one concern: each becomes a [`Store`] method that calls
 /// the backend's method of the same name. Only `&self` methods with named arguments
@@ -81,7 +83,8 @@ enum Backend {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url`. Does not migrate.
+    /// Opens (creating if needed) the database at `url`. Does not migrate. Every URL
+    /// goes to SQLite for now: the configuration refuses others before this.
     pub async fn open(url: &str) -> Result<Store> {
         Ok(Store {
             backend: Backend::Sqlite(sqlite::SqliteStore::open(url).await?),

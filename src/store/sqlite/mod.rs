@@ -10,6 +10,7 @@ mod leads;
 mod leases;
 mod load;
 mod migrations;
+mod operator;
 mod outbox;
 mod report;
 mod settings;
