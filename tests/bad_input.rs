@@ -158,7 +158,7 @@ eva@example.com,Eva
         let id = f.lead_id("ana@example.com").await;
         let h = store.stage_history(id).await.unwrap();
         assert_eq!(
-            h.last().map(|h| (h.1.as_str(), h.3.as_str())),
+            h.last().map(|h| (h.to.as_str(), h.cause.as_str())),
             Some(("customer", "import --update-stage"))
         );
     });

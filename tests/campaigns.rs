@@ -42,7 +42,14 @@ async fn rows(f: &Folder, email: &str) -> Vec<(String, String, String, Option<Da
         .await
         .unwrap()
         .into_iter()
-        .map(|(t, k, s, _, sent, _)| (t, k, s, sent))
+        .map(|r| {
+            (
+                r.template.to_string(),
+                r.key,
+                r.state.as_str().to_string(),
+                r.sent_at,
+            )
+        })
         .collect();
     store.close().await;
     r

@@ -40,7 +40,7 @@ async fn the_daemon_evaluates_on_its_cron_schedule_with_a_clock_started_at_now()
     let store = f.store().await;
     let id = f.lead_id("ana@example.com").await;
     let rows = store.outbox_of(id).await.unwrap();
-    let requested = rows[0].3;
+    let requested = rows[0].requested_at;
     let start: chrono::DateTime<chrono::Utc> = "2026-03-02T10:00:00Z".parse().unwrap();
     assert!(
         requested > start && requested < start + chrono::TimeDelta::seconds(30),

@@ -135,9 +135,9 @@ fn an_event_email_leaves_within_a_second_with_the_tick_far_away() {
             .await
             .unwrap()
             .into_iter()
-            .find(|r| r.0 == "eval-comparison")
+            .find(|r| r.template.as_str() == "eval-comparison")
             .unwrap();
-        let (requested, sent) = (row.3, row.4.unwrap());
+        let (requested, sent) = (row.requested_at, row.sent_at.unwrap());
         let lag = sent - requested;
         println!("event to sent: {} ms", lag.num_milliseconds());
         assert!(

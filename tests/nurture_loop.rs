@@ -134,11 +134,11 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
     let rows = store.outbox_of(ana).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(
-        (rows[0].0.as_str(), rows[0].2.as_str()),
+        (rows[0].template.as_str(), rows[0].state.as_str()),
         ("edu-welcome", "sent")
     );
     assert_eq!(
-        rows[0].5.as_deref(),
+        rows[0].message_id.as_deref(),
         Some(
             find(&mail, "ana@example.com", "edu-welcome")
                 .message_id
@@ -146,7 +146,7 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
         )
     );
     assert_eq!(
-        rows[0].4.map(|t| t.to_rfc3339()),
+        rows[0].sent_at.map(|t| t.to_rfc3339()),
         Some("2026-03-02T10:00:00+00:00".into()),
         "stamped with --now"
     );
@@ -240,7 +240,13 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
     let hist = store.stage_history(ana).await.unwrap();
     let steps: Vec<_> = hist
         .iter()
-        .map(|(from, to, _, cause)| (from.clone(), to.clone(), cause.clone()))
+        .map(|h| {
+            (
+                h.from.as_ref().map(|s| s.to_string()),
+                h.to.to_string(),
+                h.cause.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         steps,
@@ -255,7 +261,7 @@ async fn the_example_funnel_nurtures_qualifies_and_converts_leads_over_smtp() {
     );
     let hist = store.stage_history(bob).await.unwrap();
     assert_eq!(
-        hist.last().map(|h| (h.1.as_str(), h.3.as_str())),
+        hist.last().map(|h| (h.to.as_str(), h.cause.as_str())),
         Some(("customer", "rule:10_purchase"))
     );
     let counts = store.outbox_counts().await.unwrap();
@@ -302,9 +308,9 @@ async fn a_server_that_is_down_leaves_the_email_for_a_retry_with_the_same_messag
     let store = f.store().await;
     let ana = f.lead_id("ana@example.com").await;
     let rows = store.outbox_of(ana).await.unwrap();
-    assert_eq!(rows[0].2, "retry");
+    assert_eq!(rows[0].state.as_str(), "retry");
     let mid = rows[0]
-        .5
+        .message_id
         .clone()
         .expect("the Message-ID is fixed before the first attempt");
 
@@ -319,5 +325,8 @@ async fn a_server_that_is_down_leaves_the_email_for_a_retry_with_the_same_messag
     assert_eq!(mail.len(), 1);
     assert_eq!(mail[0].message_id, mid);
     assert_eq!(mail[0].template(), "edu-welcome");
-    assert_eq!(store.outbox_of(ana).await.unwrap()[0].2, "sent");
+    assert_eq!(
+        store.outbox_of(ana).await.unwrap()[0].state.as_str(),
+        "sent"
+    );
 }

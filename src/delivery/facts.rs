@@ -2,6 +2,7 @@
 //! the pure `fate::decide`. The round and `embudo explain` both come through
 //! [`Deliverer::fate`], so what explain prints is what the daemon would do.
 
+use crate::domain::StageId;
 use super::Deliverer;
 use super::fate::{self, Facts, Fate, Policy, Recipient};
 use crate::domain::LeadId;
@@ -94,12 +95,12 @@ impl Deliverer {
         stage: Option<&str>,
         campaign_paused: bool,
     ) -> Result<Facts, StoreError> {
-        let transactional = funnel.templates.is_transactional(&row.template);
+        let transactional = funnel.templates.is_transactional(row.template.as_str());
         let recipient = match self.store.lead_brief(row.lead_id).await? {
             None => None,
             Some(mut brief) => {
-                if let Some(s) = stage {
-                    brief.stage = s.to_string();
+                if let Some(s) = stage.and_then(|s| StageId::parse(s).ok()) {
+                    brief.stage = s;
                 }
                 let suppression = self.store.suppression(&brief.email).await?;
                 Some(Recipient { brief, suppression })
@@ -112,7 +113,7 @@ impl Deliverer {
         };
         Ok(Facts {
             transactional,
-            template_exists: funnel.templates.contains(&row.template),
+            template_exists: funnel.templates.contains(row.template.as_str()),
             campaign_paused,
             recipient,
             usage: policy::Usage {
@@ -188,7 +189,7 @@ impl Deliverer {
                 .fate(funnel, row, now, &usage, Some(stage), paused)
                 .await?;
             if matches!(fate, Fate::Go(_)) {
-                usage.count(funnel.templates.is_transactional(&row.template), row, now);
+                usage.count(funnel.templates.is_transactional(row.template.as_str()), row, now);
             }
             out.push(fate);
         }
@@ -205,9 +206,9 @@ mod tests {
         Claimed {
             id,
             lead_id: LeadId(lead),
-            template: "t".into(),
+            template: crate::domain::TemplateName::parse("t").unwrap(),
             key: String::new(),
-            stage: "s".into(),
+            stage: crate::domain::StageId::parse("s").unwrap(),
             campaign: None,
             requested_at: DateTime::UNIX_EPOCH,
             released_at: None,

@@ -128,11 +128,7 @@ pub fn decide(row: &Claimed, facts: Facts, policy: &Policy, now: DateTime<Utc>) 
         let why = format!("the address is suppressed ({reason})");
         return Fate::End(Ending::Suppressed, why);
     }
-    let lead_tz = brief
-        .timezone
-        .as_deref()
-        .and_then(|z| z.parse().ok())
-        .unwrap_or(policy.default_tz);
+    let lead_tz = brief.timezone.unwrap_or(policy.default_tz);
     let verdict = policy::judge(
         policy.limits,
         policy.business_tz,
@@ -201,9 +197,9 @@ mod tests {
         Claimed {
             id: 1,
             lead_id: LeadId(7),
-            template: "welcome".into(),
+            template: crate::domain::TemplateName::parse("welcome").unwrap(),
             key: String::new(),
-            stage: "interest".into(),
+            stage: crate::domain::StageId::parse("interest").unwrap(),
             campaign: None,
             requested_at: noon() - TimeDelta::hours(1),
             released_at: None,
@@ -220,7 +216,7 @@ mod tests {
             recipient: Some(Recipient {
                 brief: LeadBrief {
                     email: EmailAddress::parse("ana@example.com").unwrap(),
-                    stage: "interest".into(),
+                    stage: crate::domain::StageId::parse("interest").unwrap(),
                     timezone: None,
                     unsubscribed: false,
                 },
@@ -308,7 +304,7 @@ mod tests {
     #[test]
     fn a_row_asked_for_in_a_stage_the_lead_left_is_stale_unless_a_receipt_or_a_campaign() {
         let mut f = facts();
-        recipient(&mut f).brief.stage = "customer".into();
+        recipient(&mut f).brief.stage = crate::domain::StageId::parse("customer").unwrap();
         let (e, why) = ending(decide_with(&row(), f.clone(), &limits(), noon()));
         assert_eq!(e, Ending::Stale);
         assert!(
@@ -396,13 +392,13 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let mut f = facts();
-        recipient(&mut f).brief.timezone = Some("America/New_York".into());
+        recipient(&mut f).brief.timezone = Some(chrono_tz::America::New_York);
         assert!(matches!(
             decide_with(&row(), f.clone(), &quiet(), late),
             Fate::Go(_)
         ));
-        // An unknown zone is the default one.
-        recipient(&mut f).brief.timezone = Some("Mars/Olympus".into());
+        // No zone (the store reads an unknown one as none): the default one.
+        recipient(&mut f).brief.timezone = None;
         assert!(matches!(
             decide_with(&row(), f.clone(), &quiet(), late),
             Fate::Hold { .. }

@@ -1,12 +1,14 @@
 //! Parsed domain types: once a value of these types exists, it is valid.
 
 pub mod email;
+pub mod evaluation;
 pub mod ids;
 pub mod lead;
 pub mod time;
 pub mod value;
 
 pub use email::EmailAddress;
+pub use evaluation::{EVENTS_PER_KIND, LeadChanges, LoadedLead, NewSend, OlderEvents};
 pub use ids::{LeadId, StageId, TemplateName};
 pub use lead::{Event, Lead, SendRecord};
 pub use value::{Value, ValueMap};

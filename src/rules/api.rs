@@ -4,8 +4,7 @@
 //! so far live in a thread-local [`Ctx`] for that run only. Every function that reads or
 //! writes it is registered *volatile*, so no optimiser folds a call at compile time.
 
-use crate::domain::{Event, Lead, SendRecord, StageId, TemplateName, Value};
-use crate::store::NewSend;
+use crate::domain::{Event, Lead, NewSend, SendRecord, StageId, TemplateName, Value};
 use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map};
@@ -66,7 +65,7 @@ pub(crate) struct Ctx {
     pub lead: Lead,
     pub events: Arc<Vec<Event>>,
     /// Per kind, the events older than those loaded (counted, not read).
-    pub older: Arc<std::collections::HashMap<String, crate::store::OlderEvents>>,
+    pub older: Arc<std::collections::HashMap<String, crate::domain::OlderEvents>>,
     pub sends: Vec<SendRecord>,
     pub now: DateTime<Utc>,
     pub default_tz: Tz,
@@ -84,7 +83,7 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// A fresh evaluation of one lead: rules (`read_only` false) or an audience (true).
     pub fn new(
-        loaded: crate::store::LoadedLead,
+        loaded: crate::domain::LoadedLead,
         now: DateTime<Utc>,
         default_tz: Tz,
         catalog: Arc<Catalog>,

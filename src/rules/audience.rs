@@ -3,7 +3,7 @@
 
 use super::api::{Ctx, install_ctx, take_ctx};
 use super::{RuleError, RuleSet, sandbox};
-use crate::store::LoadedLead;
+use crate::domain::LoadedLead;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rhai::{AST, Dynamic};

@@ -2,7 +2,7 @@
 
 use super::api::{Action, Ctx, install_ctx, take_ctx, with_ctx};
 use super::{RuleError, RuleSet, sandbox};
-use crate::store::{LeadChanges, LoadedLead};
+use crate::domain::{LeadChanges, LoadedLead};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::panic::AssertUnwindSafe;

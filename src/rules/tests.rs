@@ -1,10 +1,10 @@
 //! Unit tests of every rule helper and action, through the public evaluation API.
 
 use super::*;
+use crate::domain::LoadedLead;
 use crate::domain::{
     EmailAddress, Event, Lead, LeadId, SendRecord, StageId, TemplateName, Value, ValueMap,
 };
-use crate::store::LoadedLead;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
@@ -879,7 +879,7 @@ fn counts_include_events_older_than_the_loaded_ones() {
         .collect();
     l.older.insert(
         "page_view".into(),
-        crate::store::OlderEvents {
+        crate::domain::OlderEvents {
             count: 5,
             first_at: t(NOW) - TimeDelta::days(30),
         },

@@ -8,10 +8,21 @@
 //! Leases run on the wall clock, not on a command's `--now`: they coordinate real
 //! processes, whatever time each one simulates.
 
-use crate::store::{Store, StoreError};
-use chrono::{TimeDelta, Utc};
+use crate::store::{Result, Store, StoreError};
+use chrono::{DateTime, TimeDelta, Utc};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+operations! {
+    /// Takes the named lease until `until` unless another holder has it unexpired.
+    fn try_lock(&self, name: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool>;
+
+    /// Who holds the named lease, and until when.
+    fn lock_holder(&self, name: &str) -> Result<Option<(String, DateTime<Utc>)>>;
+
+    /// Gives the named lease up, if `holder` has it.
+    fn unlock(&self, name: &str, holder: &str) -> Result<()>;
+}
 
 /// How a lease was acquired.
 #[derive(Debug, Clone, PartialEq, Eq)]

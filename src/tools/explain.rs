@@ -184,9 +184,9 @@ async fn describe_emails(
             let row = Claimed {
                 id: 0,
                 lead_id: id,
-                template: s.template.to_string(),
+                template: s.template.clone(),
                 key: s.key.clone(),
-                stage: s.stage.to_string(),
+                stage: s.stage.clone(),
                 campaign: None,
                 requested_at: at,
                 released_at: None,

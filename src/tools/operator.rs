@@ -99,7 +99,7 @@ pub fn outbox_table(rows: &[OutboxRow]) -> String {
     );
     for r in rows {
         let template = if r.key.is_empty() {
-            r.template.clone()
+            r.template.to_string()
         } else {
             format!("{} [{}]", r.template, r.key)
         };
@@ -110,14 +110,15 @@ pub fn outbox_table(rows: &[OutboxRow]) -> String {
             template,
             r.state,
             fmt(r.requested_at),
-            r.at.map(|t| if t.timestamp() == 0 {
-                "at once".to_string()
-            } else {
-                fmt(t)
-            })
-            .unwrap_or_default(),
+            r.at()
+                .map(|t| if t.timestamp() == 0 {
+                    "at once".to_string()
+                } else {
+                    fmt(t)
+                })
+                .unwrap_or_default(),
             r.attempts,
-            r.reason
+            r.reason.as_deref().unwrap_or_default()
         ));
     }
     out

@@ -16,7 +16,7 @@ use crate::engine::schedule;
 use crate::funnel::Funnel;
 use crate::funnel::config::Config;
 use crate::ingest::csv::{BadRow, import_file};
-use crate::store::{MoveRow, SendRow, Store};
+use crate::store::{MoveRow, OutboxRow, OutboxState, Store};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -372,21 +372,25 @@ fn move_entry(m: &MoveRow, tz: chrono_tz::Tz) -> Entry {
     }
 }
 
-fn send_entry(s: &SendRow, tz: chrono_tz::Tz) -> Entry {
+fn send_entry(s: &OutboxRow, tz: chrono_tz::Tz) -> Entry {
     let at = s.ended_at.unwrap_or(s.requested_at);
     Entry {
         at: rfc(at),
         lead: s.lead.0,
-        email: s.email.clone(),
+        email: s.email.to_string(),
         action: "send",
-        what: s.template.clone(),
+        what: s.template.to_string(),
         key: s.key.clone(),
-        state: s.state.clone(),
-        by: s.by.clone(),
-        detail: if s.state == "sent" {
+        state: s.state.as_str().to_string(),
+        by: s
+            .origin
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        detail: if s.state == OutboxState::Sent {
             String::new()
         } else {
-            s.detail.clone()
+            s.reason.clone().unwrap_or_default()
         },
         requested_at: rfc(s.requested_at),
         local: local(at, tz),
@@ -446,12 +450,12 @@ fn summarise_funnel(
         .collect()
 }
 
-fn summarise_emails(sends: &[SendRow]) -> Vec<TemplateSummary> {
+fn summarise_emails(sends: &[OutboxRow]) -> Vec<TemplateSummary> {
     let mut by: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for s in sends {
-        *by.entry(&s.template)
+        *by.entry(s.template.as_str())
             .or_default()
-            .entry(s.state.clone())
+            .entry(s.state.as_str().to_string())
             .or_default() += 1;
     }
     by.into_iter()

@@ -468,7 +468,7 @@ fn replay(k: &IdempotencyKey, r: Replay) -> Response {
             response,
         )
             .into_response(),
-        Replay::Conflict | Replay::Fresh => error(
+        Replay::Conflict => error(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
                 "Idempotency-Key `{}` was used within 24 h with another body; a new request needs a new key",
@@ -523,29 +523,15 @@ async fn post_leads(
     let store = &api.app.store;
     // The key's answer is written in the transaction that stores the leads: both or
     // neither, and the answer is sent only once the commit succeeded.
-    let done = async {
-        let mut tx = store.begin_write().await?;
-        if let Some(k) = &idem {
-            let seen = crate::store::idempotency_lookup(&mut tx, k, now).await?;
-            if seen != Replay::Fresh {
-                tx.commit().await?;
-                return Ok(Err(seen));
-            }
-        }
-        let results = crate::store::upsert_leads_in(&mut tx, &rows, &initial, false, now).await?;
+    let answer = |results: &[crate::store::UpsertResult]| {
         let ids: Vec<i64> = results.iter().map(|r| r.id().0).collect();
         let created = results
             .iter()
             .filter(|r| matches!(r, crate::store::UpsertResult::Created(_)))
             .count();
-        let answer =
-            json!({ "created": created, "updated": ids.len() - created, "ids": ids }).to_string();
-        if let Some(k) = &idem {
-            crate::store::idempotency_save(&mut tx, k, 200, &answer, now).await?;
-        }
-        tx.commit().await?;
-        Ok::<_, StoreError>(Ok(answer))
+        json!({ "created": created, "updated": ids.len() - created, "ids": ids }).to_string()
     };
+    let done = store.upsert_leads_once(&rows, &initial, idem.as_ref(), answer, now);
     match done.await {
         Ok(Ok(answer)) => {
             api.app.health.write_ok();
@@ -652,22 +638,7 @@ async fn post_events(
     };
     // The events and the key's first answer in one transaction; the answer is sent only
     // once it committed.
-    let done = async {
-        let mut tx = store.begin_write().await?;
-        if let Some(k) = &idem {
-            let seen = crate::store::idempotency_lookup(&mut tx, k, now).await?;
-            if seen != Replay::Fresh {
-                tx.commit().await?;
-                return Ok(Err(seen));
-            }
-        }
-        let recorded = crate::store::insert_events_in(&mut tx, &events, now).await?;
-        if let Some(k) = &idem {
-            crate::store::idempotency_save(&mut tx, k, 200, &answer(recorded, 0, 0), now).await?;
-        }
-        tx.commit().await?;
-        Ok::<_, StoreError>(Ok(recorded))
-    };
+    let done = store.record_events_once(&events, idem.as_ref(), |r| answer(r, 0, 0), now);
     let recorded = match done.await {
         Ok(Ok(r)) => {
             api.app.health.write_ok();
@@ -765,11 +736,12 @@ async fn get_lead(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Str
             "at": rfc(e.at),
             "props": e.props.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect::<serde_json::Map<_, _>>(),
         })).collect::<Vec<_>>(),
-        "sends": outbox.iter().map(|(t, k, s, req, sent, _)| json!({
-            "template": t, "key": k, "state": s, "requested_at": rfc(*req), "sent_at": sent.map(rfc),
+        "sends": outbox.iter().map(|o| json!({
+            "template": o.template, "key": o.key, "state": o.state.as_str(),
+            "requested_at": rfc(o.requested_at), "sent_at": o.sent_at.map(rfc),
         })).collect::<Vec<_>>(),
-        "stage_history": history.iter().map(|(from, to, at, cause)| json!({
-            "from": from, "to": to, "at": rfc(*at), "cause": cause,
+        "stage_history": history.iter().map(|h| json!({
+            "from": h.from, "to": h.to, "at": rfc(h.at), "cause": h.cause,
         })).collect::<Vec<_>>(),
     }))
     .into_response()
