@@ -1,6 +1,7 @@
 //! Building the application from a config path: what every command that touches the
 //! database starts with, and the one place the pieces are wired together.
 
+pub mod events;
 pub mod health;
 
 use crate::delivery::signing::Signer;

@@ -1,0 +1,237 @@
+//! Recording what leads do, then running their rules at once: the one way an event
+//! enters the funnel from outside a pass, whether it came over HTTP (`POST /events`, an
+//! open or a click in an email) or from `embudo event`.
+//!
+//! The events are stored first, in one transaction, and acknowledged only once that
+//! committed; the rules run afterwards, each affected lead once. A failure in the rules
+//! never loses an event: it is stored, and the next pass evaluates the lead again.
+
+use super::{App, AppError};
+use crate::delivery::tracking::Who;
+use crate::domain::{Event, LeadId};
+use crate::engine::pass::{PassReport, evaluate_lead};
+use crate::store::{Recorded, StoreError};
+use chrono::{DateTime, Duration, Utc};
+use sqlx::SqliteConnection;
+
+/// An event for the lead named by its email or its id, as a client names one.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The lead's email or id (digits).
+    pub lead: String,
+    pub event: Event,
+    /// The event's own id, unique per lead: an event with an id already recorded for
+    /// its lead (or earlier in the same batch) is a duplicate and is skipped.
+    pub id: Option<String>,
+}
+
+/// Why events were not recorded; nothing of the batch is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// The `index`th event names no lead.
+    #[error("no lead `{who}`")]
+    NoLead { index: usize, who: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<EventsError> for AppError {
+    fn from(e: EventsError) -> Self {
+        match e {
+            EventsError::NoLead { who, .. } => AppError::Usage(format!(
+                "no lead `{who}`; name a lead by its email or id, or import it first (embudo import FILE)"
+            )),
+            EventsError::Store(e) => AppError::Store(e),
+        }
+    }
+}
+
+/// What recording a batch did.
+#[derive(Debug, Default)]
+pub struct EventsRecorded {
+    /// Events stored, and events skipped as already recorded.
+    pub recorded: Recorded,
+    /// The rules' run over the affected leads: emails queued, stage moves, and each
+    /// distinct rule error (not logged here: a command prints them, the daemon logs them).
+    pub report: PassReport,
+    /// Leads whose rules could not run after their events were stored (the events stay
+    /// stored; the next pass runs these rules again).
+    pub failures: Vec<(LeadId, StoreError)>,
+}
+
+/// A caller's own record of the request, written in the events' transaction so that
+/// both commit or neither does (HTTP: the `Idempotency-Key` and its first answer).
+pub trait Receipt: Sync {
+    /// What a request seen before is answered with instead.
+    type Seen: Send;
+
+    /// Looked up first, in the transaction: `Some` when this request was done before;
+    /// then nothing is stored and no rule runs.
+    fn seen(
+        &self,
+        tx: &mut SqliteConnection,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Self::Seen>, StoreError>> + Send;
+
+    /// Written after the events, in their transaction.
+    fn keep(
+        &self,
+        tx: &mut SqliteConnection,
+        recorded: Recorded,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// No record of the request (a command line is not retried behind one's back).
+pub struct NoReceipt;
+
+impl Receipt for NoReceipt {
+    type Seen = std::convert::Infallible;
+
+    async fn seen(
+        &self,
+        _: &mut SqliteConnection,
+        _: DateTime<Utc>,
+    ) -> Result<Option<Self::Seen>, StoreError> {
+        Ok(None)
+    }
+
+    async fn keep(
+        &self,
+        _: &mut SqliteConnection,
+        _: Recorded,
+        _: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The events were recorded, or the request was seen before.
+#[derive(Debug)]
+pub enum Recording<S> {
+    Done(EventsRecorded),
+    Seen(S),
+}
+
+impl App {
+    /// Records `events` (all or none), then runs the rules of each lead with a newly
+    /// recorded event once, at `now`. The clock is the caller's: the daemon runs rules
+    /// at its own time (an event dated later is read when its time comes), `embudo
+    /// event` at the event's time.
+    pub async fn record_events(
+        &self,
+        events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<EventsRecorded, EventsError> {
+        match self.record_events_with(events, now, &NoReceipt).await? {
+            Recording::Done(r) => Ok(r),
+            Recording::Seen(never) => match never {},
+        }
+    }
+
+    /// [`App::record_events`] with the caller's `receipt` kept in the events'
+    /// transaction; a request the receipt has seen before records nothing.
+    pub async fn record_events_with<R: Receipt>(
+        &self,
+        events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+        receipt: &R,
+    ) -> Result<Recording<R::Seen>, EventsError> {
+        let rows = self.resolve(events).await?;
+        let mut tx = self.store.begin_write().await?;
+        if let Some(seen) = receipt.seen(&mut tx, now).await? {
+            // Nothing written: ending the transaction is all that is left.
+            tx.commit().await?;
+            return Ok(Recording::Seen(seen));
+        }
+        let recorded = crate::store::insert_events_in(&mut tx, &rows, now).await?;
+        receipt.keep(&mut tx, recorded, now).await?;
+        tx.commit().await?;
+        // Leads whose events were all duplicates have nothing new to run on.
+        let mut leads: Vec<LeadId> = Vec::new();
+        if recorded.recorded > 0 {
+            leads = rows.iter().map(|(id, _, _)| *id).collect();
+            leads.sort();
+            leads.dedup();
+        }
+        let (report, failures) = self.evaluate_leads(&leads, now).await;
+        Ok(Recording::Done(EventsRecorded {
+            recorded,
+            report,
+            failures,
+        }))
+    }
+
+    /// Records an open or a click for the lead a signed link names, unless the same one
+    /// was recorded within `window` before `now` (an image proxy, a double click); then
+    /// runs the lead's rules, as for any event. A lead since forgotten, or an id now
+    /// someone else's (the address digest differs), records nothing. `None`: nothing
+    /// was recorded.
+    pub async fn record_tracked(
+        &self,
+        who: &Who,
+        event: Event,
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EventsRecorded>, StoreError> {
+        let id = LeadId(who.lead);
+        match self.store.lead_brief(id).await? {
+            Some(l) if l.email.digest().starts_with(&who.digest) => {}
+            _ => return Ok(None),
+        }
+        if !self.store.record_tracking(id, &event, window, now).await? {
+            return Ok(None);
+        }
+        let (report, failures) = self.evaluate_leads(&[id], now).await;
+        Ok(Some(EventsRecorded {
+            recorded: Recorded {
+                recorded: 1,
+                duplicates: 0,
+            },
+            report,
+            failures,
+        }))
+    }
+
+    /// Each event's lead, by email or id, in order: the first unknown one refuses the
+    /// batch.
+    async fn resolve(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<(LeadId, Event, Option<String>)>, EventsError> {
+        let mut rows = Vec::with_capacity(events.len());
+        for (index, e) in events.into_iter().enumerate() {
+            match self.store.find_lead_id(&e.lead).await? {
+                Some(id) => rows.push((id, e.event, e.id)),
+                None => return Err(EventsError::NoLead { index, who: e.lead }),
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Runs the rules of each of `leads` once at `now`, with the pass's own per-lead
+    /// evaluation. One lead's failure does not stop the others.
+    async fn evaluate_leads(
+        &self,
+        leads: &[LeadId],
+        now: DateTime<Utc>,
+    ) -> (PassReport, Vec<(LeadId, StoreError)>) {
+        let funnel = self.funnel();
+        let mut total = PassReport::default();
+        let mut failures = Vec::new();
+        for &id in leads {
+            match evaluate_lead(&self.store, &funnel, id, now).await {
+                Ok(Some(r)) => {
+                    total.leads += r.leads;
+                    total.changed += r.changed;
+                    total.queued += r.queued;
+                    total.moves += r.moves;
+                    total.merge_errors(r);
+                }
+                Ok(None) => {}
+                Err(e) => failures.push((id, e)),
+            }
+        }
+        (total, failures)
+    }
+}

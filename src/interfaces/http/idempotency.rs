@@ -1,0 +1,138 @@
+//! `Idempotency-Key`: a retried request (a webhook delivered twice) answers its first
+//! answer again and records nothing. The key and its answer are written in the
+//! transaction that does the request's work, so both commit or neither does; `POST
+//! /leads` and `POST /events` both go through here.
+
+use super::error::ApiError;
+use crate::app::events::Receipt;
+use crate::store::{IdempotencyKey, Recorded, Replay, Store, StoreError};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// A request's key, with the endpoint and the hash of its body (the same key with
+/// another body is refused, not replayed).
+pub(super) struct Idempotency(IdempotencyKey);
+
+impl Idempotency {
+    /// The request's key, if it has one.
+    pub(super) fn of_request(
+        headers: &HeaderMap,
+        endpoint: &str,
+        body: &[u8],
+    ) -> Result<Option<Idempotency>, ApiError> {
+        let Some(v) = headers.get("idempotency-key") else {
+            return Ok(None);
+        };
+        let key = v.to_str().map(str::trim).unwrap_or("");
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY
+            || !key.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err(ApiError::BadRequest(format!(
+                "Idempotency-Key: give 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters (a UUID, say), one per request"
+            )));
+        }
+        use sha2::Digest;
+        let hash: String = sha2::Sha256::digest(body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Some(Idempotency(IdempotencyKey {
+            endpoint: endpoint.to_string(),
+            key: key.to_string(),
+            hash,
+        })))
+    }
+
+    /// First thing in the work's transaction: what the key was answered with before,
+    /// if it was seen within 24 h.
+    pub(super) async fn seen(
+        &self,
+        tx: &mut SqliteConnection,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Replay>, StoreError> {
+        Ok(
+            match crate::store::idempotency_lookup(tx, &self.0, now).await? {
+                Replay::Fresh => None,
+                seen => Some(seen),
+            },
+        )
+    }
+
+    /// Last thing in the work's transaction: the answer the key gets from now on.
+    pub(super) async fn keep(
+        &self,
+        tx: &mut SqliteConnection,
+        answer: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        crate::store::idempotency_save(tx, &self.0, 200, answer, now).await
+    }
+
+    /// Replaces the kept answer with the final one, known only after the transaction
+    /// (what the rules did after the events). Not keeping it is logged, not refused:
+    /// the request itself succeeded.
+    pub(super) async fn revise(&self, store: &Store, answer: &str) {
+        if let Err(e) = store.idempotency_update(&self.0, 200, answer).await {
+            tracing::warn!(key = %self.0.key, error = %e, "could not keep the final answer for an Idempotency-Key");
+        }
+    }
+
+    /// The answer for a key seen before: the first answer again, or 422 for another body.
+    pub(super) fn replay(&self, seen: Replay) -> Result<Response, ApiError> {
+        match seen {
+            Replay::Same { status, response } => Ok((
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (HeaderName::from_static("idempotent-replayed"), "true"),
+                ],
+                response,
+            )
+                .into_response()),
+            Replay::Conflict | Replay::Fresh => Err(ApiError::Invalid(format!(
+                "Idempotency-Key `{}` was used within 24 h with another body; a new request needs a new key",
+                self.0.key
+            ))),
+        }
+    }
+}
+
+/// A request's key (if any) kept with its events, through [`Receipt`]: its first
+/// answer is `answer` of what was recorded.
+pub(super) struct KeptWithEvents<'a> {
+    pub key: Option<&'a Idempotency>,
+    pub answer: fn(Recorded) -> String,
+}
+
+impl Receipt for KeptWithEvents<'_> {
+    type Seen = Replay;
+
+    async fn seen(
+        &self,
+        tx: &mut SqliteConnection,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Replay>, StoreError> {
+        match self.key {
+            Some(k) => k.seen(tx, now).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn keep(
+        &self,
+        tx: &mut SqliteConnection,
+        recorded: Recorded,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match self.key {
+            Some(k) => k.keep(tx, &(self.answer)(recorded), now).await,
+            None => Ok(()),
+        }
+    }
+}
