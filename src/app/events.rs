@@ -235,3 +235,95 @@ impl App {
         (total, failures)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::csv::{LeadFields, lead_upsert};
+    use chrono::TimeZone;
+
+    /// The demo funnel in a scratch folder, with one lead in `interest`.
+    async fn demo(dir: &std::path::Path, created: DateTime<Utc>) -> App {
+        crate::funnel::scaffold::init(dir, false).unwrap();
+        let app = App::open(&dir.join("embudo.yaml")).await.unwrap();
+        let cfg = &app.funnel().config;
+        let fields = LeadFields {
+            email: "ana@example.com",
+            name: Some("Ana"),
+            stage: None,
+            tags: vec![],
+            locale: None,
+            timezone: None,
+            created_at: None,
+            attrs: Default::default(),
+        };
+        let row = lead_upsert(fields, cfg).unwrap();
+        let initial = cfg.funnel.initial().clone();
+        app.store
+            .upsert_leads(&[row], &initial, false, created)
+            .await
+            .unwrap();
+        app
+    }
+
+    fn quote(lead: &str, at: DateTime<Utc>, id: Option<&str>) -> NewEvent {
+        NewEvent {
+            lead: lead.into(),
+            event: Event {
+                kind: "quote_requested".into(),
+                at,
+                props: Default::default(),
+            },
+            id: id.map(Into::into),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_stored_all_or_none_then_each_lead_runs_once_at_the_callers_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap();
+        let app = demo(dir.path(), t - Duration::days(1)).await;
+        let ana = app.store.find_lead_id("ana@example.com").await.unwrap();
+        let ana = ana.expect("the lead is stored");
+        let events_of_ana = async || app.store.load_lead(ana, t).await.unwrap().unwrap();
+
+        // An unknown lead refuses the whole batch, naming the item.
+        let batch = vec![
+            quote("ana@example.com", t, None),
+            quote("nadie@x.es", t, None),
+        ];
+        match app.record_events(batch, t).await {
+            Err(EventsError::NoLead { index: 1, who }) => assert_eq!(who, "nadie@x.es"),
+            other => panic!("{other:?}"),
+        }
+        assert!(events_of_ana().await.events.is_empty(), "nothing stored");
+
+        // Two events for one lead: both stored, its rules run once, at `now`.
+        let batch = vec![
+            quote("ana@example.com", t, Some("q-1")),
+            quote(&ana.0.to_string(), t, Some("q-2")),
+        ];
+        let done = app.record_events(batch, t).await.unwrap();
+        assert_eq!((done.recorded.recorded, done.recorded.duplicates), (2, 0));
+        assert_eq!((done.report.leads, done.report.moves), (1, 1));
+        assert!(done.failures.is_empty());
+        assert!(done.report.errors.is_empty(), "{:?}", done.report.errors);
+        let loaded = events_of_ana().await;
+        assert_eq!(loaded.events.len(), 2);
+        assert_eq!(loaded.lead.stage.as_str(), "evaluation");
+        // The comparison email is queued at the caller's clock, not the wall clock.
+        let sends = app.store.outbox_of(ana).await.unwrap();
+        let requested: Vec<_> = sends
+            .iter()
+            .map(|(t, _, _, at, _, _)| (t.as_str(), *at))
+            .collect();
+        assert_eq!(requested, [("eval-comparison", t)]);
+        assert_eq!(done.report.queued, 1);
+
+        // Only duplicates: nothing new, so no rule runs.
+        let again = vec![quote("ana@example.com", t, Some("q-1"))];
+        let done = app.record_events(again, t).await.unwrap();
+        assert_eq!((done.recorded.recorded, done.recorded.duplicates), (0, 1));
+        assert_eq!(done.report.leads, 0);
+    }
+}
