@@ -9,7 +9,12 @@ use subtle::ConstantTimeEq;
 /// configured token, in constant time: how long a refusal takes says nothing about how
 /// much of a guess was right.
 pub(super) fn authorised(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &api.token else {
+    bearer(api.token.as_deref(), headers)
+}
+
+/// [`authorised`] against `expected` (`None`: no token configured, everyone refused).
+fn bearer(expected: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
         return Err(ApiError::Unauthorized(
             "the API token is not configured: set the variable named by http.token_env",
         ));
@@ -30,5 +35,38 @@ pub(super) fn authorised(api: &Api, headers: &HeaderMap) -> Result<(), ApiError>
         Err(ApiError::Unauthorized(
             "missing or wrong bearer token (Authorization: Bearer <token>)",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn only_the_configured_token_passes_whatever_the_scheme_case() {
+        assert!(bearer(Some("s3cret"), &with("Bearer s3cret")).is_ok());
+        assert!(bearer(Some("s3cret"), &with("bEARER  s3cret ")).is_ok());
+        for wrong in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "Basic s3cret",
+            "s3cret",
+            "Bearer ",
+        ] {
+            let refused = bearer(Some("s3cret"), &with(wrong));
+            assert!(
+                matches!(refused, Err(ApiError::Unauthorized(m)) if m.starts_with("missing or wrong")),
+                "{wrong}"
+            );
+        }
+        assert!(bearer(Some("s3cret"), &HeaderMap::new()).is_err());
+        let unset = bearer(None, &with("Bearer anything"));
+        assert!(matches!(unset, Err(ApiError::Unauthorized(m)) if m.contains("not configured")));
     }
 }

@@ -136,3 +136,46 @@ impl Receipt for KeptWithEvents<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(v: &str, body: &[u8]) -> Result<Option<Idempotency>, ApiError> {
+        let mut h = HeaderMap::new();
+        h.insert("idempotency-key", v.parse().unwrap());
+        Idempotency::of_request(&h, "events", body)
+    }
+
+    #[test]
+    fn a_key_is_printable_ascii_up_to_the_limit_and_hashes_its_body() {
+        assert!(
+            Idempotency::of_request(&HeaderMap::new(), "events", b"{}")
+                .unwrap()
+                .is_none()
+        );
+        let a = key(" abc-123 ", b"{}").unwrap().unwrap();
+        assert_eq!(
+            (a.0.endpoint.as_str(), a.0.key.as_str()),
+            ("events", "abc-123")
+        );
+        let b = key("abc-123", b"[]").unwrap().unwrap();
+        assert_ne!(a.0.hash, b.0.hash, "another body, another hash");
+        assert!(
+            key(&"k".repeat(MAX_IDEMPOTENCY_KEY), b"")
+                .unwrap()
+                .is_some()
+        );
+        for bad in [
+            "",
+            "   ",
+            "with space",
+            &"k".repeat(MAX_IDEMPOTENCY_KEY + 1),
+        ] {
+            assert!(
+                matches!(key(bad, b""), Err(ApiError::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
