@@ -32,7 +32,7 @@ pub(super) enum ApiError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An HTML page for a person, with this status.
-    #[error("{0}: a page")]
+    #[error("a page for a person ({0})")]
     Page(StatusCode, String),
 }
 
