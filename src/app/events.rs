@@ -49,6 +49,8 @@ impl From<EventsError> for AppError {
 /// What recording a batch did.
 #[derive(Debug, Default)]
 pub struct EventsRecorded {
+    /// Each event's lead, in the order given (what the email or id named).
+    pub leads: Vec<LeadId>,
     /// Events stored, and events skipped as already recorded.
     pub recorded: Recorded,
     /// The rules' run over the affected leads: emails queued, stage moves, and each
@@ -148,14 +150,16 @@ impl App {
         receipt.keep(&mut tx, recorded, now).await?;
         tx.commit().await?;
         // Leads whose events were all duplicates have nothing new to run on.
-        let mut leads: Vec<LeadId> = Vec::new();
+        let leads: Vec<LeadId> = rows.iter().map(|(id, _, _)| *id).collect();
+        let mut affected = Vec::new();
         if recorded.recorded > 0 {
-            leads = rows.iter().map(|(id, _, _)| *id).collect();
-            leads.sort();
-            leads.dedup();
+            affected = leads.clone();
+            affected.sort();
+            affected.dedup();
         }
-        let (report, failures) = self.evaluate_leads(&leads, now).await;
+        let (report, failures) = self.evaluate_leads(&affected, now).await;
         Ok(Recording::Done(EventsRecorded {
+            leads,
             recorded,
             report,
             failures,
@@ -184,6 +188,7 @@ impl App {
         }
         let (report, failures) = self.evaluate_leads(&[id], now).await;
         Ok(Some(EventsRecorded {
+            leads: vec![id],
             recorded: Recorded {
                 recorded: 1,
                 duplicates: 0,
@@ -305,6 +310,11 @@ mod tests {
         ];
         let done = app.record_events(batch, t).await.unwrap();
         assert_eq!((done.recorded.recorded, done.recorded.duplicates), (2, 0));
+        assert_eq!(
+            done.leads,
+            [ana, ana],
+            "each event's lead, by email or by id"
+        );
         assert_eq!((done.report.leads, done.report.moves), (1, 1));
         assert!(done.failures.is_empty());
         assert!(done.report.errors.is_empty(), "{:?}", done.report.errors);
