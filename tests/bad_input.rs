@@ -247,11 +247,29 @@ fn init_writes_the_demo_funnel_which_checks_clean_and_runs() {
     );
     let out = f.run(&["--config", "shop/embudo.yaml", "check"], 0);
     assert!(stdout(&out).contains("ok"));
+    // A Monday morning in Madrid: on the machine's clock, at night everywhere the
+    // demo's leads live, quiet hours would hold every email.
     f.run(
-        &["--config", "shop/embudo.yaml", "import", "shop/leads.csv"],
+        &[
+            "--config",
+            "shop/embudo.yaml",
+            "import",
+            "shop/leads.csv",
+            "--now",
+            "2026-03-02T09:00:00Z",
+        ],
         0,
     );
-    let out = f.run(&["--config", "shop/embudo.yaml", "tick"], 0);
+    let out = f.run(
+        &[
+            "--config",
+            "shop/embudo.yaml",
+            "tick",
+            "--now",
+            "2026-03-02T10:00:00Z",
+        ],
+        0,
+    );
     assert!(stdout(&out).contains("sent"), "{}", stdout(&out));
     assert!(
         shop.join("embudo.db").is_file(),

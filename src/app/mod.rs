@@ -2,6 +2,7 @@
 //! database starts with, and the one place the pieces are wired together.
 
 mod builder;
+pub mod events;
 pub mod health;
 mod step;
 

@@ -8,6 +8,7 @@ use crate::delivery::DeliveryReport;
 use crate::domain::LeadId;
 use crate::engine::campaigns::FireReport;
 use crate::engine::pass::{PassReport, evaluate_lead};
+use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -60,24 +61,44 @@ impl App {
         })
     }
 
-    /// Runs the rules of these leads at `now`, each once (a lead named twice is
-    /// evaluated twice: its second evaluation sees the first's changes).
+    /// Runs the rules of these leads at `now`; the first lead whose rules could not
+    /// run stops it (a command or a simulation has nothing better to do).
     pub async fn evaluate_leads(
         &self,
         ids: &[LeadId],
         now: DateTime<Utc>,
     ) -> Result<PassReport, AppError> {
+        let (report, failures) = self.evaluate_each(ids, now).await;
+        match failures.into_iter().next() {
+            Some((_, e)) => Err(e.into()),
+            None => Ok(report),
+        }
+    }
+
+    /// Runs the rules of each of `ids` at `now` with the pass's own per-lead
+    /// evaluation; one lead's failure does not stop the others (events already stored
+    /// are acknowledged, and the next pass runs these rules again).
+    pub async fn evaluate_each(
+        &self,
+        ids: &[LeadId],
+        now: DateTime<Utc>,
+    ) -> (PassReport, Vec<(LeadId, StoreError)>) {
         let funnel = self.funnel();
         let mut total = PassReport::default();
-        for id in ids {
-            if let Some(r) = evaluate_lead(&self.store, &funnel, *id, now).await? {
-                total.leads += r.leads;
-                total.changed += r.changed;
-                total.queued += r.queued;
-                total.moves += r.moves;
-                total.merge_errors(r);
+        let mut failures = Vec::new();
+        for &id in ids {
+            match evaluate_lead(&self.store, &funnel, id, now).await {
+                Ok(Some(r)) => {
+                    total.leads += r.leads;
+                    total.changed += r.changed;
+                    total.queued += r.queued;
+                    total.moves += r.moves;
+                    total.merge_errors(r);
+                }
+                Ok(None) => {}
+                Err(e) => failures.push((id, e)),
             }
         }
-        Ok(total)
+        (total, failures)
     }
 }

@@ -2,10 +2,10 @@
 //! the pure `fate::decide`. The round and `embudo explain` both come through
 //! [`Deliverer::fate`], so what explain prints is what the daemon would do.
 
-use crate::domain::StageId;
 use super::Deliverer;
 use super::fate::{self, Facts, Fate, Policy, Recipient};
 use crate::domain::LeadId;
+use crate::domain::StageId;
 use crate::engine::policy;
 use crate::funnel::Funnel;
 use crate::store::{Claimed, StoreError};
@@ -189,7 +189,11 @@ impl Deliverer {
                 .fate(funnel, row, now, &usage, Some(stage), paused)
                 .await?;
             if matches!(fate, Fate::Go(_)) {
-                usage.count(funnel.templates.is_transactional(row.template.as_str()), row, now);
+                usage.count(
+                    funnel.templates.is_transactional(row.template.as_str()),
+                    row,
+                    now,
+                );
             }
             out.push(fate);
         }

@@ -329,7 +329,10 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
                 report.held += 1;
             }
             Fate::Go(brief) => {
-                let transactional = self.funnel.templates.is_transactional(row.template.as_str());
+                let transactional = self
+                    .funnel
+                    .templates
+                    .is_transactional(row.template.as_str());
                 usage.count(transactional, row, now);
                 return Ok(Some(brief));
             }

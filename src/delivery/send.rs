@@ -87,7 +87,14 @@ impl Deliverer {
         };
         let lead = loaded.lead;
         let campaign = row.campaign.clone();
-        let draft = match Draft::render(funnel, &self.signer, &lead, row.template.as_str(), campaign, now) {
+        let draft = match Draft::render(
+            funnel,
+            &self.signer,
+            &lead,
+            row.template.as_str(),
+            campaign,
+            now,
+        ) {
             Ok(d) => d,
             Err(e) => {
                 let why = format!("rendering: {e}; fix the template and the row is retried");

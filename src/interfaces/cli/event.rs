@@ -4,7 +4,8 @@
 use super::args::{instant, prop, rfc3339};
 use super::open;
 use crate::app::AppError;
-use crate::domain::{Event, Value, ValueMap};
+use crate::app::events::NewEvent;
+use crate::domain::{Event, Value};
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
@@ -34,19 +35,20 @@ pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
     // The event's time is the command's clock: its rules run when it happened.
     let app = open::app_at(config, at).await?;
     let at = app.clock.now();
-    let Some(id) = app.store.find_lead_id(&lead).await? else {
-        return Err(AppError::Usage(format!(
-            "no lead `{lead}`; name a lead by its email or id, or import it first (embudo import FILE)"
-        )));
+    let event = NewEvent {
+        lead,
+        event: Event {
+            kind: kind.clone(),
+            at,
+            props: props.into_iter().collect(),
+        },
+        id: None,
     };
-    let props: ValueMap = props.into_iter().collect();
-    let event = Event {
-        kind: kind.clone(),
-        at,
-        props,
-    };
-    app.store.insert_events(&[(id, event)], at).await?;
-    let r = app.evaluate_leads(&[id], at).await?;
+    let done = app.record_events(vec![event], at).await?;
+    if let Some((_, e)) = done.failures.into_iter().next() {
+        return Err(e.into());
+    }
+    let (id, r) = (done.leads[0], done.report);
     println!(
         "recorded `{kind}` for lead {id} at {}; the rules queued {} email(s) and made {} stage move(s)",
         rfc3339(at),
