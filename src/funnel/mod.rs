@@ -7,6 +7,7 @@ pub mod check;
 pub mod config;
 pub mod diagnostic;
 pub mod leadspec;
+pub mod plaintext;
 pub mod reload;
 pub mod scaffold;
 pub mod templates;

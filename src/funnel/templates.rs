@@ -409,7 +409,7 @@ impl Templates {
         let preheader = run(&format!("{}#preheader", variant.html), file, 1)?;
         let text = match &variant.txt {
             Some((name, txt_file)) => run(name, txt_file, 0)?,
-            None => html_to_text(&html),
+            None => crate::funnel::plaintext::html_to_text(&html),
         };
         if !preheader.trim().is_empty() {
             html = format!(
@@ -471,88 +471,9 @@ fn escape_html(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A readable plain-text part from HTML: paragraphs and line breaks kept, list items
-/// bulleted, links written as `text (url)`, tags dropped, entities decoded.
-pub fn html_to_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    let mut href: Option<String> = None;
-    let mut link_text_start = 0;
-    let mut skip_until: Option<&str> = None;
-    while let Some(lt) = rest.find('<') {
-        if skip_until.is_none() {
-            out.push_str(&rest[..lt]);
-        }
-        let after = &rest[lt..];
-        let Some(gt) = after.find('>') else { break };
-        let tag = &after[1..gt];
-        rest = &after[gt + 1..];
-        let lower = tag.to_ascii_lowercase();
-        let name = lower
-            .trim_start_matches('/')
-            .split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or("");
-        let closing = lower.starts_with('/');
-        if let Some(end) = skip_until {
-            if closing && name == end {
-                skip_until = None;
-            }
-            continue;
-        }
-        match name {
-            "style" | "script" | "head" | "title" if !closing => {
-                skip_until = Some(match name {
-                    "style" => "style",
-                    "script" => "script",
-                    "head" => "head",
-                    _ => "title",
-                })
-            }
-            "br" => out.push('\n'),
-            "p" | "div" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "ul" | "ol" | "table"
-            | "tr" | "blockquote" => out.push_str("\n\n"),
-            "li" if !closing => out.push_str("\n- "),
-            "a" if !closing => {
-                href = attr(tag, "href");
-                link_text_start = out.len();
-            }
-            "a" if closing => {
-                if let Some(h) = href.take() {
-                    let text = out[link_text_start..].trim().to_string();
-                    if !h.is_empty() && text != h && !h.starts_with('#') {
-                        out.push_str(&format!(" ({h})"));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if skip_until.is_none() {
-        out.push_str(rest);
-    }
-    let decoded = decode_entities(&out);
-    let mut lines: Vec<String> = decoded
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    // Collapse runs of blank lines to one.
-    lines.dedup_by(|a, b| a.is_empty() && b.is_empty());
-    lines.join("\n").trim().to_string() + "\n"
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let lower = tag.to_ascii_lowercase();
-    let i = lower.find(&format!("{name}="))?;
-    let v = &tag[i + name.len() + 1..];
-    let (q, v) = match v.chars().next()? {
-        c @ ('"' | '\'') => (c, &v[1..]),
-        _ => (' ', v),
-    };
-    Some(decode_entities(v.split(q).next().unwrap_or("")))
-}
-
-/// HTML character references back to text (the ones templates and minijinja write).
+/// The character references minijinja's HTML escaping writes, back to text: for
+/// reading an `href` back out of rendered HTML (the text part goes through
+/// [`crate::funnel::plaintext`], which decodes every reference).
 pub(crate) fn decode_entities(s: &str) -> String {
     s.replace("&nbsp;", " ")
         .replace("&lt;", "<")
