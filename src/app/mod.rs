@@ -60,7 +60,7 @@ pub struct App {
 impl App {
     /// Loads the funnel folder, opens and migrates the database, builds the transport.
     pub async fn open(config_path: &Path) -> Result<App, AppError> {
-        let funnel = Arc::new(Funnel::load(config_path)?);
+        let funnel = Arc::new(Funnel::load(config_path, chrono::Utc::now())?);
         funnel.log_rule_errors();
         let store = Store::open_and_migrate(&funnel.config.database).await?;
         let mailer = Mailer::from_config(&funnel.config).map_err(AppError::Mailer)?;

@@ -5,7 +5,8 @@
 //! `_*.html` are partials for `{% include %}` / `{% extends %}`.
 
 use crate::domain::{Lead, Value};
-use crate::funnel::config::parse_yaml;
+use crate::funnel::locale::check_locale;
+use crate::funnel::yaml;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +19,12 @@ pub struct TemplateError {
     pub file: String,
     pub line: usize,
     pub message: String,
+}
+
+impl From<&TemplateError> for crate::funnel::diagnostic::Diagnostic {
+    fn from(e: &TemplateError) -> Self {
+        crate::funnel::diagnostic::Diagnostic::new(&e.file, e.line, 0, &e.message)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,24 +71,6 @@ pub struct Templates {
     env: Environment<'static>,
     /// id → locale (lower-case, "" for the default file) → files.
     entries: BTreeMap<String, BTreeMap<String, Variant>>,
-}
-
-/// Checks a locale tag (`es`, `en`, `es-MX`).
-pub fn check_locale(s: &str) -> Result<(), String> {
-    let ok = match s.split_once('-') {
-        None => (2..=3).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphabetic()),
-        Some((l, r)) => {
-            (2..=3).contains(&l.len())
-                && l.chars().all(|c| c.is_ascii_alphabetic())
-                && ((r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()))
-                    || (r.len() == 3 && r.chars().all(|c| c.is_ascii_digit())))
-        }
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{s}` is not a locale; write e.g. es, en or es-MX"))
-    }
 }
 
 /// Splits `edu-welcome.es-MX` into (`edu-welcome`, `es-mx`).
@@ -234,7 +223,7 @@ impl Templates {
                         });
                         continue;
                     };
-                    let front: FrontMatter = match parse_yaml(yaml) {
+                    let front: FrontMatter = match yaml::parse(yaml) {
                         Ok(f) => f,
                         Err(e) => {
                             errors.push(TemplateError {

@@ -4,10 +4,11 @@
 
 use crate::domain::time::parse_instant_or_date;
 use crate::domain::{Event, SendRecord, TemplateName};
-use crate::funnel::config::{Config, parse_yaml};
+use crate::funnel::Loaded;
+use crate::funnel::config::Config;
 use crate::funnel::leadspec::{LeadSpec, Scalar, when};
-use crate::funnel::templates::Templates;
-use crate::rules::{Action, Catalog, RuleSet};
+use crate::funnel::yaml;
+use crate::rules::{Action, RuleSet};
 use crate::store::LoadedLead;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -166,29 +167,25 @@ pub struct TestRun {
 /// [`crate::rules::RULE_TIME_BUDGET`]).
 pub const TEST_TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Runs every test in `rules/tests/*.yaml` whose name contains `filter`.
-pub fn run(cfg: &Config, filter: Option<&str>) -> TestRun {
+/// Runs every test in `rules/tests/*.yaml` whose name contains `filter`, against the
+/// rules of `loaded` that compiled (a broken template or rule fails only the tests
+/// that need it).
+pub fn run(loaded: Loaded, filter: Option<&str>) -> TestRun {
     let mut out = TestRun::default();
-    let (templates, _) = Templates::load_partial(&cfg.templates_dir(), &cfg.root);
-    let catalog = Catalog {
-        stages: cfg.funnel.stages.clone(),
-        templates: templates.ids(),
-    };
-    let (rules, broken) = match RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog) {
-        Ok((mut set, errs)) => {
-            out.rule_errors = errs.iter().map(|e| e.to_string()).collect();
-            // A test's verdict must not depend on how busy the machine is: here the
-            // operation limit stops a runaway loop, and only a rule slower than this
-            // (far beyond the daemon's budget) is stopped by the clock.
-            set.time_budget = TEST_TIME_BUDGET;
-            (set, errs)
-        }
-        Err(e) => {
-            out.malformed
-                .push(format!("{}: {e}", cfg.display_path(&cfg.rules_dir())));
-            return out;
-        }
-    };
+    if let Some(e) = &loaded.rules_unreadable {
+        let cfg = &loaded.funnel.config;
+        out.malformed
+            .push(format!("{}: {e}", cfg.display_path(&cfg.rules_dir())));
+        return out;
+    }
+    out.rule_errors = loaded.rule_errors.iter().map(|e| e.to_string()).collect();
+    let broken = loaded.rule_errors;
+    let cfg = &loaded.funnel.config;
+    let mut rules = loaded.funnel.rules;
+    // A test's verdict must not depend on how busy the machine is: here the
+    // operation limit stops a runaway loop, and only a rule slower than this
+    // (far beyond the daemon's budget) is stopped by the clock.
+    rules.time_budget = TEST_TIME_BUDGET;
     let dir = cfg.rules_dir().join("tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|rd| {
@@ -202,7 +199,7 @@ pub fn run(cfg: &Config, filter: Option<&str>) -> TestRun {
         let shown = cfg.display_path(&path);
         let cases: Vec<Case> = match std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
-            .and_then(|s| parse_yaml(&s).map_err(|e| e.to_string()))
+            .and_then(|s| yaml::parse(&s).map_err(|e| e.to_string()))
         {
             Ok(c) => c,
             Err(e) => {

@@ -120,7 +120,7 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
     {
         return Err(AppError::Usage("--step must be positive".into()));
     }
-    let mut config = Config::load(config_path).map_err(|e| AppError::Funnel(e.into()))?;
+    let mut config = Config::load(config_path, Utc::now()).map_err(|e| AppError::Funnel(e.into()))?;
     let scratch = tempfile::Builder::new()
         .prefix("embudo-simulate-")
         .tempdir()
@@ -212,7 +212,7 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
         event_reactions: reactions,
         campaign_firings: fired,
         leads: stages.len(),
-        funnel: summarise_funnel(&funnel.config.funnel.stages, &stages, &moves),
+        funnel: summarise_funnel(&funnel.config.stages.list, &stages, &moves),
         emails: summarise_emails(&sends),
         timeline,
         rule_errors: errors

@@ -328,7 +328,7 @@ impl Command {
 /// work even while the folder has a broken rule).
 async fn open_store(config: &Path) -> Result<crate::store::Store, AppError> {
     let cfg =
-        crate::funnel::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
+        crate::funnel::config::Config::load(config, Utc::now()).map_err(|e| AppError::Funnel(e.into()))?;
     Ok(crate::store::Store::open_and_migrate(&cfg.database).await?)
 }
 
@@ -338,7 +338,7 @@ async fn open_store(config: &Path) -> Result<crate::store::Store, AppError> {
 /// half-saved or names another database.
 async fn open_existing_store(config: &Path, what: &str) -> Result<crate::store::Store, AppError> {
     let cfg =
-        crate::funnel::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
+        crate::funnel::config::Config::load(config, Utc::now()).map_err(|e| AppError::Funnel(e.into()))?;
     if let Some(file) = crate::store::sqlite_file(&cfg.database)
         && !file.exists()
     {
@@ -356,7 +356,7 @@ async fn open_existing_store(config: &Path, what: &str) -> Result<crate::store::
 async fn pause(config: &Path, campaign: Option<String>, pause: bool) -> Result<i32, AppError> {
     if let Some(c) = &campaign {
         let cfg =
-            crate::funnel::config::Config::load(config).map_err(|e| AppError::Funnel(e.into()))?;
+            crate::funnel::config::Config::load(config, Utc::now()).map_err(|e| AppError::Funnel(e.into()))?;
         if !cfg.campaigns.iter().any(|x| &x.id == c) {
             let ids: Vec<&str> = cfg.campaigns.iter().map(|x| x.id.as_str()).collect();
             return Err(AppError::Usage(format!(
@@ -430,7 +430,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         }
         Command::Check { smtp } => {
             // Every problem at once: the config's (exit 2) and the folder's (exit 1).
-            let checked = match crate::funnel::check::check_all(&cli.config) {
+            let checked = match crate::funnel::check::check_all(&cli.config, Utc::now()) {
                 Ok(c) => c,
                 Err(crate::funnel::FunnelError::Config(e)) => {
                     eprint!("{}", crate::funnel::check::config_diagnostic(&e).render());
@@ -438,10 +438,10 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
                 }
                 Err(e) => return Err(AppError::Funnel(e)),
             };
-            for w in crate::funnel::check::warnings(&cli.config) {
+            for w in &checked.warnings {
                 println!("{}", w.render_as("warning"));
             }
-            for n in crate::funnel::check::notes(&cli.config) {
+            for n in &checked.notes {
                 println!("{}", n.render_as("note"));
             }
             for p in &checked.config {
@@ -461,19 +461,18 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             if !smtp {
                 return Ok(code);
             }
-            let Ok((cfg, _)) = crate::funnel::config::Config::load_all(&cli.config) else {
-                return Ok(code);
-            };
-            Ok(code.max(check_smtp(&cfg).await))
+            Ok(code.max(check_smtp(&checked.settings).await))
         }
         Command::Test { filter } => {
-            let cfg = crate::funnel::config::Config::load(&cli.config)
+            let loaded = crate::funnel::Loaded::read(&cli.config, Utc::now())
                 .map_err(|e| AppError::Funnel(e.into()))?;
-            let run = crate::tools::ruletest::run(&cfg, filter.as_deref());
-            Ok(crate::tools::ruletest::report(
-                &run,
-                Path::new(&cfg.display_path(&cfg.rules_dir().join("tests"))),
-            ))
+            if let Some(e) = loaded.config_error() {
+                return Err(AppError::Funnel(e.into()));
+            }
+            let cfg = &loaded.funnel.config;
+            let tests = cfg.display_path(&cfg.rules_dir().join("tests"));
+            let run = crate::tools::ruletest::run(loaded, filter.as_deref());
+            Ok(crate::tools::ruletest::report(&run, Path::new(&tests)))
         }
         Command::Explain { lead, at } => {
             let app = App::open(&cli.config).await?;
@@ -485,7 +484,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             crate::interfaces::cli::campaign::run(&cli.config, action).await
         }
         Command::Report { format, now } => {
-            let cfg = crate::funnel::config::Config::load(&cli.config)
+            let cfg = crate::funnel::config::Config::load(&cli.config, Utc::now())
                 .map_err(|e| AppError::Funnel(e.into()))?;
             let store = crate::store::Store::open_and_migrate(&cfg.database).await?;
             let r =
@@ -646,7 +645,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
             Ok(0)
         }
         Command::Migrate => {
-            let cfg = crate::funnel::config::Config::load(&cli.config)
+            let cfg = crate::funnel::config::Config::load(&cli.config, Utc::now())
                 .map_err(|e| AppError::Funnel(e.into()))?;
             let store = crate::store::Store::open(&cfg.database).await?;
             let n = store.migrate().await?;

@@ -519,7 +519,7 @@ async fn post_leads(
         }
     }
     let now = api.clock.now();
-    let initial = funnel.config.funnel.initial().clone();
+    let initial = funnel.config.stages.initial().clone();
     let store = &api.app.store;
     // The key's answer is written in the transaction that stores the leads: both or
     // neither, and the answer is sent only once the commit succeeded.
