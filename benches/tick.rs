@@ -24,7 +24,8 @@ async fn main() {
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
     embudo::funnel::scaffold::init(dir.path(), false).unwrap();
-    let funnel = Arc::new(Funnel::load(&dir.path().join("embudo.yaml"), chrono::Utc::now()).unwrap());
+    let funnel =
+        Arc::new(Funnel::load(&dir.path().join("embudo.yaml"), chrono::Utc::now()).unwrap());
     let store = Store::open_and_migrate(&funnel.config.database)
         .await
         .unwrap();

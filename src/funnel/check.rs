@@ -31,7 +31,8 @@ fn sample(cfg: &Config, now: DateTime<Utc>) -> Result<Lead, Diagnostic> {
             ..Default::default()
         },
     };
-    spec.to_lead(cfg, now).map_err(|e| Diagnostic::whole(&shown, e))
+    spec.to_lead(cfg, now)
+        .map_err(|e| Diagnostic::whole(&shown, e))
 }
 
 /// A configuration error as a diagnostic: `check` shows it like every other problem.
@@ -95,7 +96,11 @@ pub fn check_all(config_path: &Path, now: DateTime<Utc>) -> Result<Checked, Funn
     if let Some(e) = loaded.rules_unreadable.take() {
         return Err(FunnelError::Rules(e));
     }
-    let config: Vec<Diagnostic> = loaded.config_problems.iter().map(config_diagnostic).collect();
+    let config: Vec<Diagnostic> = loaded
+        .config_problems
+        .iter()
+        .map(config_diagnostic)
+        .collect();
     let mut folder = check_folder(&loaded, now);
     let cfg = loaded.funnel.config;
     if !config.is_empty() && !cfg.set_keys.contains("funnel.stages") {
@@ -123,7 +128,11 @@ pub fn check_folder(loaded: &Loaded, now: DateTime<Utc>) -> Vec<Diagnostic> {
     problems.extend(loaded.rule_errors.iter().map(Diagnostic::from));
     problems.extend(literal_names(cfg, t));
     for (i, c) in cfg.campaigns.iter().enumerate() {
-        let source = loaded.audiences.iter().find(|(j, _)| *j == i).map(|(_, s)| s);
+        let source = loaded
+            .audiences
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, s)| s);
         problems.extend(campaign_problems(cfg, t, i, c, source));
     }
     if cfg.smtp.username.is_some()
@@ -168,7 +177,13 @@ fn campaign_problems(
     c: &Campaign,
     audience: Option<&AudienceSource>,
 ) -> Vec<Diagnostic> {
-    let campaign_key = |key: &str| vec![Step::Key("campaigns".into()), Step::Index(i), Step::Key(key.into())];
+    let campaign_key = |key: &str| {
+        vec![
+            Step::Key("campaigns".into()),
+            Step::Index(i),
+            Step::Key(key.into()),
+        ]
+    };
     let mut problems = match audience {
         Some(AudienceSource::Inline(src)) => inline_audience_problems(cfg, t, c, src),
         Some(AudienceSource::File { path, src }) => {
@@ -188,7 +203,11 @@ fn campaign_problems(
                 cfg.display_path(&cfg.path),
                 l,
                 col,
-                format!("campaign `{}`: audience_file {}: {error}", c.id, file.display()),
+                format!(
+                    "campaign `{}`: audience_file {}: {error}",
+                    c.id,
+                    file.display()
+                ),
             )]
         }
         None => Vec::new(),
@@ -214,7 +233,12 @@ fn campaign_problems(
 
 /// The problems of an audience written inline in embudo.yaml, placed where it is
 /// written there (or in the audience's own text when that cannot be found).
-fn inline_audience_problems(cfg: &Config, t: &Templates, c: &Campaign, src: &str) -> Vec<Diagnostic> {
+fn inline_audience_problems(
+    cfg: &Config,
+    t: &Templates,
+    c: &Campaign,
+    src: &str,
+) -> Vec<Diagnostic> {
     let label = inline_label(cfg, &c.id);
     let (_, errs) = RuleSet::compile(vec![(label.clone(), src.to_string())], catalog(cfg, t));
     // Positions inside the audience string, moved to where it is written.

@@ -24,7 +24,10 @@ pub enum AudienceSource {
     /// In its own file (`audience_file:`), read.
     File { path: PathBuf, src: String },
     /// In its own file, which could not be read.
-    Unreadable { path: PathBuf, error: std::io::Error },
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// A funnel folder as read: the funnel built from what loaded, and every problem.

@@ -6,7 +6,8 @@
 /// Checks a locale tag: a language of 2 or 3 letters, optionally `-` and a region of
 /// 2 letters or 3 digits.
 pub fn check_locale(s: &str) -> Result<(), String> {
-    let language = |l: &str| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic());
+    let language =
+        |l: &str| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic());
     let region = |r: &str| {
         (r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()))
             || (r.len() == 3 && r.chars().all(|c| c.is_ascii_digit()))

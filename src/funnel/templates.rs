@@ -168,143 +168,11 @@ impl Templates {
 
     /// Compiles what it can; the broken templates are left out and reported.
     pub fn from_sources_partial(sources: Vec<(String, String)>) -> (Templates, Vec<TemplateError>) {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|name| {
-            if name.ends_with(".html") {
-                minijinja::AutoEscape::Html
-            } else {
-                minijinja::AutoEscape::None
-            }
-        });
-        let mut entries: BTreeMap<String, BTreeMap<String, Variant>> = BTreeMap::new();
-        let mut texts: Vec<(String, String, String)> = Vec::new();
-        let mut errors = Vec::new();
-        let compile_err = |file: &str, offset: usize, e: minijinja::Error| TemplateError {
-            file: file.to_string(),
-            line: e.line().map(|l| l + offset).unwrap_or(offset.max(1)),
-            message: e
-                .detail()
-                .map(|d| format!("{}: {d}", e.kind()))
-                .unwrap_or_else(|| e.kind().to_string()),
-        };
+        let mut b = Builder::new();
         for (file, src) in sources {
-            let name = Path::new(&file)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let Some((stem, ext)) = name.rsplit_once('.') else {
-                continue;
-            };
-            if name.starts_with('_') {
-                if (ext == "html" || ext == "txt")
-                    && let Err(e) = env.add_template_owned(name.clone(), src)
-                {
-                    errors.push(compile_err(&file, 0, e));
-                }
-                continue;
-            }
-            let (id, locale) = split_locale(stem);
-            if let Err(m) = crate::domain::ids::check_name("template", id) {
-                errors.push(TemplateError {
-                    file,
-                    line: 1,
-                    message: m,
-                });
-                continue;
-            }
-            match ext {
-                "html" => {
-                    let Some((yaml, body, offset)) = split_front_matter(&src) else {
-                        errors.push(TemplateError {
-                            file,
-                            line: 1,
-                            message: "no front matter: start the file with `---`, a line `subject: \"…\"`, and `---`".into(),
-                        });
-                        continue;
-                    };
-                    let front: FrontMatter = match yaml::parse(yaml) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            errors.push(TemplateError {
-                                file,
-                                line: e.line + 1,
-                                message: format!("front matter: {}", e.message),
-                            });
-                            continue;
-                        }
-                    };
-                    let html_name = format!("{id}.{locale}.html");
-                    let mut ok = true;
-                    for (n, s, off) in [
-                        (html_name.clone(), body.to_string(), offset),
-                        (format!("{html_name}#subject"), front.subject.clone(), 1),
-                        (
-                            format!("{html_name}#preheader"),
-                            front.preheader.clone().unwrap_or_default(),
-                            1,
-                        ),
-                    ] {
-                        if let Err(e) = env.add_template_owned(n, s) {
-                            errors.push(compile_err(&file, off, e));
-                            ok = false;
-                        }
-                    }
-                    if ok {
-                        entries.entry(id.to_string()).or_default().insert(
-                            locale,
-                            Variant {
-                                html: html_name,
-                                html_file: file,
-                                offset,
-                                front,
-                                txt: None,
-                            },
-                        );
-                    }
-                }
-                "txt" => {
-                    let n = format!("{id}.{locale}.txt");
-                    match env.add_template_owned(n.clone(), src) {
-                        Ok(()) => texts.push((id.to_string(), locale, file)),
-                        Err(e) => errors.push(compile_err(&file, 0, e)),
-                    }
-                }
-                _ => {}
-            }
+            b.add(file, src);
         }
-        for (id, locale, file) in texts {
-            match entries.get_mut(&id).and_then(|m| m.get_mut(&locale)) {
-                Some(v) => v.txt = Some((format!("{id}.{locale}.txt"), file)),
-                None => errors.push(TemplateError {
-                    file,
-                    line: 1,
-                    message: format!(
-                        "a text part without its HTML template; add templates/{id}{}.html",
-                        if locale.is_empty() {
-                            String::new()
-                        } else {
-                            format!(".{locale}")
-                        }
-                    ),
-                }),
-            }
-        }
-        for (id, variants) in &entries {
-            if !variants.contains_key("") {
-                let any = variants
-                    .values()
-                    .next()
-                    .map(|v| v.html_file.clone())
-                    .unwrap_or_default();
-                errors.push(TemplateError {
-                    file: any,
-                    line: 1,
-                    message: format!("template `{id}` has locale variants but no default templates/{id}.html to fall back on"),
-                });
-            }
-        }
-        (Templates { env, entries }, errors)
+        b.finish()
     }
 
     pub fn ids(&self) -> BTreeSet<String> {
@@ -415,6 +283,181 @@ impl Templates {
     }
 }
 
+/// Templates being compiled: each file added on its own, then text parts matched to
+/// their HTML and every id checked for a default file.
+struct Builder {
+    env: Environment<'static>,
+    entries: BTreeMap<String, BTreeMap<String, Variant>>,
+    /// Text parts compiled: (id, locale, file), matched to their HTML at the end.
+    texts: Vec<(String, String, String)>,
+    errors: Vec<TemplateError>,
+}
+
+impl Builder {
+    fn new() -> Builder {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        Builder {
+            env,
+            entries: BTreeMap::new(),
+            texts: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// One file of the folder: a partial (`_*.html|txt`), an email's HTML or its text.
+    fn add(&mut self, file: String, src: String) {
+        let name = Path::new(&file)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some((stem, ext)) = name.rsplit_once('.') else {
+            return;
+        };
+        if name.starts_with('_') {
+            if (ext == "html" || ext == "txt")
+                && let Err(e) = self.env.add_template_owned(name.clone(), src)
+            {
+                self.errors.push(compile_error(&file, 0, e));
+            }
+            return;
+        }
+        let (id, locale) = split_locale(stem);
+        if let Err(m) = crate::domain::ids::check_name("template", id) {
+            self.errors.push(TemplateError {
+                file,
+                line: 1,
+                message: m,
+            });
+            return;
+        }
+        match ext {
+            "html" => self.add_html(id, locale, file, &src),
+            "txt" => {
+                let n = format!("{id}.{locale}.txt");
+                match self.env.add_template_owned(n, src) {
+                    Ok(()) => self.texts.push((id.to_string(), locale, file)),
+                    Err(e) => self.errors.push(compile_error(&file, 0, e)),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An email's HTML file: front matter, then body, subject and preheader compiled.
+    fn add_html(&mut self, id: &str, locale: String, file: String, src: &str) {
+        let Some((front_yaml, body, offset)) = split_front_matter(src) else {
+            self.errors.push(TemplateError {
+                file,
+                line: 1,
+                message:
+                    "no front matter: start the file with `---`, a line `subject: \"…\"`, and `---`"
+                        .into(),
+            });
+            return;
+        };
+        let front: FrontMatter = match yaml::parse(front_yaml) {
+            Ok(f) => f,
+            Err(e) => {
+                self.errors.push(TemplateError {
+                    file,
+                    line: e.line + 1,
+                    message: format!("front matter: {}", e.message),
+                });
+                return;
+            }
+        };
+        let html_name = format!("{id}.{locale}.html");
+        let mut ok = true;
+        for (n, s, off) in [
+            (html_name.clone(), body.to_string(), offset),
+            (format!("{html_name}#subject"), front.subject.clone(), 1),
+            (
+                format!("{html_name}#preheader"),
+                front.preheader.clone().unwrap_or_default(),
+                1,
+            ),
+        ] {
+            if let Err(e) = self.env.add_template_owned(n, s) {
+                self.errors.push(compile_error(&file, off, e));
+                ok = false;
+            }
+        }
+        if ok {
+            self.entries.entry(id.to_string()).or_default().insert(
+                locale,
+                Variant {
+                    html: html_name,
+                    html_file: file,
+                    offset,
+                    front,
+                    txt: None,
+                },
+            );
+        }
+    }
+
+    /// Each text part joined to its HTML; then every template must have a default
+    /// file to fall back on.
+    fn finish(mut self) -> (Templates, Vec<TemplateError>) {
+        for (id, locale, file) in std::mem::take(&mut self.texts) {
+            match self.entries.get_mut(&id).and_then(|m| m.get_mut(&locale)) {
+                Some(v) => v.txt = Some((format!("{id}.{locale}.txt"), file)),
+                None => self.errors.push(TemplateError {
+                    file,
+                    line: 1,
+                    message: format!(
+                        "a text part without its HTML template; add templates/{id}{}.html",
+                        if locale.is_empty() {
+                            String::new()
+                        } else {
+                            format!(".{locale}")
+                        }
+                    ),
+                }),
+            }
+        }
+        for (id, variants) in &self.entries {
+            if !variants.contains_key("") {
+                let any = variants
+                    .values()
+                    .next()
+                    .map(|v| v.html_file.clone())
+                    .unwrap_or_default();
+                self.errors.push(TemplateError {
+                    file: any,
+                    line: 1,
+                    message: format!("template `{id}` has locale variants but no default templates/{id}.html to fall back on"),
+                });
+            }
+        }
+        let templates = Templates {
+            env: self.env,
+            entries: self.entries,
+        };
+        (templates, self.errors)
+    }
+}
+
+/// A minijinja compile error at its line in `file` (`offset` lines before the body).
+fn compile_error(file: &str, offset: usize, e: minijinja::Error) -> TemplateError {
+    TemplateError {
+        file: file.to_string(),
+        line: e.line().map(|l| l + offset).unwrap_or(offset.max(1)),
+        message: e
+            .detail()
+            .map(|d| format!("{}: {d}", e.kind()))
+            .unwrap_or_else(|| e.kind().to_string()),
+    }
+}
+
 /// The variables a template sees (see the contract's "Template front matter").
 /// `unsubscribe_url` is ours and already safe in an attribute: it is not escaped.
 fn context(id: &str, lead: &Lead, ctx: &RenderContext) -> minijinja::Value {
@@ -482,7 +525,7 @@ mod tests {
     use crate::domain::{EmailAddress, LeadId, StageId};
 
     fn lead(locale: Option<&str>) -> Lead {
-        let now = chrono::Utc::now();
+        let now = "2026-06-01T12:00:00Z".parse().unwrap();
         Lead {
             id: LeadId(7),
             email: EmailAddress::parse("ana@example.com").unwrap(),

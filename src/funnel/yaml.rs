@@ -5,8 +5,8 @@
 //! come from the parser itself (it walks to the node and reports its mark), never
 //! from searching the text, so block and flow style, quotes and comments all count.
 
-use serde::de::{DeserializeOwned, Error as _};
 use serde::Deserializer;
+use serde::de::{DeserializeOwned, Error as _};
 use std::fmt;
 
 /// A YAML document or any node of one.
@@ -384,7 +384,6 @@ fn unclosed_quote(src: &str, upto: usize) -> Option<(usize, usize, &'static str)
     None
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,7 +412,10 @@ mod tests {
 
     #[test]
     fn an_unwritten_key_is_placed_at_its_nearest_written_parent() {
-        assert_eq!(position_or_parent(DOC, &keys(&["funnel", "initial"])), (2, 1));
+        assert_eq!(
+            position_or_parent(DOC, &keys(&["funnel", "initial"])),
+            (2, 1)
+        );
         assert_eq!(position_or_parent(DOC, &keys(&["http", "listen"])), (1, 1));
         assert_eq!(position_or_parent("not: [valid", &keys(&["not"])), (1, 1));
     }

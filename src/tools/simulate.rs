@@ -120,7 +120,8 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
     {
         return Err(AppError::Usage("--step must be positive".into()));
     }
-    let mut config = Config::load(config_path, Utc::now()).map_err(|e| AppError::Funnel(e.into()))?;
+    let mut config =
+        Config::load(config_path, Utc::now()).map_err(|e| AppError::Funnel(e.into()))?;
     let scratch = tempfile::Builder::new()
         .prefix("embudo-simulate-")
         .tempdir()

@@ -111,7 +111,12 @@ impl Config {
         let db_override = std::env::var("EMBUDO_DATABASE_URL")
             .ok()
             .filter(|s| !s.is_empty());
-        Ok(Config::from_str_all(&src, path, db_override.as_deref(), now))
+        Ok(Config::from_str_all(
+            &src,
+            path,
+            db_override.as_deref(),
+            now,
+        ))
     }
 
     /// The config written in `src` with every problem found in it (see [`load_all`]).
@@ -197,7 +202,6 @@ impl Config {
             .to_string()
     }
 }
-
 
 /// The first of `problems` as a command reports it: alone, with a note of how many
 /// more `embudo check` lists. None when there are none.
@@ -367,4 +371,3 @@ campaigns:
         assert_eq!(c.database, "sqlite:///tmp/b.db");
     }
 }
-

@@ -111,8 +111,7 @@ fn document(p: &mut Problems) -> Mapping {
                 &[],
                 "embudo.yaml is not a mapping of keys",
                 Some(
-                    "write keys such as `funnel:`, `smtp:`, `limits:` at the start of lines"
-                        .into(),
+                    "write keys such as `funnel:`, `smtp:`, `limits:` at the start of lines".into(),
                 ),
             );
             Mapping::new()

@@ -205,7 +205,6 @@ impl<'de> Deserialize<'de> for ClockTime {
     }
 }
 
-
 #[derive(Debug, Clone)]
 pub struct Smtp {
     pub url: String,

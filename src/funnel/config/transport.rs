@@ -109,7 +109,9 @@ pub(super) fn parse_transport(url: &str, root: &Path) -> Result<Transport, Strin
         ));
     }
     if !matches!(parsed.path(), "" | "/") || parsed.fragment().is_some() {
-        return Err(format!("smtp.url `{url}` has more than a host, a port and parameters"));
+        return Err(format!(
+            "smtp.url `{url}` has more than a host, a port and parameters"
+        ));
     }
     let (tls, plain_auth) = smtp_parameters(parsed.query(), implicit, &host)?;
     Ok(Transport::Smtp {
@@ -126,7 +128,10 @@ fn smtp_url(url: &str) -> Result<Url, String> {
         url::ParseError::InvalidPort => {
             let authority = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
             let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
-            let port = authority.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+            let port = authority
+                .rsplit_once(':')
+                .map(|(_, p)| p)
+                .unwrap_or_default();
             format!("smtp.url `{url}` has a bad port `{port}`")
         }
         url::ParseError::EmptyHost => format!("smtp.url `{url}` names no host"),
@@ -137,7 +142,11 @@ fn smtp_url(url: &str) -> Result<Url, String> {
 /// The `?tls=…&plain_auth=loopback` of an SMTP URL: the TLS mode and whether the
 /// password may go in clear. `tls` is for `smtp://` only (`smtps://` is TLS).
 fn smtp_parameters(query: Option<&str>, implicit: bool, host: &str) -> Result<(Tls, bool), String> {
-    let mut tls = if implicit { Tls::Implicit } else { Tls::Required };
+    let mut tls = if implicit {
+        Tls::Implicit
+    } else {
+        Tls::Required
+    };
     let mut plain_auth = false;
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
         match pair.split_once('=') {
@@ -201,8 +210,14 @@ mod tests {
             ok("smtp://mail.example:2525?tls=none"),
             smtp("mail.example", 2525, Tls::None, false)
         );
-        assert_eq!(ok("smtps://mail.example"), smtp("mail.example", 465, Tls::Implicit, false));
-        assert_eq!(ok("smtp://mail.example/"), smtp("mail.example", 587, Tls::Required, false));
+        assert_eq!(
+            ok("smtps://mail.example"),
+            smtp("mail.example", 465, Tls::Implicit, false)
+        );
+        assert_eq!(
+            ok("smtp://mail.example/"),
+            smtp("mail.example", 587, Tls::Required, false)
+        );
         assert_eq!(
             ok("smtp://127.0.0.1:25?tls=opportunistic&plain_auth=loopback"),
             smtp("127.0.0.1", 25, Tls::Opportunistic, true)
@@ -211,7 +226,10 @@ mod tests {
             ok("smtp://[::1]:25?tls=none&plain_auth=loopback"),
             smtp("[::1]", 25, Tls::None, true)
         );
-        assert_eq!(ok("file://./outbox-mail"), Transport::File("/r/./outbox-mail".into()));
+        assert_eq!(
+            ok("file://./outbox-mail"),
+            Transport::File("/r/./outbox-mail".into())
+        );
         assert_eq!(ok("file:///var/mail"), Transport::File("/var/mail".into()));
     }
 
@@ -220,26 +238,51 @@ mod tests {
         let r = Path::new("/r");
         let err = |u: &str| parse_transport(u, r).unwrap_err();
         assert_eq!(err("ftp://x"), "smtp.url `ftp://x` has an unknown scheme");
-        assert_eq!(err("smtp://h:99999"), "smtp.url `smtp://h:99999` has a bad port `99999`");
-        assert_eq!(err("smtp://h:port"), "smtp.url `smtp://h:port` has a bad port `port`");
+        assert_eq!(
+            err("smtp://h:99999"),
+            "smtp.url `smtp://h:99999` has a bad port `99999`"
+        );
+        assert_eq!(
+            err("smtp://h:port"),
+            "smtp.url `smtp://h:port` has a bad port `port`"
+        );
         assert_eq!(err("smtp://"), "smtp.url `smtp://` names no host");
         assert_eq!(err("file://"), "smtp.url `file://` names no folder");
         assert_eq!(
             err("smtp://h:25?tls=maybe"),
             "smtp.url: tls=`maybe` must be required, opportunistic or none"
         );
-        assert_eq!(err("smtps://h?tls=none"), "smtp.url: unknown parameter `tls=none`");
-        assert!(err("smtp://mail.example.com:25?tls=none&plain_auth=loopback")
-            .contains("only for a server on this machine"));
+        assert_eq!(
+            err("smtps://h?tls=none"),
+            "smtp.url: unknown parameter `tls=none`"
+        );
+        assert!(
+            err("smtp://mail.example.com:25?tls=none&plain_auth=loopback")
+                .contains("only for a server on this machine")
+        );
         assert!(err("smtp://u:p@h").contains("smtp.username"));
     }
 
     #[test]
     fn public_urls_are_http_with_a_host() {
-        for ok in ["https://shop.example/embudo", "http://127.0.0.1:8080", "https://x.example/"] {
+        for ok in [
+            "https://shop.example/embudo",
+            "http://127.0.0.1:8080",
+            "https://x.example/",
+        ] {
             assert!(is_public_url(ok), "{ok}");
         }
-        for bad in ["", "http://", "https:///x", "ftp://x", "https://x/a b", "https://x/?a=1", "https://x/#f", "HTTP://x", "shop.example"] {
+        for bad in [
+            "",
+            "http://",
+            "https:///x",
+            "ftp://x",
+            "https://x/a b",
+            "https://x/?a=1",
+            "https://x/#f",
+            "HTTP://x",
+            "shop.example",
+        ] {
             assert!(!is_public_url(bad), "{bad}");
         }
     }
@@ -247,10 +290,27 @@ mod tests {
     #[test]
     fn sqlite_paths_are_made_absolute_from_the_folder() {
         let r = Path::new("/srv/shop");
-        assert_eq!(resolve_database("sqlite://embudo.db", r).unwrap(), "sqlite:///srv/shop/embudo.db");
-        assert_eq!(resolve_database("sqlite:///tmp/b.db?mode=rwc", r).unwrap(), "sqlite:///tmp/b.db?mode=rwc");
-        assert_eq!(resolve_database("sqlite::memory:", r).unwrap(), "sqlite::memory:");
-        assert!(resolve_database("postgres://x", r).unwrap_err().contains("PostgreSQL"));
-        assert!(resolve_database("mysql://x", r).unwrap_err().contains("neither"));
+        assert_eq!(
+            resolve_database("sqlite://embudo.db", r).unwrap(),
+            "sqlite:///srv/shop/embudo.db"
+        );
+        assert_eq!(
+            resolve_database("sqlite:///tmp/b.db?mode=rwc", r).unwrap(),
+            "sqlite:///tmp/b.db?mode=rwc"
+        );
+        assert_eq!(
+            resolve_database("sqlite::memory:", r).unwrap(),
+            "sqlite::memory:"
+        );
+        assert!(
+            resolve_database("postgres://x", r)
+                .unwrap_err()
+                .contains("PostgreSQL")
+        );
+        assert!(
+            resolve_database("mysql://x", r)
+                .unwrap_err()
+                .contains("neither")
+        );
     }
 }

@@ -243,7 +243,9 @@ pub(super) fn http(p: &mut Problems, http: &mut Http) {
                 "http.public_url `{}` is not an http(s) URL",
                 http.public_url
             ),
-            Some("write the address leads reach embudo at, e.g. https://shop.example/embudo".into()),
+            Some(
+                "write the address leads reach embudo at, e.g. https://shop.example/embudo".into(),
+            ),
         );
         http.public_url = default_public_url();
     }
@@ -385,7 +387,6 @@ fn check_key(key: &str) -> Result<(), (String, &'static str)> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,7 +398,10 @@ mod tests {
         let after = "2028-01-01T00:00:00Z".parse().unwrap();
         assert_eq!(never_fires(&in_2027, Tz::UTC, before), None);
         let m = never_fires(&in_2027, Tz::UTC, after).unwrap();
-        assert!(m.contains("never fires again") && m.contains("2028-01-01 00:00 UTC"), "{m}");
+        assert!(
+            m.contains("never fires again") && m.contains("2028-01-01 00:00 UTC"),
+            "{m}"
+        );
     }
 
     #[test]
@@ -405,6 +409,11 @@ mod tests {
         assert!(check_key("{year}-{month}").is_ok());
         assert!(check_key(" ").unwrap_err().0.contains("fire once"));
         assert!(check_key("{year").unwrap_err().0.contains("unclosed"));
-        assert!(check_key("{week}").unwrap_err().0.contains("unknown placeholder `{week}`"));
+        assert!(
+            check_key("{week}")
+                .unwrap_err()
+                .0
+                .contains("unknown placeholder `{week}`")
+        );
     }
 }

@@ -327,8 +327,8 @@ impl Command {
 /// The database of the funnel, without loading rules or templates (operator commands
 /// work even while the folder has a broken rule).
 async fn open_store(config: &Path) -> Result<crate::store::Store, AppError> {
-    let cfg =
-        crate::funnel::config::Config::load(config, Utc::now()).map_err(|e| AppError::Funnel(e.into()))?;
+    let cfg = crate::funnel::config::Config::load(config, Utc::now())
+        .map_err(|e| AppError::Funnel(e.into()))?;
     Ok(crate::store::Store::open_and_migrate(&cfg.database).await?)
 }
 
@@ -337,8 +337,8 @@ async fn open_store(config: &Path) -> Result<crate::store::Store, AppError> {
 /// running daemon, on the real one, goes on. That happens when embudo.yaml is
 /// half-saved or names another database.
 async fn open_existing_store(config: &Path, what: &str) -> Result<crate::store::Store, AppError> {
-    let cfg =
-        crate::funnel::config::Config::load(config, Utc::now()).map_err(|e| AppError::Funnel(e.into()))?;
+    let cfg = crate::funnel::config::Config::load(config, Utc::now())
+        .map_err(|e| AppError::Funnel(e.into()))?;
     if let Some(file) = crate::store::sqlite_file(&cfg.database)
         && !file.exists()
     {
@@ -355,8 +355,8 @@ async fn open_existing_store(config: &Path, what: &str) -> Result<crate::store::
 
 async fn pause(config: &Path, campaign: Option<String>, pause: bool) -> Result<i32, AppError> {
     if let Some(c) = &campaign {
-        let cfg =
-            crate::funnel::config::Config::load(config, Utc::now()).map_err(|e| AppError::Funnel(e.into()))?;
+        let cfg = crate::funnel::config::Config::load(config, Utc::now())
+            .map_err(|e| AppError::Funnel(e.into()))?;
         if !cfg.campaigns.iter().any(|x| &x.id == c) {
             let ids: Vec<&str> = cfg.campaigns.iter().map(|x| x.id.as_str()).collect();
             return Err(AppError::Usage(format!(
