@@ -167,3 +167,82 @@ pub fn inline_label(config: &Config, campaign: &str) -> String {
         config.display_path(&config.path)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        "2026-06-01T12:00:00Z".parse().unwrap()
+    }
+
+    /// A folder with the given files (relative path, contents).
+    fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, text) in files {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    const CONFIG: &str = "funnel: { stages: [interest, customer] }\ncampaigns:\n  - id: promo\n    schedule: { cron: \"0 0 9 * * *\" }\n    audience: 'lead.stage == \"customer\"'\n    template: hi\n  - id: file\n    schedule: { cron: \"0 0 9 * * *\" }\n    audience_file: rules/audiences/missing.rhai\n    template: hi\n";
+
+    #[test]
+    fn one_read_gathers_the_funnel_and_every_problem() {
+        let dir = folder(&[
+            (
+                "embudo.yaml",
+                &CONFIG.replace("funnel:", "limits: { rate_per_second: 0 }\nfunnel:"),
+            ),
+            ("templates/hi.html", "---\nsubject: Hola\n---\n<p>hola</p>"),
+            ("templates/bad.html", "<p>no front matter</p>"),
+            (
+                "rules/10_ok.rhai",
+                "if lead.stage == \"interest\" { send(\"hi\"); }",
+            ),
+            ("rules/20_broken.rhai", "if ( {"),
+        ]);
+        let loaded = Loaded::read(&dir.path().join("embudo.yaml"), now()).unwrap();
+        assert_eq!(loaded.config_problems.len(), 1);
+        let first = loaded.config_error().unwrap().to_string();
+        assert!(first.contains("rate_per_second"), "{first}");
+        assert_eq!(loaded.template_errors.len(), 1);
+        assert_eq!(loaded.template_errors[0].file, "templates/bad.html");
+        assert_eq!(loaded.rule_errors.len(), 1);
+        assert_eq!(loaded.rule_errors[0].file, "rules/20_broken.rhai");
+        // What loaded is there: the good rule and template, the inline audience.
+        assert_eq!(loaded.funnel.rules.rules.len(), 1);
+        assert!(loaded.funnel.templates.contains("hi"));
+        assert!(loaded.funnel.audiences.contains_key("promo"));
+        assert!(matches!(
+            loaded.audiences.as_slice(),
+            [
+                (0, AudienceSource::Inline(_)),
+                (1, AudienceSource::Unreadable { .. })
+            ]
+        ));
+        // Not fit to run: the config's problem comes first.
+        match loaded.into_funnel() {
+            Err(FunnelError::Config(e)) => assert_eq!(e.to_string(), first),
+            other => panic!("expected a config error, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn a_clean_folder_runs_and_an_unreadable_audience_file_stops_it() {
+        let files = [
+            ("embudo.yaml", CONFIG),
+            ("templates/hi.html", "---\nsubject: Hola\n---\n<p>hola</p>"),
+            ("rules/audiences/missing.rhai", "lead.stage == \"interest\""),
+        ];
+        let dir = folder(&files);
+        let funnel = Funnel::load(&dir.path().join("embudo.yaml"), now()).unwrap();
+        assert_eq!(funnel.audiences.len(), 2);
+        assert!(funnel.rule_errors.is_empty());
+        std::fs::remove_file(dir.path().join("rules/audiences/missing.rhai")).unwrap();
+        let err = Funnel::load(&dir.path().join("embudo.yaml"), now()).err();
+        assert!(matches!(err, Some(FunnelError::Rules(_))), "{err:?}");
+    }
+}

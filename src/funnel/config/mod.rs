@@ -360,6 +360,32 @@ campaigns:
     }
 
     #[test]
+    fn every_bad_key_is_reported_at_its_line_and_takes_its_default() {
+        let src = "limits:\n  expire_after: 7 days\n  retry_for: soon\n  daily_capacity: 10\n";
+        let (c, problems) =
+            Config::from_str_all(src, Path::new("/srv/shop/embudo.yaml"), None, now());
+        let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].starts_with("/srv/shop/embudo.yaml:2:3: limits.expire_after"),
+            "{shown:?}"
+        );
+        assert!(
+            shown[1].starts_with("/srv/shop/embudo.yaml:3:3: limits.retry_for"),
+            "{shown:?}"
+        );
+        assert_eq!(c.limits.daily_capacity, Some(10));
+        assert_eq!(c.limits.expire_after.0, TimeDelta::days(7));
+        // A command reports the first, with how many more there are.
+        let first = load(src).unwrap_err().to_string();
+        assert!(
+            first.contains("note: 1 more problem(s) in this file"),
+            "{first}"
+        );
+        assert!(first.contains("limits.expire_after"), "{first}");
+    }
+
+    #[test]
     fn the_database_override_wins() {
         let c = Config::from_str(
             "database: sqlite://a.db\n",
