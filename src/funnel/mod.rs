@@ -2,6 +2,11 @@
 //!
 //! Commands and the daemon hold an `Arc<Funnel>`; a reload builds a new one whole and
 //! swaps it, so a lead is never evaluated against half of a change.
+//!
+//! Reading a folder is [`load`]'s alone; YAML is [`yaml`]'s alone (parsing and the
+//! positions of keys); [`config`] turns embudo.yaml into settings, [`templates`] the
+//! templates folder into compiled emails, and [`check`] turns what was read into the
+//! problems `embudo check` prints.
 
 pub mod check;
 pub mod config;
