@@ -30,13 +30,19 @@ pub fn html_to_text(html: &str) -> String {
 /// [`tidy`] tells an item from a line of text that happens to start with `- `.
 const ITEM: char = '\u{1}';
 
-/// Spaces inside each line collapsed, a blank line before each list, runs of blank
-/// lines cut to one, a single final newline.
+/// Around a link's address, written after its text: [`show_links`] keeps it as
+/// ` (url)`, or drops it when the text already is the address. Private-use
+/// characters: html2text passes them through, unlike control characters.
+const LINK_OPEN: char = '\u{E000}';
+const LINK_CLOSE: char = '\u{E001}';
+
+/// Spaces inside each line collapsed, links shown, a blank line before each list,
+/// runs of blank lines cut to one, a single final newline.
 fn tidy(text: &str) -> String {
     let mut lines: Vec<String> = Vec::new();
     let mut in_list = false;
     for line in text.lines() {
-        let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        let line = show_links(&line.split_whitespace().collect::<Vec<_>>().join(" "));
         let item = line.starts_with(ITEM);
         if item && !in_list {
             lines.push(String::new());
@@ -46,6 +52,30 @@ fn tidy(text: &str) -> String {
     }
     lines.dedup_by(|a, b| a.is_empty() && b.is_empty());
     lines.join("\n").trim().to_string() + "\n"
+}
+
+/// Each marked address as ` (url)` after its link's text, unless that text is the
+/// address itself.
+fn show_links(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(open) = rest.find(LINK_OPEN) {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + LINK_OPEN.len_utf8()..];
+        // Without its closing mark the character came from the HTML itself (an icon
+        // font's private-use glyph): it stays.
+        let Some((url, next)) = after.split_once(LINK_CLOSE) else {
+            out.push(LINK_OPEN);
+            rest = after;
+            continue;
+        };
+        if !out.trim_end().ends_with(url) {
+            out.push_str(&format!(" ({url})"));
+        }
+        rest = next;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Writes links as `text (url)`; the other markup as its text alone.
@@ -66,7 +96,9 @@ impl TextDecorator for Links {
     fn decorate_link_end(&mut self) -> String {
         match self.open.pop() {
             // An in-page anchor leads nowhere outside the HTML.
-            Some(url) if !url.is_empty() && !url.starts_with('#') => format!(" ({url})"),
+            Some(url) if !url.is_empty() && !url.starts_with('#') => {
+                format!("{LINK_OPEN}{url}{LINK_CLOSE}")
+            }
             _ => String::new(),
         }
     }
@@ -142,6 +174,13 @@ mod tests {
             html_to_text("<p>Mira <a href=\"https://t.example/m?a=1&amp;b=2\">mochilas</a>.</p>"),
             "Mira mochilas (https://t.example/m?a=1&b=2).\n"
         );
+        // A link whose text is its address shows it once.
+        assert_eq!(
+            html_to_text("<p>Ver <a href=\"https://x.example/a\">https://x.example/a</a></p>"),
+            "Ver https://x.example/a\n"
+        );
+        // A private-use character of the HTML's own is kept.
+        assert_eq!(html_to_text("<p>\u{E000} icono</p>"), "\u{E000} icono\n");
         // An in-page anchor has no address worth showing.
         assert_eq!(html_to_text("<a href=\"#top\">arriba</a>"), "arriba\n");
     }
