@@ -24,14 +24,15 @@ async fn main() {
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
     embudo::funnel::scaffold::init(dir.path(), false).unwrap();
-    let funnel = Arc::new(Funnel::load(&dir.path().join("embudo.yaml")).unwrap());
+    let funnel =
+        Arc::new(Funnel::load(&dir.path().join("embudo.yaml"), chrono::Utc::now()).unwrap());
     let store = Store::open_and_migrate(&funnel.config.database)
         .await
         .unwrap();
     let t0: DateTime<Utc> = "2026-03-02T10:00:00Z".parse().unwrap();
 
     let started = Instant::now();
-    let initial = funnel.config.funnel.initial().clone();
+    let initial = funnel.config.stages.initial().clone();
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let rows: Vec<LeadUpsert> = chunk
             .iter()

@@ -63,7 +63,7 @@ impl AppBuilder {
     /// database (opened and migrated), the transport and the signing key.
     pub async fn build(self) -> Result<App, AppError> {
         let funnel = match self.source {
-            Source::Folder(path) => Funnel::load(&path)?,
+            Source::Folder(path) => Funnel::load(&path, self.clock.now())?,
             Source::Loaded(funnel) => *funnel,
         };
         funnel.log_rule_errors();

@@ -187,7 +187,7 @@ mod tests {
             attrs: Default::default(),
         };
         let row = lead_upsert(fields, cfg).unwrap();
-        let initial = cfg.funnel.initial().clone();
+        let initial = cfg.stages.initial().clone();
         app.store
             .upsert_leads(&[row], &initial, false, created)
             .await

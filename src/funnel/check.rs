@@ -2,24 +2,28 @@
 
 use crate::domain::Lead;
 use crate::funnel::FunnelError;
-use crate::funnel::config::{Config, ConfigError, Step, keys, parse_yaml};
+use crate::funnel::config::{Campaign, Config, ConfigError};
 use crate::funnel::diagnostic::Diagnostic;
 use crate::funnel::leadspec::LeadSpec;
+use crate::funnel::load::{AudienceSource, Loaded, inline_label};
 use crate::funnel::templates::{RenderContext, Templates};
+use crate::funnel::yaml::{self, Step, keys};
 use crate::rules::{Catalog, RuleSet};
+use chrono::{DateTime, Utc};
 use std::path::Path;
 
-/// The sample lead of a funnel folder: `templates/_sample.yaml`, else a made-up one.
-pub fn sample_lead(cfg: &Config) -> Result<Lead, String> {
-    sample(cfg).map_err(|d| d.to_string())
+/// The sample lead of a funnel folder: `templates/_sample.yaml`, else a made-up one,
+/// as of `now`.
+pub fn sample_lead(cfg: &Config, now: DateTime<Utc>) -> Result<Lead, String> {
+    sample(cfg, now).map_err(|d| d.to_string())
 }
 
-fn sample(cfg: &Config) -> Result<Lead, Diagnostic> {
+fn sample(cfg: &Config, now: DateTime<Utc>) -> Result<Lead, Diagnostic> {
     let path = cfg.templates_dir().join("_sample.yaml");
     let shown = cfg.display_path(&path);
     let spec: LeadSpec = match std::fs::read_to_string(&path) {
         Ok(src) => {
-            parse_yaml(&src).map_err(|e| Diagnostic::new(&shown, e.line, e.col, e.message))?
+            yaml::parse(&src).map_err(|e| Diagnostic::new(&shown, e.line, e.col, e.message))?
         }
         Err(_) => LeadSpec {
             name: Some("Ana".into()),
@@ -27,7 +31,7 @@ fn sample(cfg: &Config) -> Result<Lead, Diagnostic> {
             ..Default::default()
         },
     };
-    spec.to_lead(cfg, chrono::Utc::now())
+    spec.to_lead(cfg, now)
         .map_err(|e| Diagnostic::whole(&shown, e))
 }
 
@@ -68,141 +72,68 @@ pub fn config_diagnostic(e: &ConfigError) -> Diagnostic {
 }
 
 /// What `check` found: the config's own problems, and the rest of the folder's.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Checked {
     /// Problems in embudo.yaml (a configuration error: exit 2).
     pub config: Vec<Diagnostic>,
     /// Problems in rules, templates, campaigns' audiences and templates (exit 1).
     pub folder: Vec<Diagnostic>,
+    /// Settings that work but probably not as meant (see [`warnings`]).
+    pub warnings: Vec<Diagnostic>,
+    /// Things worth knowing (see [`notes`]).
+    pub notes: Vec<Diagnostic>,
+    /// The config as read (a bad key at its default), for further checks such as
+    /// `check --smtp`.
+    pub settings: Config,
 }
 
 /// Every problem found in the folder of `config_path`, all at once; empty when all is
 /// well. A config with problems is still used as far as it goes (a bad key takes its
 /// default; an unreadable file gives every default), so rules and templates are
-/// checked too. Only a config file that cannot be read at all is `Err`.
-pub fn check_all(config_path: &Path) -> Result<Checked, FunnelError> {
-    let (cfg, config_problems) = Config::load_all(config_path)?;
-    let config: Vec<Diagnostic> = config_problems.iter().map(config_diagnostic).collect();
-    let mut folder = check_folder(&cfg)?;
+/// checked too. Only a config file or rules/ that cannot be read at all is `Err`.
+pub fn check_all(config_path: &Path, now: DateTime<Utc>) -> Result<Checked, FunnelError> {
+    let mut loaded = Loaded::read(config_path, now)?;
+    if let Some(e) = loaded.rules_unreadable.take() {
+        return Err(FunnelError::Rules(e));
+    }
+    let config: Vec<Diagnostic> = loaded
+        .config_problems
+        .iter()
+        .map(config_diagnostic)
+        .collect();
+    let mut folder = check_folder(&loaded, now);
+    let cfg = loaded.funnel.config;
     if !config.is_empty() && !cfg.set_keys.contains("funnel.stages") {
         // The stages are the defaults only because embudo.yaml did not load: stage
         // names in rules are judged once it does, not against stages nobody wrote.
         folder.retain(|d| !d.message.contains("unknown stage"));
     }
-    Ok(Checked { config, folder })
+    Ok(Checked {
+        config,
+        folder,
+        warnings: warnings(&cfg),
+        notes: notes(&cfg),
+        settings: cfg,
+    })
 }
 
-/// Every problem found in the folder of `config_path`; empty when all is well.
-/// A configuration error is returned alone, as `Err`.
-pub fn check(config_path: &Path) -> Result<Vec<Diagnostic>, FunnelError> {
-    let cfg = Config::load(config_path)?;
-    check_folder(&cfg)
-}
-
-fn check_folder(cfg: &Config) -> Result<Vec<Diagnostic>, FunnelError> {
-    let cfg = cfg.clone();
+/// The problems of a loaded folder besides its config's own: templates, rules, the
+/// names rules use, campaigns, the SMTP password, and every template rendered
+/// against the sample lead as of `now`. Empty when all is well.
+pub fn check_folder(loaded: &Loaded, now: DateTime<Utc>) -> Vec<Diagnostic> {
+    let cfg = &loaded.funnel.config;
+    let t = &loaded.funnel.templates;
     let mut problems: Vec<Diagnostic> = Vec::new();
-    let (t, template_errors) = Templates::load_partial(&cfg.templates_dir(), &cfg.root);
-    problems.extend(template_errors.iter().map(Diagnostic::from));
-    let catalog = || Catalog {
-        stages: cfg.funnel.stages.clone(),
-        templates: t.ids(),
-    };
-    let (_, rule_errors) =
-        RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog()).map_err(FunnelError::Rules)?;
-    problems.extend(rule_errors.iter().map(Diagnostic::from));
-    problems.extend(literal_names(&cfg, &t));
+    problems.extend(loaded.template_errors.iter().map(Diagnostic::from));
+    problems.extend(loaded.rule_errors.iter().map(Diagnostic::from));
+    problems.extend(literal_names(cfg, t));
     for (i, c) in cfg.campaigns.iter().enumerate() {
-        let campaign_key = |key: &str| {
-            let mut p = vec![Step::Key("campaigns".into()), Step::Index(i)];
-            p.push(Step::Key(key.into()));
-            p
-        };
-        // The audience is Rhai with the rules' read API: it must compile like a rule.
-        match (&c.audience, &c.audience_file) {
-            (Some(src), _) => {
-                let label = format!(
-                    "{} (campaign `{}` audience)",
-                    cfg.display_path(&cfg.path),
-                    c.id
-                );
-                let (_, errs) = RuleSet::compile(vec![(label, src.clone())], catalog());
-                // Positions inside the audience string, moved to where it is written.
-                let at = inline_at(&cfg, &c.id, src);
-                let place = |line: usize, col: usize, message: String| match at {
-                    Some((l, c0)) => Diagnostic::new(
-                        cfg.display_path(&cfg.path),
-                        l + line.saturating_sub(1),
-                        if line <= 1 {
-                            c0 + col.saturating_sub(1)
-                        } else {
-                            col
-                        },
-                        message,
-                    ),
-                    None => Diagnostic::new(
-                        format!(
-                            "{} (campaign `{}` audience)",
-                            cfg.display_path(&cfg.path),
-                            c.id
-                        ),
-                        line,
-                        col,
-                        message,
-                    )
-                    .with_source(src.clone()),
-                };
-                problems.extend(errs.iter().map(|e| {
-                    place(
-                        e.line,
-                        e.col,
-                        format!("campaign `{}` audience: {}", c.id, e.message),
-                    )
-                }));
-                problems.extend(audience_problems(&cfg, &t, src, &c.id, &place));
-            }
-            (None, Some(file)) => {
-                let path = cfg.root.join(file);
-                match std::fs::read_to_string(&path) {
-                    Ok(src) => {
-                        let shown = cfg.display_path(&path);
-                        let (_, errs) =
-                            RuleSet::compile(vec![(shown.clone(), src.clone())], catalog());
-                        problems.extend(errs.iter().map(Diagnostic::from));
-                        let place = |line: usize, col: usize, message: String| {
-                            Diagnostic::new(shown.clone(), line, col, message)
-                        };
-                        problems.extend(audience_problems(&cfg, &t, &src, &c.id, &place));
-                    }
-                    Err(e) => {
-                        let (l, col) = cfg.position_at(&campaign_key("audience_file"));
-                        problems.push(Diagnostic::new(
-                            cfg.display_path(&cfg.path),
-                            l,
-                            col,
-                            format!("campaign `{}`: audience_file {}: {e}", c.id, file.display()),
-                        ));
-                    }
-                }
-            }
-            (None, None) => {}
-        }
-        if !t.contains(c.template.as_str()) {
-            let (l, col) = cfg.position_at(&campaign_key("template"));
-            problems.push(
-                Diagnostic::new(
-                    cfg.display_path(&cfg.path),
-                    l,
-                    col,
-                    format!(
-                        "campaign `{}` names template `{}`, which templates/ does not have",
-                        c.id, c.template
-                    ),
-                )
-                .with_len("template".len())
-                .with_hint(template_hint(&t, c.template.as_str())),
-            );
-        }
+        let source = loaded
+            .audiences
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, s)| s);
+        problems.extend(campaign_problems(cfg, t, i, c, source));
     }
     if cfg.smtp.username.is_some()
         && let Err(e) = cfg.smtp_password()
@@ -213,29 +144,142 @@ fn check_folder(cfg: &Config) -> Result<Vec<Diagnostic>, FunnelError> {
                 .with_hint("export the variable before `embudo run`, or remove smtp.username"),
         );
     }
-    match sample(&cfg) {
+    match sample(cfg, now) {
         Err(d) => problems.push(d),
-        Ok(lead) => problems.extend(render_all(&cfg, &t, &lead)),
+        Ok(lead) => problems.extend(render_all(cfg, t, &lead, now)),
     }
     let mut seen = std::collections::HashSet::new();
     problems.retain(|p| seen.insert(p.to_string()));
     for p in &mut problems {
-        if p.source.is_none()
-            && p.line > 0
-            && let Ok(src) = std::fs::read_to_string(cfg.root.join(&p.file))
-        {
-            p.source = Some(src);
-        }
-        point_at_the_name(p);
+        attach_source(cfg, p);
     }
-    Ok(problems)
+    problems
+}
+
+/// Gives a problem the text of its file, so its line is shown, and a column when the
+/// message names something on that line.
+fn attach_source(cfg: &Config, p: &mut Diagnostic) {
+    if p.source.is_none()
+        && p.line > 0
+        && let Ok(src) = std::fs::read_to_string(cfg.root.join(&p.file))
+    {
+        p.source = Some(src);
+    }
+    point_at_the_name(p);
+}
+
+/// A campaign's problems: its audience (which must compile like a rule, only read,
+/// and name stages and templates that exist) and its template.
+fn campaign_problems(
+    cfg: &Config,
+    t: &Templates,
+    i: usize,
+    c: &Campaign,
+    audience: Option<&AudienceSource>,
+) -> Vec<Diagnostic> {
+    let campaign_key = |key: &str| {
+        vec![
+            Step::Key("campaigns".into()),
+            Step::Index(i),
+            Step::Key(key.into()),
+        ]
+    };
+    let mut problems = match audience {
+        Some(AudienceSource::Inline(src)) => inline_audience_problems(cfg, t, c, src),
+        Some(AudienceSource::File { path, src }) => {
+            let shown = cfg.display_path(path);
+            let (_, errs) = RuleSet::compile(vec![(shown.clone(), src.clone())], catalog(cfg, t));
+            let mut out: Vec<Diagnostic> = errs.iter().map(Diagnostic::from).collect();
+            let place = |line: usize, col: usize, message: String| {
+                Diagnostic::new(shown.clone(), line, col, message)
+            };
+            out.extend(audience_problems(cfg, t, src, &c.id, &place));
+            out
+        }
+        Some(AudienceSource::Unreadable { error, .. }) => {
+            let (l, col) = cfg.position_at(&campaign_key("audience_file"));
+            let file = c.audience_file.as_deref().unwrap_or(Path::new(""));
+            vec![Diagnostic::new(
+                cfg.display_path(&cfg.path),
+                l,
+                col,
+                format!(
+                    "campaign `{}`: audience_file {}: {error}",
+                    c.id,
+                    file.display()
+                ),
+            )]
+        }
+        None => Vec::new(),
+    };
+    if !t.contains(c.template.as_str()) {
+        let (l, col) = cfg.position_at(&campaign_key("template"));
+        problems.push(
+            Diagnostic::new(
+                cfg.display_path(&cfg.path),
+                l,
+                col,
+                format!(
+                    "campaign `{}` names template `{}`, which templates/ does not have",
+                    c.id, c.template
+                ),
+            )
+            .with_len("template".len())
+            .with_hint(template_hint(t, c.template.as_str())),
+        );
+    }
+    problems
+}
+
+/// The problems of an audience written inline in embudo.yaml, placed where it is
+/// written there (or in the audience's own text when that cannot be found).
+fn inline_audience_problems(
+    cfg: &Config,
+    t: &Templates,
+    c: &Campaign,
+    src: &str,
+) -> Vec<Diagnostic> {
+    let label = inline_label(cfg, &c.id);
+    let (_, errs) = RuleSet::compile(vec![(label.clone(), src.to_string())], catalog(cfg, t));
+    // Positions inside the audience string, moved to where it is written.
+    let at = inline_at(cfg, &c.id, src);
+    let place = |line: usize, col: usize, message: String| match at {
+        Some((l, c0)) => Diagnostic::new(
+            cfg.display_path(&cfg.path),
+            l + line.saturating_sub(1),
+            if line <= 1 {
+                c0 + col.saturating_sub(1)
+            } else {
+                col
+            },
+            message,
+        ),
+        None => Diagnostic::new(label.clone(), line, col, message).with_source(src.to_string()),
+    };
+    let mut out: Vec<Diagnostic> = errs
+        .iter()
+        .map(|e| {
+            place(
+                e.line,
+                e.col,
+                format!("campaign `{}` audience: {}", c.id, e.message),
+            )
+        })
+        .collect();
+    out.extend(audience_problems(cfg, t, src, &c.id, &place));
+    out
+}
+
+/// The names an audience may use: the funnel's stages and templates.
+fn catalog(cfg: &Config, t: &Templates) -> Catalog {
+    Catalog {
+        stages: cfg.stages.list.clone(),
+        templates: t.ids(),
+    }
 }
 
 /// Settings that work but probably not as meant: shown by `check`, which still passes.
-pub fn warnings(config_path: &Path) -> Vec<Diagnostic> {
-    let Ok((cfg, _)) = Config::load_all(config_path) else {
-        return Vec::new();
-    };
+pub fn warnings(cfg: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let file = cfg.display_path(&cfg.path);
     let src = std::fs::read_to_string(&cfg.path).unwrap_or_default();
@@ -289,10 +333,7 @@ pub fn warnings(config_path: &Path) -> Vec<Diagnostic> {
 }
 
 /// Things worth knowing about a setting that is fine as written: shown by `check`.
-pub fn notes(config_path: &Path) -> Vec<Diagnostic> {
-    let Ok((cfg, _)) = Config::load_all(config_path) else {
-        return Vec::new();
-    };
+pub fn notes(cfg: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     if let crate::funnel::config::Transport::Smtp {
         tls: crate::funnel::config::Tls::Required,
@@ -380,16 +421,16 @@ fn unknown_names(
     let mut out = Vec::new();
     for (kind, name, line, col) in crate::rules::literal_names(src) {
         let known = if kind == "stage" {
-            cfg.funnel.has(&name)
+            cfg.stages.has(&name)
         } else {
             t.contains(&name)
         };
         if !known {
             let hint = if kind == "stage" {
-                let stages = cfg.funnel.stages.iter().map(|s| s.as_str());
+                let stages = cfg.stages.list.iter().map(|s| s.as_str());
                 match crate::funnel::diagnostic::did_you_mean(&name, stages) {
-                    Some(d) => format!("the funnel's stages are: {}; {d}", cfg.funnel.stage_list()),
-                    None => format!("the funnel's stages are: {}", cfg.funnel.stage_list()),
+                    Some(d) => format!("the funnel's stages are: {}; {d}", cfg.stages.stage_list()),
+                    None => format!("the funnel's stages are: {}", cfg.stages.stage_list()),
                 }
             } else {
                 template_hint(t, &name)
@@ -439,10 +480,10 @@ fn literal_names(cfg: &Config, t: &Templates) -> Vec<Diagnostic> {
 }
 
 /// Every template in every locale, rendered against the sample lead.
-fn render_all(cfg: &Config, t: &Templates, lead: &Lead) -> Vec<Diagnostic> {
+fn render_all(cfg: &Config, t: &Templates, lead: &Lead, now: DateTime<Utc>) -> Vec<Diagnostic> {
     let ctx = RenderContext {
         unsubscribe_url: format!("{}/unsubscribe/SAMPLE", cfg.http.public_url),
-        now: chrono::Utc::now(),
+        now,
         campaign: None,
     };
     let sample = if cfg.templates_dir().join("_sample.yaml").exists() {

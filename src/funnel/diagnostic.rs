@@ -120,12 +120,6 @@ impl From<&crate::rules::RuleError> for Diagnostic {
     }
 }
 
-impl From<&crate::funnel::templates::TemplateError> for Diagnostic {
-    fn from(e: &crate::funnel::templates::TemplateError) -> Self {
-        Diagnostic::new(&e.file, e.line, 0, &e.message)
-    }
-}
-
 /// "did you mean `x`?" for the candidate nearest to `name`, when it is close (a typo,
 /// not another word): edit distance at most a third of the name's length, and at
 /// least one.

@@ -78,8 +78,8 @@ impl LeadSpec {
                 .map_err(|e| format!("email: {e}"))?,
             name: self.name.clone(),
             stage: match &self.stage {
-                Some(s) => cfg.funnel.stage(s).map_err(|e| format!("stage: {e}"))?,
-                None => cfg.funnel.initial().clone(),
+                Some(s) => cfg.stages.stage(s).map_err(|e| format!("stage: {e}"))?,
+                None => cfg.stages.initial().clone(),
             },
             tags: self.tags.iter().cloned().collect(),
             attrs: self

@@ -2,18 +2,30 @@
 //!
 //! Commands and the daemon hold an `Arc<Funnel>`; a reload builds a new one whole and
 //! swaps it, so a lead is never evaluated against half of a change.
+//!
+//! Reading a folder is [`load`]'s alone; YAML is [`yaml`]'s alone (parsing and the
+//! positions of keys); [`config`] turns embudo.yaml into settings, [`templates`] the
+//! templates folder into compiled emails, and [`check`] turns what was read into the
+//! problems `embudo check` prints.
 
 pub mod check;
 pub mod config;
 pub mod diagnostic;
 pub mod leadspec;
+pub mod load;
+pub mod locale;
+pub mod plaintext;
 pub mod reload;
 pub mod scaffold;
 pub mod templates;
+pub mod yaml;
+
+pub use load::Loaded;
 
 use crate::funnel::config::{Config, ConfigError};
 use crate::funnel::templates::{TemplateError, Templates};
-use crate::rules::{Audience, Catalog, RuleError, RuleSet};
+use crate::rules::{Audience, RuleError, RuleSet};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -40,52 +52,16 @@ pub struct Funnel {
 }
 
 impl Funnel {
-    pub fn load(config_path: &Path) -> Result<Funnel, FunnelError> {
-        let config = Config::load(config_path)?;
-        Funnel::from_config(config)
+    /// Reads the folder of `config_path`, which must be fit to run (see
+    /// [`Loaded::into_funnel`]). `now` decides whether a cron still fires.
+    pub fn load(config_path: &Path, now: DateTime<Utc>) -> Result<Funnel, FunnelError> {
+        Loaded::read(config_path, now)?.into_funnel()
     }
 
+    /// The funnel of an already read, valid `config` (which a caller may have
+    /// adjusted, as `simulate` does).
     pub fn from_config(config: Config) -> Result<Funnel, FunnelError> {
-        let templates = Templates::load(&config.templates_dir(), &config.root)
-            .map_err(FunnelError::Templates)?;
-        let catalog = Catalog {
-            stages: config.funnel.stages.clone(),
-            templates: templates.ids(),
-        };
-        let (rules, mut rule_errors) = RuleSet::load(&config.rules_dir(), &config.root, catalog)
-            .map_err(FunnelError::Rules)?;
-        let mut audiences = HashMap::new();
-        for c in &config.campaigns {
-            let (file, src) = match (&c.audience, &c.audience_file) {
-                (Some(src), _) => (
-                    format!(
-                        "{} (campaign `{}` audience)",
-                        config.display_path(&config.path),
-                        c.id
-                    ),
-                    src.clone(),
-                ),
-                (None, Some(f)) => {
-                    let path = config.root.join(f);
-                    let src = std::fs::read_to_string(&path).map_err(FunnelError::Rules)?;
-                    (config.display_path(&path), src)
-                }
-                (None, None) => continue,
-            };
-            match rules.compile_audience(&file, &src) {
-                Ok(a) => {
-                    audiences.insert(c.id.clone(), a);
-                }
-                Err(e) => rule_errors.push(e),
-            }
-        }
-        Ok(Funnel {
-            config,
-            rules,
-            templates,
-            rule_errors,
-            audiences,
-        })
+        Loaded::from_config(config, Vec::new()).into_funnel()
     }
 
     /// Logs the rules that were left out.

@@ -9,9 +9,12 @@
 //! file says `reload: { allow_removals: true }`: an editor's half-save or a truncated
 //! file looks exactly like that.
 
-use crate::funnel::Funnel;
+use crate::funnel::check::check_folder;
 use crate::funnel::config::Config;
+use crate::funnel::yaml::keys;
+use crate::funnel::{Funnel, Loaded};
 use crate::store::Store;
+use chrono::{DateTime, Utc};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -50,32 +53,29 @@ fn walk(dir: &Path, h: &mut DefaultHasher) {
     }
 }
 
-/// Loads the folder again and decides whether it may replace `running`: it must check
-/// clean (config, rules, names in rules, campaigns, templates against the sample lead)
-/// and keep every stage of `running` that leads are in and every template of
-/// `running` that an unsent email needs. Each problem is one line with its position.
+/// Loads the folder again, once, and decides whether that funnel may replace
+/// `running`: it must check clean (config, rules, names in rules, campaigns,
+/// templates against the sample lead as of `now`) and keep every stage of `running`
+/// that leads are in and every template of `running` that an unsent email needs.
+/// Each problem is one line with its position.
 pub async fn prepare(
     config_path: &Path,
     store: &Store,
     running: &Funnel,
+    now: DateTime<Utc>,
 ) -> Result<Funnel, Vec<String>> {
+    let loaded = Loaded::read(config_path, now).map_err(|e| vec![e.to_string()])?;
     // A half-saved file is refused as such first, before its consequences (rules
     // naming stages it no longer lists) are reported one by one.
-    if let Ok((new, _)) = Config::load_all(config_path) {
-        let removed = removed_keys(&running.config, &new);
-        if !removed.is_empty() && !new.reload.allow_removals {
-            return Err(vec![format!(
-                "{}: the change removes {} that the running funnel sets; refused as a likely half-saved file. To remove them on purpose, add `reload: {{ allow_removals: true }}` to the file",
-                new.display_path(&new.path),
-                removed.join(", ")
-            )]);
-        }
+    refuse_removals(&running.config, &loaded.funnel.config)?;
+    if let Some(e) = loaded.config_error() {
+        return Err(vec![e.to_string()]);
     }
-    let problems = crate::funnel::check::check(config_path).map_err(|e| vec![e.to_string()])?;
+    let problems = check_folder(&loaded, now);
     if !problems.is_empty() {
         return Err(problems.iter().map(|p| p.to_string()).collect());
     }
-    let funnel = Funnel::load(config_path).map_err(|e| vec![e.to_string()])?;
+    let funnel = loaded.into_funnel().map_err(|e| vec![e.to_string()])?;
     if !funnel.rule_errors.is_empty() {
         return Err(funnel.rule_errors.iter().map(|e| e.to_string()).collect());
     }
@@ -89,6 +89,19 @@ pub async fn prepare(
     }
 }
 
+/// Refuses a change that drops keys `running` sets, unless the new file allows it.
+fn refuse_removals(running: &Config, new: &Config) -> Result<(), Vec<String>> {
+    let removed = removed_keys(running, new);
+    if removed.is_empty() || new.reload.allow_removals {
+        return Ok(());
+    }
+    Err(vec![format!(
+        "{}: the change removes {} that the running funnel sets; refused as a likely half-saved file. To remove them on purpose, add `reload: {{ allow_removals: true }}` to the file",
+        new.display_path(&new.path),
+        removed.join(", ")
+    )])
+}
+
 /// Stages that leads are in, and templates that unsent emails need, which `funnel`
 /// does not have. With `running`, only what `running` has counts (a reload may not
 /// take it away); without, everything does (at start-up, where it is logged).
@@ -100,9 +113,9 @@ pub async fn still_used(
     let shown = funnel.config.display_path(&funnel.config.path);
     let mut problems = Vec::new();
     for (stage, n) in store.stages_in_use().await? {
-        let taken_away = running.is_none_or(|r| r.config.funnel.has(&stage));
-        if !funnel.config.funnel.has(&stage) && taken_away {
-            let (l, c) = funnel.config.position_of("stages", "");
+        let taken_away = running.is_none_or(|r| r.config.stages.has(&stage));
+        if !funnel.config.stages.has(&stage) && taken_away {
+            let (l, c) = funnel.config.position_at(&keys(&["funnel", "stages"]));
             problems.push(format!(
                 "{shown}:{l}:{c}: stage `{stage}` is not in funnel.stages but {n} lead(s) are in it; keep it, or move them first (embudo import FILE --update-stage)"
             ));

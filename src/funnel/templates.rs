@@ -5,7 +5,8 @@
 //! `_*.html` are partials for `{% include %}` / `{% extends %}`.
 
 use crate::domain::{Lead, Value};
-use crate::funnel::config::parse_yaml;
+use crate::funnel::locale::check_locale;
+use crate::funnel::yaml;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +19,12 @@ pub struct TemplateError {
     pub file: String,
     pub line: usize,
     pub message: String,
+}
+
+impl From<&TemplateError> for crate::funnel::diagnostic::Diagnostic {
+    fn from(e: &TemplateError) -> Self {
+        crate::funnel::diagnostic::Diagnostic::new(&e.file, e.line, 0, &e.message)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,24 +71,6 @@ pub struct Templates {
     env: Environment<'static>,
     /// id → locale (lower-case, "" for the default file) → files.
     entries: BTreeMap<String, BTreeMap<String, Variant>>,
-}
-
-/// Checks a locale tag (`es`, `en`, `es-MX`).
-pub fn check_locale(s: &str) -> Result<(), String> {
-    let ok = match s.split_once('-') {
-        None => (2..=3).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphabetic()),
-        Some((l, r)) => {
-            (2..=3).contains(&l.len())
-                && l.chars().all(|c| c.is_ascii_alphabetic())
-                && ((r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()))
-                    || (r.len() == 3 && r.chars().all(|c| c.is_ascii_digit())))
-        }
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{s}` is not a locale; write e.g. es, en or es-MX"))
-    }
 }
 
 /// Splits `edu-welcome.es-MX` into (`edu-welcome`, `es-mx`).
@@ -179,143 +168,11 @@ impl Templates {
 
     /// Compiles what it can; the broken templates are left out and reported.
     pub fn from_sources_partial(sources: Vec<(String, String)>) -> (Templates, Vec<TemplateError>) {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|name| {
-            if name.ends_with(".html") {
-                minijinja::AutoEscape::Html
-            } else {
-                minijinja::AutoEscape::None
-            }
-        });
-        let mut entries: BTreeMap<String, BTreeMap<String, Variant>> = BTreeMap::new();
-        let mut texts: Vec<(String, String, String)> = Vec::new();
-        let mut errors = Vec::new();
-        let compile_err = |file: &str, offset: usize, e: minijinja::Error| TemplateError {
-            file: file.to_string(),
-            line: e.line().map(|l| l + offset).unwrap_or(offset.max(1)),
-            message: e
-                .detail()
-                .map(|d| format!("{}: {d}", e.kind()))
-                .unwrap_or_else(|| e.kind().to_string()),
-        };
+        let mut b = Builder::new();
         for (file, src) in sources {
-            let name = Path::new(&file)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let Some((stem, ext)) = name.rsplit_once('.') else {
-                continue;
-            };
-            if name.starts_with('_') {
-                if (ext == "html" || ext == "txt")
-                    && let Err(e) = env.add_template_owned(name.clone(), src)
-                {
-                    errors.push(compile_err(&file, 0, e));
-                }
-                continue;
-            }
-            let (id, locale) = split_locale(stem);
-            if let Err(m) = crate::domain::ids::check_name("template", id) {
-                errors.push(TemplateError {
-                    file,
-                    line: 1,
-                    message: m,
-                });
-                continue;
-            }
-            match ext {
-                "html" => {
-                    let Some((yaml, body, offset)) = split_front_matter(&src) else {
-                        errors.push(TemplateError {
-                            file,
-                            line: 1,
-                            message: "no front matter: start the file with `---`, a line `subject: \"…\"`, and `---`".into(),
-                        });
-                        continue;
-                    };
-                    let front: FrontMatter = match parse_yaml(yaml) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            errors.push(TemplateError {
-                                file,
-                                line: e.line + 1,
-                                message: format!("front matter: {}", e.message),
-                            });
-                            continue;
-                        }
-                    };
-                    let html_name = format!("{id}.{locale}.html");
-                    let mut ok = true;
-                    for (n, s, off) in [
-                        (html_name.clone(), body.to_string(), offset),
-                        (format!("{html_name}#subject"), front.subject.clone(), 1),
-                        (
-                            format!("{html_name}#preheader"),
-                            front.preheader.clone().unwrap_or_default(),
-                            1,
-                        ),
-                    ] {
-                        if let Err(e) = env.add_template_owned(n, s) {
-                            errors.push(compile_err(&file, off, e));
-                            ok = false;
-                        }
-                    }
-                    if ok {
-                        entries.entry(id.to_string()).or_default().insert(
-                            locale,
-                            Variant {
-                                html: html_name,
-                                html_file: file,
-                                offset,
-                                front,
-                                txt: None,
-                            },
-                        );
-                    }
-                }
-                "txt" => {
-                    let n = format!("{id}.{locale}.txt");
-                    match env.add_template_owned(n.clone(), src) {
-                        Ok(()) => texts.push((id.to_string(), locale, file)),
-                        Err(e) => errors.push(compile_err(&file, 0, e)),
-                    }
-                }
-                _ => {}
-            }
+            b.add(file, src);
         }
-        for (id, locale, file) in texts {
-            match entries.get_mut(&id).and_then(|m| m.get_mut(&locale)) {
-                Some(v) => v.txt = Some((format!("{id}.{locale}.txt"), file)),
-                None => errors.push(TemplateError {
-                    file,
-                    line: 1,
-                    message: format!(
-                        "a text part without its HTML template; add templates/{id}{}.html",
-                        if locale.is_empty() {
-                            String::new()
-                        } else {
-                            format!(".{locale}")
-                        }
-                    ),
-                }),
-            }
-        }
-        for (id, variants) in &entries {
-            if !variants.contains_key("") {
-                let any = variants
-                    .values()
-                    .next()
-                    .map(|v| v.html_file.clone())
-                    .unwrap_or_default();
-                errors.push(TemplateError {
-                    file: any,
-                    line: 1,
-                    message: format!("template `{id}` has locale variants but no default templates/{id}.html to fall back on"),
-                });
-            }
-        }
-        (Templates { env, entries }, errors)
+        b.finish()
     }
 
     pub fn ids(&self) -> BTreeSet<String> {
@@ -409,7 +266,7 @@ impl Templates {
         let preheader = run(&format!("{}#preheader", variant.html), file, 1)?;
         let text = match &variant.txt {
             Some((name, txt_file)) => run(name, txt_file, 0)?,
-            None => html_to_text(&html),
+            None => crate::funnel::plaintext::html_to_text(&html),
         };
         if !preheader.trim().is_empty() {
             html = format!(
@@ -423,6 +280,181 @@ impl Templates {
             text,
             transactional: variant.front.transactional,
         })
+    }
+}
+
+/// Templates being compiled: each file added on its own, then text parts matched to
+/// their HTML and every id checked for a default file.
+struct Builder {
+    env: Environment<'static>,
+    entries: BTreeMap<String, BTreeMap<String, Variant>>,
+    /// Text parts compiled: (id, locale, file), matched to their HTML at the end.
+    texts: Vec<(String, String, String)>,
+    errors: Vec<TemplateError>,
+}
+
+impl Builder {
+    fn new() -> Builder {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        Builder {
+            env,
+            entries: BTreeMap::new(),
+            texts: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// One file of the folder: a partial (`_*.html|txt`), an email's HTML or its text.
+    fn add(&mut self, file: String, src: String) {
+        let name = Path::new(&file)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some((stem, ext)) = name.rsplit_once('.') else {
+            return;
+        };
+        if name.starts_with('_') {
+            if (ext == "html" || ext == "txt")
+                && let Err(e) = self.env.add_template_owned(name.clone(), src)
+            {
+                self.errors.push(compile_error(&file, 0, e));
+            }
+            return;
+        }
+        let (id, locale) = split_locale(stem);
+        if let Err(m) = crate::domain::ids::check_name("template", id) {
+            self.errors.push(TemplateError {
+                file,
+                line: 1,
+                message: m,
+            });
+            return;
+        }
+        match ext {
+            "html" => self.add_html(id, locale, file, &src),
+            "txt" => {
+                let n = format!("{id}.{locale}.txt");
+                match self.env.add_template_owned(n, src) {
+                    Ok(()) => self.texts.push((id.to_string(), locale, file)),
+                    Err(e) => self.errors.push(compile_error(&file, 0, e)),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An email's HTML file: front matter, then body, subject and preheader compiled.
+    fn add_html(&mut self, id: &str, locale: String, file: String, src: &str) {
+        let Some((front_yaml, body, offset)) = split_front_matter(src) else {
+            self.errors.push(TemplateError {
+                file,
+                line: 1,
+                message:
+                    "no front matter: start the file with `---`, a line `subject: \"…\"`, and `---`"
+                        .into(),
+            });
+            return;
+        };
+        let front: FrontMatter = match yaml::parse(front_yaml) {
+            Ok(f) => f,
+            Err(e) => {
+                self.errors.push(TemplateError {
+                    file,
+                    line: e.line + 1,
+                    message: format!("front matter: {}", e.message),
+                });
+                return;
+            }
+        };
+        let html_name = format!("{id}.{locale}.html");
+        let mut ok = true;
+        for (n, s, off) in [
+            (html_name.clone(), body.to_string(), offset),
+            (format!("{html_name}#subject"), front.subject.clone(), 1),
+            (
+                format!("{html_name}#preheader"),
+                front.preheader.clone().unwrap_or_default(),
+                1,
+            ),
+        ] {
+            if let Err(e) = self.env.add_template_owned(n, s) {
+                self.errors.push(compile_error(&file, off, e));
+                ok = false;
+            }
+        }
+        if ok {
+            self.entries.entry(id.to_string()).or_default().insert(
+                locale,
+                Variant {
+                    html: html_name,
+                    html_file: file,
+                    offset,
+                    front,
+                    txt: None,
+                },
+            );
+        }
+    }
+
+    /// Each text part joined to its HTML; then every template must have a default
+    /// file to fall back on.
+    fn finish(mut self) -> (Templates, Vec<TemplateError>) {
+        for (id, locale, file) in std::mem::take(&mut self.texts) {
+            match self.entries.get_mut(&id).and_then(|m| m.get_mut(&locale)) {
+                Some(v) => v.txt = Some((format!("{id}.{locale}.txt"), file)),
+                None => self.errors.push(TemplateError {
+                    file,
+                    line: 1,
+                    message: format!(
+                        "a text part without its HTML template; add templates/{id}{}.html",
+                        if locale.is_empty() {
+                            String::new()
+                        } else {
+                            format!(".{locale}")
+                        }
+                    ),
+                }),
+            }
+        }
+        for (id, variants) in &self.entries {
+            if !variants.contains_key("") {
+                let any = variants
+                    .values()
+                    .next()
+                    .map(|v| v.html_file.clone())
+                    .unwrap_or_default();
+                self.errors.push(TemplateError {
+                    file: any,
+                    line: 1,
+                    message: format!("template `{id}` has locale variants but no default templates/{id}.html to fall back on"),
+                });
+            }
+        }
+        let templates = Templates {
+            env: self.env,
+            entries: self.entries,
+        };
+        (templates, self.errors)
+    }
+}
+
+/// A minijinja compile error at its line in `file` (`offset` lines before the body).
+fn compile_error(file: &str, offset: usize, e: minijinja::Error) -> TemplateError {
+    TemplateError {
+        file: file.to_string(),
+        line: e.line().map(|l| l + offset).unwrap_or(offset.max(1)),
+        message: e
+            .detail()
+            .map(|d| format!("{}: {d}", e.kind()))
+            .unwrap_or_else(|| e.kind().to_string()),
     }
 }
 
@@ -471,88 +503,9 @@ fn escape_html(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A readable plain-text part from HTML: paragraphs and line breaks kept, list items
-/// bulleted, links written as `text (url)`, tags dropped, entities decoded.
-pub fn html_to_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    let mut href: Option<String> = None;
-    let mut link_text_start = 0;
-    let mut skip_until: Option<&str> = None;
-    while let Some(lt) = rest.find('<') {
-        if skip_until.is_none() {
-            out.push_str(&rest[..lt]);
-        }
-        let after = &rest[lt..];
-        let Some(gt) = after.find('>') else { break };
-        let tag = &after[1..gt];
-        rest = &after[gt + 1..];
-        let lower = tag.to_ascii_lowercase();
-        let name = lower
-            .trim_start_matches('/')
-            .split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or("");
-        let closing = lower.starts_with('/');
-        if let Some(end) = skip_until {
-            if closing && name == end {
-                skip_until = None;
-            }
-            continue;
-        }
-        match name {
-            "style" | "script" | "head" | "title" if !closing => {
-                skip_until = Some(match name {
-                    "style" => "style",
-                    "script" => "script",
-                    "head" => "head",
-                    _ => "title",
-                })
-            }
-            "br" => out.push('\n'),
-            "p" | "div" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "ul" | "ol" | "table"
-            | "tr" | "blockquote" => out.push_str("\n\n"),
-            "li" if !closing => out.push_str("\n- "),
-            "a" if !closing => {
-                href = attr(tag, "href");
-                link_text_start = out.len();
-            }
-            "a" if closing => {
-                if let Some(h) = href.take() {
-                    let text = out[link_text_start..].trim().to_string();
-                    if !h.is_empty() && text != h && !h.starts_with('#') {
-                        out.push_str(&format!(" ({h})"));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if skip_until.is_none() {
-        out.push_str(rest);
-    }
-    let decoded = decode_entities(&out);
-    let mut lines: Vec<String> = decoded
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    // Collapse runs of blank lines to one.
-    lines.dedup_by(|a, b| a.is_empty() && b.is_empty());
-    lines.join("\n").trim().to_string() + "\n"
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let lower = tag.to_ascii_lowercase();
-    let i = lower.find(&format!("{name}="))?;
-    let v = &tag[i + name.len() + 1..];
-    let (q, v) = match v.chars().next()? {
-        c @ ('"' | '\'') => (c, &v[1..]),
-        _ => (' ', v),
-    };
-    Some(decode_entities(v.split(q).next().unwrap_or("")))
-}
-
-/// HTML character references back to text (the ones templates and minijinja write).
+/// The character references minijinja's HTML escaping writes, back to text: for
+/// reading an `href` back out of rendered HTML (the text part goes through
+/// [`crate::funnel::plaintext`], which decodes every reference).
 pub(crate) fn decode_entities(s: &str) -> String {
     s.replace("&nbsp;", " ")
         .replace("&lt;", "<")
@@ -572,7 +525,7 @@ mod tests {
     use crate::domain::{EmailAddress, LeadId, StageId};
 
     fn lead(locale: Option<&str>) -> Lead {
-        let now = chrono::Utc::now();
+        let now = "2026-06-01T12:00:00Z".parse().unwrap();
         Lead {
             id: LeadId(7),
             email: EmailAddress::parse("ana@example.com").unwrap(),

@@ -276,12 +276,12 @@ pub fn lead_upsert(f: LeadFields<'_>, cfg: &Config) -> Result<LeadUpsert, String
     let email = EmailAddress::parse(f.email).map_err(|e| format!("email: {e}"))?;
     let stage = f
         .stage
-        .map(|s| cfg.funnel.stage(s).map_err(|e| format!("stage: {e}")))
+        .map(|s| cfg.stages.stage(s).map_err(|e| format!("stage: {e}")))
         .transpose()?;
     let locale = f
         .locale
         .map(|l| {
-            crate::funnel::templates::check_locale(l)
+            crate::funnel::locale::check_locale(l)
                 .map(|_| l.to_string())
                 .map_err(|e| format!("locale: {e}"))
         })
@@ -544,7 +544,7 @@ async fn flush_leads(
     if rows.is_empty() {
         return Ok(());
     }
-    let initial: StageId = cfg.funnel.initial().clone();
+    let initial: StageId = cfg.stages.initial().clone();
     for r in store
         .upsert_leads(rows, &initial, update_stage, now)
         .await?

@@ -417,7 +417,7 @@ async fn watch(app: App, shutdown: CancellationToken) {
         }
         settled = now;
         let old = app.funnel();
-        match reload::prepare(&old.config.path, &app.store, &old).await {
+        match reload::prepare(&old.config.path, &app.store, &old, chrono::Utc::now()).await {
             Ok(mut new) => {
                 let restart = reload::keep_restart_settings(&started, &mut new.config);
                 if !restart.is_empty() {

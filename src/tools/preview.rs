@@ -34,9 +34,9 @@ pub async fn preview(
 ) -> Result<Preview, AppError> {
     let (funnel, signer, lead) = match who {
         Who::Sample => {
-            let funnel = Arc::new(Funnel::load(config_path)?);
+            let funnel = Arc::new(Funnel::load(config_path, chrono::Utc::now())?);
             let lead =
-                crate::funnel::check::sample_lead(&funnel.config).map_err(AppError::Usage)?;
+                crate::funnel::check::sample_lead(&funnel.config, now).map_err(AppError::Usage)?;
             // Without a database there is no stored key: the link is only for show.
             let key = std::env::var(&funnel.config.http.signing_key_env)
                 .unwrap_or_else(|_| "preview".into());

@@ -56,7 +56,7 @@ pub async fn report(store: &Store, cfg: &Config, now: DateTime<Utc>) -> Result<R
     let rfc = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     let now_rows = store.stage_now(now).await?;
     let stays = store.stage_stays().await?;
-    let order: Vec<String> = cfg.funnel.stages.iter().map(|s| s.to_string()).collect();
+    let order: Vec<String> = cfg.stages.list.iter().map(|s| s.to_string()).collect();
     // Stages of the funnel in order, then any stage leads are in that it no longer has.
     let mut names = order.clone();
     names.extend(

@@ -4,11 +4,13 @@
 
 use crate::domain::time::parse_instant_or_date;
 use crate::domain::{Event, SendRecord, TemplateName};
-use crate::funnel::config::{Config, parse_yaml};
+use crate::funnel::Loaded;
+use crate::funnel::config::Config;
 use crate::funnel::leadspec::{LeadSpec, Scalar, when};
-use crate::funnel::templates::Templates;
-use crate::rules::{Action, Catalog, RuleSet};
+use crate::funnel::yaml;
+use crate::rules::{Action, RuleSet};
 use crate::store::LoadedLead;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -166,29 +168,25 @@ pub struct TestRun {
 /// [`crate::rules::RULE_TIME_BUDGET`]).
 pub const TEST_TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Runs every test in `rules/tests/*.yaml` whose name contains `filter`.
-pub fn run(cfg: &Config, filter: Option<&str>) -> TestRun {
+/// Runs every test in `rules/tests/*.yaml` whose name contains `filter`, against the
+/// rules of `loaded` that compiled (a broken template or rule fails only the tests
+/// that need it).
+pub fn run(loaded: Loaded, filter: Option<&str>) -> TestRun {
     let mut out = TestRun::default();
-    let (templates, _) = Templates::load_partial(&cfg.templates_dir(), &cfg.root);
-    let catalog = Catalog {
-        stages: cfg.funnel.stages.clone(),
-        templates: templates.ids(),
-    };
-    let (rules, broken) = match RuleSet::load(&cfg.rules_dir(), &cfg.root, catalog) {
-        Ok((mut set, errs)) => {
-            out.rule_errors = errs.iter().map(|e| e.to_string()).collect();
-            // A test's verdict must not depend on how busy the machine is: here the
-            // operation limit stops a runaway loop, and only a rule slower than this
-            // (far beyond the daemon's budget) is stopped by the clock.
-            set.time_budget = TEST_TIME_BUDGET;
-            (set, errs)
-        }
-        Err(e) => {
-            out.malformed
-                .push(format!("{}: {e}", cfg.display_path(&cfg.rules_dir())));
-            return out;
-        }
-    };
+    if let Some(e) = &loaded.rules_unreadable {
+        let cfg = &loaded.funnel.config;
+        out.malformed
+            .push(format!("{}: {e}", cfg.display_path(&cfg.rules_dir())));
+        return out;
+    }
+    out.rule_errors = loaded.rule_errors.iter().map(|e| e.to_string()).collect();
+    let broken = loaded.rule_errors;
+    let cfg = &loaded.funnel.config;
+    let mut rules = loaded.funnel.rules;
+    // A test's verdict must not depend on how busy the machine is: here the
+    // operation limit stops a runaway loop, and only a rule slower than this
+    // (far beyond the daemon's budget) is stopped by the clock.
+    rules.time_budget = TEST_TIME_BUDGET;
     let dir = cfg.rules_dir().join("tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|rd| {
@@ -202,7 +200,7 @@ pub fn run(cfg: &Config, filter: Option<&str>) -> TestRun {
         let shown = cfg.display_path(&path);
         let cases: Vec<Case> = match std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
-            .and_then(|s| parse_yaml(&s).map_err(|e| e.to_string()))
+            .and_then(|s| yaml::parse(&s).map_err(|e| e.to_string()))
         {
             Ok(c) => c,
             Err(e) => {
@@ -247,6 +245,29 @@ fn run_case(
     case: &Case,
 ) -> Result<(Vec<String>, Vec<String>), String> {
     let now = parse_instant_or_date(&case.now).map_err(|e| format!("now: {e}"))?;
+    let history = case_history(cfg, case, now)?;
+    let mut failure = named_rules(rules, broken, case)?;
+    let (ev, output) = crate::rules::capture_output(|| {
+        rules.evaluate_only(history, now, cfg.default_timezone(), case.rules.as_deref())
+    });
+    let mut actual: Vec<String> = ev.actions.iter().map(|(_, a)| describe(a)).collect();
+    let mut want: Vec<String> = Vec::new();
+    for e in &case.expect {
+        want.extend(expected(e).map_err(|m| format!("expect: {m}"))?);
+    }
+    actual.sort();
+    want.sort();
+    for e in &ev.errors {
+        failure.push(format!("rule error: {e}"));
+    }
+    if actual != want {
+        failure.extend(diff(&want, &actual));
+    }
+    Ok((failure, output))
+}
+
+/// The lead of a test with its events and sends, at times relative to `now`.
+fn case_history(cfg: &Config, case: &Case, now: DateTime<Utc>) -> Result<LoadedLead, String> {
     let lead = case
         .lead
         .to_lead(cfg, now)
@@ -277,63 +298,56 @@ fn run_case(
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    Ok(LoadedLead {
+        lead,
+        events,
+        older: Default::default(),
+        sends,
+    })
+}
+
+/// The rules a test names (`rules:`): one that does not compile fails the test (the
+/// failure lines); one that is not there at all makes the test malformed (`Err`).
+fn named_rules(
+    rules: &RuleSet,
+    broken: &[crate::rules::RuleError],
+    case: &Case,
+) -> Result<Vec<String>, String> {
     let mut failure = Vec::new();
-    if let Some(names) = &case.rules {
-        for n in names {
-            // A rule that is there but does not compile fails the test, by name.
-            if let Some(e) = broken.iter().find(|e| &e.rule == n) {
-                failure.push(format!(
-                    "rule `{n}` does not compile: {}:{}:{}: {}",
-                    e.file, e.line, e.col, e.message
-                ));
-                continue;
-            }
-            if !rules.rules.iter().any(|r| &r.name == n) {
-                return Err(format!(
-                    "rules: no rule `{n}`; the rules are {}",
-                    rules.rule_names().join(", ")
-                ));
-            }
+    for n in case.rules.iter().flatten() {
+        if let Some(e) = broken.iter().find(|e| &e.rule == n) {
+            failure.push(format!(
+                "rule `{n}` does not compile: {}:{}:{}: {}",
+                e.file, e.line, e.col, e.message
+            ));
+            continue;
+        }
+        if !rules.rules.iter().any(|r| &r.name == n) {
+            return Err(format!(
+                "rules: no rule `{n}`; the rules are {}",
+                rules.rule_names().join(", ")
+            ));
         }
     }
-    let (ev, output) = crate::rules::capture_output(|| {
-        rules.evaluate_only(
-            LoadedLead {
-                lead,
-                events,
-                older: Default::default(),
-                sends,
-            },
-            now,
-            cfg.default_timezone(),
-            case.rules.as_deref(),
-        )
-    });
-    let mut actual: Vec<String> = ev.actions.iter().map(|(_, a)| describe(a)).collect();
-    let mut want: Vec<String> = Vec::new();
-    for e in &case.expect {
-        want.extend(expected(e).map_err(|m| format!("expect: {m}"))?);
-    }
-    actual.sort();
-    want.sort();
-    for e in &ev.errors {
-        failure.push(format!("rule error: {e}"));
-    }
-    if actual != want {
-        failure.push("expected (-) and actual (+) actions differ:".into());
-        let mut a = actual.clone();
-        for w in &want {
-            match a.iter().position(|x| x == w) {
-                Some(i) => {
-                    a.remove(i);
-                    failure.push(format!("    {w}"));
-                }
-                None => failure.push(format!("  - {w}")),
+    Ok(failure)
+}
+
+/// Expected (`-`) and actual (`+`) actions, both sorted, as failure lines; the ones
+/// in both are shown indented.
+fn diff(want: &[String], actual: &[String]) -> Vec<String> {
+    let mut out = vec!["expected (-) and actual (+) actions differ:".to_string()];
+    let mut a = actual.to_vec();
+    for w in want {
+        match a.iter().position(|x| x == w) {
+            Some(i) => {
+                a.remove(i);
+                out.push(format!("    {w}"));
             }
+            None => out.push(format!("  - {w}")),
         }
-        failure.extend(a.iter().map(|x| format!("  + {x}")));
     }
-    Ok((failure, output))
+    out.extend(a.iter().map(|x| format!("  + {x}")));
+    out
 }
 
 /// Printed lines shown under a test that passed (all are shown under a failure).

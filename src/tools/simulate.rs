@@ -145,7 +145,8 @@ fn check_options(opts: &Options) -> Result<(), AppError> {
 /// the leads come from a CSV), with a dry mailer and links nobody follows. The folder
 /// lives as long as the returned guard.
 async fn scratch_app(config_path: &Path, opts: &Options) -> Result<(App, TempDir), AppError> {
-    let mut config = Config::load(config_path).map_err(|e| AppError::Funnel(e.into()))?;
+    let mut config =
+        Config::load(config_path, opts.from).map_err(|e| AppError::Funnel(e.into()))?;
     let scratch = tempfile::Builder::new()
         .prefix("embudo-simulate-")
         .tempdir()
@@ -247,7 +248,7 @@ async fn summarise(
         event_reactions: counts.reactions,
         campaign_firings: counts.fired,
         leads: stages.len(),
-        funnel: summarise_funnel(&funnel.config.funnel.stages, &stages, &moves),
+        funnel: summarise_funnel(&funnel.config.stages.list, &stages, &moves),
         emails: summarise_emails(&sends),
         timeline,
         rule_errors: counts

@@ -169,7 +169,11 @@ impl Folder {
 
     /// The library's view of this folder's database.
     pub async fn store(&self) -> embudo::store::Store {
-        let cfg = embudo::funnel::config::Config::load(&self.path().join("embudo.yaml")).unwrap();
+        let cfg = embudo::funnel::config::Config::load(
+            &self.path().join("embudo.yaml"),
+            chrono::Utc::now(),
+        )
+        .unwrap();
         embudo::store::Store::open_and_migrate(&cfg.database)
             .await
             .unwrap()

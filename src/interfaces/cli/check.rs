@@ -1,6 +1,7 @@
 //! `embudo check [--smtp]`: every problem of the folder at once, in the manner of rustc.
 
 use crate::app::AppError;
+use crate::clock::Clock;
 use crate::funnel::check;
 use crate::funnel::config::Config;
 use std::path::Path;
@@ -17,7 +18,7 @@ pub struct Args {
 /// Exit 0 when clean; 1 for problems in the folder; 2 for problems in embudo.yaml.
 pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
     // Every problem at once: the config's (exit 2) and the folder's (exit 1).
-    let checked = match check::check_all(config) {
+    let checked = match check::check_all(config, Clock::system().now()) {
         Ok(c) => c,
         Err(crate::funnel::FunnelError::Config(e)) => {
             eprint!("{}", check::config_diagnostic(&e).render());
@@ -25,10 +26,10 @@ pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
         }
         Err(e) => return Err(AppError::Funnel(e)),
     };
-    for w in check::warnings(config) {
+    for w in &checked.warnings {
         println!("{}", w.render_as("warning"));
     }
-    for n in check::notes(config) {
+    for n in &checked.notes {
         println!("{}", n.render_as("note"));
     }
     for p in &checked.config {
@@ -48,10 +49,7 @@ pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
     if !args.smtp {
         return Ok(code);
     }
-    let Ok((cfg, _)) = Config::load_all(config) else {
-        return Ok(code);
-    };
-    Ok(code.max(smtp(&cfg).await))
+    Ok(code.max(smtp(&checked.settings).await))
 }
 
 /// `check --smtp`: talks to the SMTP server and prints what it offers; 1 when embudo

@@ -18,16 +18,15 @@ pub struct Args {
 }
 
 pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
-    let store = open::existing_store(config, "forget").await?;
+    let now = Clock::held_or_system(args.now).now();
+    let store = open::existing_store(config, "forget", now).await?;
     let lead = &args.lead;
     let Some(id) = store.find_lead_id(lead).await? else {
         return Err(AppError::Usage(format!(
             "no lead `{lead}`; name a lead by its email or id"
         )));
     };
-    let email = store
-        .forget(id, Clock::held_or_system(args.now).now())
-        .await?;
+    let email = store.forget(id, now).await?;
     println!(
         "forgot lead {id} ({}): its data is erased; a hash of the address stays in the suppression list",
         email.map(|e| e.to_string()).unwrap_or_default()

@@ -8,13 +8,14 @@ use crate::store::Store;
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
-pub fn config(path: &Path) -> Result<Config, AppError> {
-    Config::load(path).map_err(|e| AppError::Funnel(e.into()))
+/// The config alone; `now` judges what depends on the date (a campaign's dates).
+pub fn config(path: &Path, now: DateTime<Utc>) -> Result<Config, AppError> {
+    Config::load(path, now).map_err(|e| AppError::Funnel(e.into()))
 }
 
 /// The funnel's database, created and migrated if need be.
-pub async fn store(path: &Path) -> Result<Store, AppError> {
-    let cfg = config(path)?;
+pub async fn store(path: &Path, now: DateTime<Utc>) -> Result<Store, AppError> {
+    let cfg = config(path, now)?;
     Ok(Store::open_and_migrate(&cfg.database).await?)
 }
 
@@ -22,8 +23,12 @@ pub async fn store(path: &Path) -> Result<Store, AppError> {
 /// outbox, forget) on a new, empty database would report success while the running
 /// daemon, on the real one, goes on. That happens when embudo.yaml is half-saved or
 /// names another database.
-pub async fn existing_store(path: &Path, what: &str) -> Result<Store, AppError> {
-    let cfg = config(path)?;
+pub async fn existing_store(
+    path: &Path,
+    what: &str,
+    now: DateTime<Utc>,
+) -> Result<Store, AppError> {
+    let cfg = config(path, now)?;
     if let Some(file) = crate::store::sqlite_file(&cfg.database)
         && !file.exists()
     {

@@ -92,7 +92,7 @@ impl Change {
 }
 
 pub async fn run(config: &Path, action: Action) -> Result<i32, AppError> {
-    let store = open::existing_store(config, "outbox").await?;
+    let store = open::existing_store(config, "outbox", Clock::system().now()).await?;
     match action {
         Action::List { filter, limit } => list(&store, filter, limit).await,
         Action::Retry(change) => {

@@ -3,6 +3,7 @@
 
 use super::open;
 use crate::app::AppError;
+use crate::clock::Clock;
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
@@ -15,7 +16,7 @@ pub struct Args {
 pub async fn run(config: &Path, args: Args, pause: bool) -> Result<i32, AppError> {
     let campaign = args.campaign;
     if let Some(c) = &campaign {
-        let cfg = open::config(config)?;
+        let cfg = open::config(config, Clock::system().now())?;
         if !cfg.campaigns.iter().any(|x| &x.id == c) {
             let ids: Vec<&str> = cfg.campaigns.iter().map(|x| x.id.as_str()).collect();
             return Err(AppError::Usage(format!(
@@ -29,7 +30,8 @@ pub async fn run(config: &Path, args: Args, pause: bool) -> Result<i32, AppError
             )));
         }
     }
-    let store = open::existing_store(config, if pause { "pause" } else { "resume" }).await?;
+    let what = if pause { "pause" } else { "resume" };
+    let store = open::existing_store(config, what, Clock::system().now()).await?;
     store.set_paused(campaign.as_deref(), pause).await?;
     let what = campaign
         .map(|c| format!("campaign `{c}`"))

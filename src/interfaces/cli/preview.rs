@@ -49,7 +49,7 @@ pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
         println!("wrote {}", file.display());
     }
     if let Some(to) = &to {
-        let store = open::store(config).await?;
+        let store = open::store(config, now).await?;
         p.send_to(&store, to, now).await?;
         println!("sent `{template}` to {to} (a test send: no outbox row)");
     }

@@ -19,8 +19,8 @@ pub struct Args {
 }
 
 pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
-    let store = open::store(config).await?;
     let now = Clock::held_or_system(args.now).now();
+    let store = open::store(config, now).await?;
     if let Some(file) = args.file {
         let (n, bad) = operator::unsubscribe_file(&store, &file, now).await?;
         println!("unsubscribed {n} address(es) from {}", file.display());

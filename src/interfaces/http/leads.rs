@@ -68,7 +68,7 @@ pub(super) async fn post_leads(
                 .map_err(|e| ApiError::item("leads", i, e))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let initial = funnel.config.funnel.initial();
+    let initial = funnel.config.stages.initial();
     let stored = store_leads(
         &api.app.store,
         &rows,
