@@ -13,7 +13,7 @@ use crate::funnel::Funnel;
 use crate::funnel::config::{Campaign, Missed};
 use crate::rules::RuleError;
 use crate::store::{FiringState, LoadedLead, Store, StoreError};
-use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 use std::sync::Arc;
 
@@ -432,15 +432,7 @@ fn audience_crash(file: &str, why: &str) -> RuleError {
     }
 }
 
-/// `date` at `time` in `tz`; a time in a skipped hour moves to the first valid instant
-/// after it, a repeated one is its first occurrence.
+/// `date` at `time` in `tz`, daylight-saving safe.
 fn local_instant(tz: Tz, date: NaiveDate, time: chrono::NaiveTime) -> DateTime<Utc> {
-    let mut probe = date.and_time(time);
-    for _ in 0..8 {
-        if let Some(t) = tz.from_local_datetime(&probe).earliest() {
-            return t.with_timezone(&Utc);
-        }
-        probe += TimeDelta::minutes(15);
-    }
-    Utc.from_utc_datetime(&date.and_time(time))
+    crate::domain::time::local_to_instant(tz, date.and_time(time))
 }
