@@ -181,7 +181,7 @@ impl Chain {
                     return;
                 }
                 let why = if e.is_panic() {
-                    format!("panicked: {}", super::panic_text(e.into_panic()))
+                    format!("panicked: {}", super::supervise::panic_text(e.into_panic()))
                 } else {
                     e.to_string()
                 };
