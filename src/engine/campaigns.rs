@@ -269,15 +269,15 @@ impl Late {
             return Handling::Coalesced;
         }
         let earlier = |verb: &str| {
-            (self.firings.len() > 1)
-                .then(|| {
-                    format!(
-                        "; {} earlier firing(s) since {} were missed{verb}",
-                        self.firings.len() - 1,
-                        self.firings[0].to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    )
-                })
-                .unwrap_or_default()
+            if self.firings.len() > 1 {
+                format!(
+                    "; {} earlier firing(s) since {} were missed{verb}",
+                    self.firings.len() - 1,
+                    self.firings[0].to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            } else {
+                String::new()
+            }
         };
         if c.missed == Missed::CatchUp && now - at <= self.grace {
             return Handling::Fire(Some(format!(

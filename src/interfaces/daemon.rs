@@ -13,9 +13,9 @@ use crate::app::{App, AppError};
 use crate::clock::Clock;
 use crate::funnel::reload;
 use jobs::Jobs;
-use supervise::supervise;
 use std::sync::Arc;
 use std::time::Duration;
+use supervise::supervise;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
