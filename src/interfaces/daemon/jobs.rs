@@ -237,3 +237,85 @@ impl Drop for Running {
         self.0.0.1.notify_waiters();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A firing on a shifted clock (`run --now`) runs at its instant of that clock,
+    /// never before it, and is told which firing it is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_step_runs_at_its_instant_on_the_daemons_clock() {
+        let clock = Clock::starting_at("2026-03-29T00:59:58Z".parse().unwrap());
+        let shutdown = CancellationToken::new();
+        let jobs = Jobs::start(clock, Health::new(), shutdown.clone())
+            .await
+            .unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        jobs.chain("test", move |firing| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push((firing, clock.now()));
+                match firing {
+                    Firing::Start => Next::At("2026-03-29T01:00:00Z".parse().unwrap()),
+                    Firing::Due(_) => Next::Stop,
+                }
+            }
+        });
+        until("the firing", || seen.lock().unwrap().len() == 2).await;
+        let (firing, ran) = seen.lock().unwrap()[1];
+        let at = "2026-03-29T01:00:00Z".parse().unwrap();
+        assert_eq!(firing, Firing::Due(at));
+        assert!(
+            ran >= at && ran - at < chrono::TimeDelta::seconds(1),
+            "{ran}"
+        );
+        shutdown.cancel();
+        jobs.finished().await;
+    }
+
+    /// A step that panics is reported to health and run again after the backoff; once
+    /// it runs through, health says it is up again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_step_that_panics_is_reported_and_restarted() {
+        let health = Health::new();
+        let shutdown = CancellationToken::new();
+        let jobs = Jobs::start(Clock::system(), health.clone(), shutdown.clone())
+            .await
+            .unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        jobs.chain("test", move |_| {
+            let r = r.clone();
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("the first run fails");
+                }
+                Next::Stop
+            }
+        });
+        until("reported down", || {
+            health
+                .problems()
+                .iter()
+                .any(|p| p.contains("task `test` is down") && p.contains("the first run fails"))
+        })
+        .await;
+        until("restarted and up", || {
+            runs.load(Ordering::SeqCst) == 2 && health.problems().is_empty()
+        })
+        .await;
+        shutdown.cancel();
+        jobs.finished().await;
+    }
+}
