@@ -49,7 +49,7 @@ pub async fn run(
     greet(&app, &clock, &options).await;
     let jobs = Jobs::start(clock, app.health.clone(), shutdown.clone())
         .await
-        .map_err(|e| AppError::Usage(format!("the job scheduler did not start: {e}")))?;
+        .map_err(|e| AppError::Scheduler(e.to_string()))?;
     let wake_sender = Arc::new(Notify::new());
     schedule_jobs(&jobs, &app, clock, &wake_sender);
     let all = async {
