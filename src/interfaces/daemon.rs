@@ -39,6 +39,9 @@ impl Default for Options {
     }
 }
 
+/// Runs the daemon until `shutdown` (SIGTERM, Ctrl-C): then the scheduler stops, each
+/// task finishes its unit of work, and the daemon exits, after `shutdown_timeout` at
+/// the latest.
 pub async fn run(
     app: App,
     clock: Clock,
