@@ -113,6 +113,7 @@ impl Jobs {
         // Whole seconds, rounded down: the scheduler adds them to the current whole
         // second, so the job fires at or before `at`, and `fire` waits for the rest.
         let wait = Duration::from_secs(wait.as_secs());
+        let name = chain.name;
         let in_flight = self.in_flight.clone();
         let job = Job::new_one_shot_async(wait, move |_, _| {
             let chain = chain.clone();
@@ -127,7 +128,10 @@ impl Jobs {
             Err(e) => Err(e),
         };
         if let Err(e) = added {
-            tracing::error!(error = %e, "a job could not be scheduled");
+            // Nothing will run this job again: /healthz says so until a restart.
+            tracing::error!(task = name, error = %e, "the daemon's {name} job could not be scheduled; it stops");
+            self.health
+                .task_down(name, format!("its next firing could not be scheduled: {e}"));
         }
     }
 }
