@@ -75,3 +75,111 @@ fn required_tls_never_falls_back_to_plaintext() {
     let out = f.run(&["tick", "--now", "2026-03-02T10:00:00Z"], 0);
     assert!(stdout(&out).contains("sent 1"), "{}", stdout(&out));
 }
+
+/// A campaign each, in Europe/Madrid, for these crons.
+fn madrid_campaigns(crons: &[(&str, &str)]) -> Folder {
+    let mut yaml = String::from(
+        "funnel: { stages: [customer] }\nschedule: { tick: \"0 0 0 1 1 *\", timezone: Europe/Madrid }\nsmtp: { url: \"file://./mail\", from: \"Shop <shop@example.com>\" }\ncampaigns:\n",
+    );
+    for (id, cron) in crons {
+        yaml.push_str(&format!(
+            "  - id: {id}\n    schedule: {{ cron: \"{cron}\" }}\n    audience: 'true'\n    template: a\n"
+        ));
+    }
+    Folder::with_files(&[
+        ("embudo.yaml", &yaml),
+        ("templates/a.html", "---\nsubject: \"A\"\n---\n<p>A</p>\n"),
+    ])
+}
+
+/// Each recorded firing: campaign → (its scheduled instant, the daemon's clock when
+/// it began), read straight from the database.
+async fn firings(
+    f: &Folder,
+) -> std::collections::BTreeMap<
+    String,
+    (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(f.path().join("embudo.db"))
+        .read_only(true);
+    let Ok(mut db) = sqlx::ConnectOptions::connect(&options).await else {
+        return Default::default();
+    };
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT campaign, scheduled_at, started_at FROM campaign_firings")
+            .fetch_all(&mut db)
+            .await
+            .unwrap_or_default();
+    let t = |ms| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+    rows.into_iter()
+        .map(|(c, s, b)| (c, (t(s), t(b))))
+        .collect()
+}
+
+/// Waits (on the real clock) until `campaign` has fired, and checks it fired at
+/// `expected` (UTC): scheduled then, and begun by the daemon's clock within the
+/// scheduler's resolution after it, never before.
+async fn fired_at(f: &Folder, daemon: &Daemon, campaign: &str, expected: &str) {
+    let expected: chrono::DateTime<chrono::Utc> = expected.parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (scheduled, began) = loop {
+        if let Some(f) = firings(f).await.get(campaign) {
+            break *f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{campaign}` never fired:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(scheduled, expected, "{campaign}: {}", daemon.log());
+    assert!(
+        began >= expected && began - expected < chrono::TimeDelta::seconds(2),
+        "{campaign} scheduled at {expected} began at {began}"
+    );
+}
+
+/// Spring forward in Madrid (29 March 2026, 02:00 CET → 03:00 CEST, at 01:00 UTC): a
+/// daemon started before the change fires a firing on each side at its UTC instant,
+/// one at 03:00 CEST and one in the skipped hour at the end of the gap, not an hour
+/// off as a scheduler that kept the offset it started with would.
+#[tokio::test]
+async fn the_daemons_scheduler_fires_madrid_crons_on_both_sides_of_spring_forward() {
+    let f = madrid_campaigns(&[
+        ("before", "58 59 1 * * *"),
+        ("three", "0 0 3 * * *"),
+        ("gap", "0 30 2 * * *"),
+    ]);
+    // 01:59:55 CET.
+    let daemon = Daemon::start(&f, &["--now", "2026-03-29T00:59:55Z"]);
+    fired_at(&f, &daemon, "before", "2026-03-29T00:59:58Z").await;
+    fired_at(&f, &daemon, "three", "2026-03-29T01:00:00Z").await;
+    fired_at(&f, &daemon, "gap", "2026-03-29T01:00:00Z").await;
+    daemon.stop();
+}
+
+/// Fall back in Madrid (25 October 2026, 03:00 CEST → 02:00 CET, at 01:00 UTC): a
+/// daemon started before the change fires 02:59:58 CEST at its UTC instant and does
+/// not fire 03:00 at the change (03:00 CEST never comes; 03:00 CET is an hour later);
+/// started again before 03:00 CET, it fires then.
+#[tokio::test]
+async fn the_daemons_scheduler_fires_madrid_crons_on_both_sides_of_fall_back() {
+    let f = madrid_campaigns(&[("before", "58 59 2 * * *"), ("three", "0 0 3 * * *")]);
+    // 02:59:55 CEST.
+    let daemon = Daemon::start(&f, &["--now", "2026-10-25T00:59:55Z"]);
+    fired_at(&f, &daemon, "before", "2026-10-25T00:59:58Z").await;
+    // Past 01:00 UTC on the daemon's clock: 02:00:02 CET, and `three` has not fired.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !firings(&f).await.contains_key("three"),
+        "03:00 fired at the change:\n{}",
+        daemon.log()
+    );
+    daemon.stop();
+    // 02:59:57 CET.
+    let daemon = Daemon::start(&f, &["--now", "2026-10-25T01:59:57Z"]);
+    fired_at(&f, &daemon, "three", "2026-10-25T02:00:00Z").await;
+    daemon.stop();
+}

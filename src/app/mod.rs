@@ -37,6 +37,9 @@ pub enum AppError {
     /// An email that could not be sent now (a test send): a runtime failure.
     #[error("{0}")]
     Send(String),
+    /// The daemon's job scheduler (tokio-cron-scheduler) did not start.
+    #[error("the job scheduler did not start: {0}")]
+    Scheduler(String),
 }
 
 impl AppError {

@@ -13,9 +13,10 @@ use crate::funnel::Funnel;
 use crate::funnel::config::{Campaign, Missed};
 use crate::rules::RuleError;
 use crate::store::{FiringState, LoadedLead, Store, StoreError};
-use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// A firing handled more than this after its time was missed (no daemon or tick ran).
 pub const ON_TIME: TimeDelta = TimeDelta::minutes(15);
@@ -141,76 +142,62 @@ pub async fn fire_due(
 ) -> Result<Vec<FireReport>, StoreError> {
     let mut out = Vec::new();
     for c in &funnel.config.campaigns {
-        let tz = zone(c, funnel);
-        let first_seen = store.campaign_first_seen(&c.id, now).await?;
-        if !funnel.templates.contains(c.template.as_str()) {
-            let why = format!(
-                "not fired: its template `{}` does not exist; add templates/{}.html (embudo check)",
-                c.template, c.template
-            );
-            tracing::error!(campaign = %c.id, "{why}");
-            out.push(FireReport {
-                campaign: c.id.clone(),
-                problem: Some(why),
-                ..Default::default()
-            });
+        out.extend(fire_campaign_due(store, funnel, c, now).await?);
+    }
+    Ok(out)
+}
+
+/// The firings of one campaign due at `now`: a firing a crash left running is
+/// resumed, then each scheduled one not yet handled is fired, caught up or skipped.
+async fn fire_campaign_due(
+    store: &Store,
+    funnel: &Arc<Funnel>,
+    c: &Campaign,
+    now: DateTime<Utc>,
+) -> Result<Vec<FireReport>, StoreError> {
+    let tz = zone(c, funnel);
+    let first_seen = store.campaign_first_seen(&c.id, now).await?;
+    if !funnel.templates.contains(c.template.as_str()) {
+        let why = format!(
+            "not fired: its template `{}` does not exist; add templates/{}.html (embudo check)",
+            c.template, c.template
+        );
+        tracing::error!(campaign = %c.id, "{why}");
+        return Ok(vec![FireReport {
+            campaign: c.id.clone(),
+            problem: Some(why),
+            ..Default::default()
+        }]);
+    }
+    let mut out = Vec::new();
+    let last = store.last_firing(&c.id).await?;
+    if let Some(last) = last.as_ref().filter(|l| l.state == FiringState::Running) {
+        let spec = FireSpec {
+            key: last.key.clone(),
+            scheduled_at: last.scheduled_at,
+            audience_at: last.scheduled_at.min(now),
+            note: last.note.clone(),
+            dry: false,
+        };
+        out.push(fire(store, funnel, c, &spec, now).await?);
+    }
+    // A firing at the very instant the campaign was first loaded counts; firings
+    // before it never fire.
+    let loaded = first_seen - TimeDelta::milliseconds(1);
+    let since = last.map_or(loaded, |l| l.scheduled_at.max(loaded));
+    let due: Vec<DateTime<Utc>> = schedule::between(&c.schedule.cron, tz, since, now, 100_000)
+        .into_iter()
+        .filter(|t| *t >= first_seen && in_window(c, tz, *t))
+        .collect();
+    let late = Late::among(c, &due, now);
+    for at in due {
+        let key = key_for(c, tz, at);
+        if store.firing(&c.id, &key).await?.is_some() {
             continue;
         }
-        let last = store.last_firing(&c.id).await?;
-        // Resume a firing a crash left running.
-        if let Some(last) = last.as_ref().filter(|l| l.state == FiringState::Running) {
-            let spec = FireSpec {
-                key: last.key.clone(),
-                scheduled_at: last.scheduled_at,
-                audience_at: last.scheduled_at.min(now),
-                note: last.note.clone(),
-                dry: false,
-            };
-            out.push(fire(store, funnel, c, &spec, now).await?);
-        }
-        // A firing at the very instant the campaign was first loaded counts.
-        let loaded = first_seen - TimeDelta::milliseconds(1);
-        let since = match &last {
-            Some(l) => l.scheduled_at.max(loaded),
-            None => loaded,
-        };
-        // Firings before the campaign was first loaded never fire.
-        let due: Vec<DateTime<Utc>> = schedule::between(&c.schedule.cron, tz, since, now, 100_000)
-            .into_iter()
-            .filter(|t| *t >= first_seen && in_window(c, tz, *t))
-            .collect();
-        let grace = c.grace.as_ref().map(|g| g.0).unwrap_or(DEFAULT_GRACE);
-        let late: Vec<DateTime<Utc>> = due.iter().copied().filter(|t| now - *t > ON_TIME).collect();
-        let last_late = late.last().copied();
-        for at in due {
-            let key = key_for(c, tz, at);
-            if store.firing(&c.id, &key).await?.is_some() {
-                continue;
-            }
-            let is_late = now - at > ON_TIME;
-            let catch_up =
-                c.missed == Missed::CatchUp && now - at <= grace && Some(at) == last_late;
-            if is_late && !catch_up {
-                // One record for a run of missed firings: the latest, counting the rest.
-                if Some(at) != last_late {
-                    continue;
-                }
-                let mut why = match c.missed {
-                    Missed::Skip => {
-                        "missed: no daemon or tick ran at its time (missed: skip)".to_string()
-                    }
-                    Missed::CatchUp => format!(
-                        "missed: older than its grace ({})",
-                        crate::domain::time::format_duration(grace)
-                    ),
-                };
-                if late.len() > 1 {
-                    why.push_str(&format!(
-                        "; {} earlier firing(s) since {} were missed too",
-                        late.len() - 1,
-                        late[0].to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ));
-                }
+        match late.handling(c, at) {
+            Handling::Coalesced => {}
+            Handling::Skip(why) => {
                 tracing::warn!(campaign = %c.id, key = %key, scheduled = %at, "firing skipped: {why}");
                 store
                     .finish_firing(&c.id, &key, at, FiringState::Skipped, 0, 0, Some(&why), now)
@@ -222,40 +209,98 @@ pub async fn fire_due(
                     skipped: Some(why),
                     ..Default::default()
                 });
-                continue;
             }
-            let note = is_late.then(|| {
-                let mut n = format!(
-                    "caught up {} late (missed: catch_up)",
-                    crate::domain::time::format_duration(now - at)
-                );
-                if late.len() > 1 {
-                    n.push_str(&format!(
-                        "; {} earlier firing(s) since {} were missed",
-                        late.len() - 1,
-                        late[0].to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ));
+            Handling::Fire(note) => {
+                if let Some(n) = &note {
+                    tracing::warn!(campaign = %c.id, key = %key, scheduled = %at, "{n}");
                 }
-                tracing::warn!(campaign = %c.id, key = %key, scheduled = %at, "{n}");
-                n
-            });
-            let spec = FireSpec {
-                key,
-                scheduled_at: at,
-                audience_at: at,
-                note,
-                dry: false,
-            };
-            out.push(fire(store, funnel, c, &spec, now).await?);
+                let spec = FireSpec {
+                    key,
+                    scheduled_at: at,
+                    audience_at: at,
+                    note,
+                    dry: false,
+                };
+                out.push(fire(store, funnel, c, &spec, now).await?);
+            }
         }
     }
     Ok(out)
 }
 
+/// What becomes of one due firing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Handling {
+    /// Fired, with a note when it is caught up late.
+    Fire(Option<String>),
+    /// Recorded as skipped, with why (the latest of a run of missed firings).
+    Skip(String),
+    /// A missed firing counted in the latest one's record, not recorded itself.
+    Coalesced,
+}
+
+/// The due firings handled more than [`ON_TIME`] after their time, at `now`.
+struct Late {
+    now: DateTime<Utc>,
+    /// In order; the last is the one a run of missed firings is recorded (or caught
+    /// up) as.
+    firings: Vec<DateTime<Utc>>,
+    grace: TimeDelta,
+}
+
+impl Late {
+    fn among(c: &Campaign, due: &[DateTime<Utc>], now: DateTime<Utc>) -> Late {
+        Late {
+            now,
+            firings: due.iter().copied().filter(|t| now - *t > ON_TIME).collect(),
+            grace: c.grace.as_ref().map(|g| g.0).unwrap_or(DEFAULT_GRACE),
+        }
+    }
+
+    /// On time: fired. Late: the latest of the run is caught up (`missed: catch_up`,
+    /// within its grace) or recorded as skipped, counting the others.
+    fn handling(&self, c: &Campaign, at: DateTime<Utc>) -> Handling {
+        let now = self.now;
+        let latest = self.firings.last() == Some(&at);
+        if now - at <= ON_TIME {
+            return Handling::Fire(None);
+        }
+        if !latest {
+            return Handling::Coalesced;
+        }
+        let earlier = |verb: &str| {
+            if self.firings.len() > 1 {
+                format!(
+                    "; {} earlier firing(s) since {} were missed{verb}",
+                    self.firings.len() - 1,
+                    self.firings[0].to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            } else {
+                String::new()
+            }
+        };
+        if c.missed == Missed::CatchUp && now - at <= self.grace {
+            return Handling::Fire(Some(format!(
+                "caught up {} late (missed: catch_up){}",
+                crate::domain::time::format_duration(now - at),
+                earlier("")
+            )));
+        }
+        let why = match c.missed {
+            Missed::Skip => "missed: no daemon or tick ran at its time (missed: skip)".to_string(),
+            Missed::CatchUp => format!(
+                "missed: older than its grace ({})",
+                crate::domain::time::format_duration(self.grace)
+            ),
+        };
+        Handling::Skip(format!("{why}{}", earlier(" too")))
+    }
+}
+
 /// Carries out one firing of `c` at `now`: the audience is judged at
 /// `spec.audience_at` page by page and each page's emails queued, so a crash loses
 /// nothing and a resumed firing adds only what is missing. A dry spec counts and
-/// samples, and writes nothing.
+/// samples, and writes nothing. Runs in a span naming the campaign and the firing.
 pub async fn fire(
     store: &Store,
     funnel: &Arc<Funnel>,
@@ -263,7 +308,20 @@ pub async fn fire(
     spec: &FireSpec,
     now: DateTime<Utc>,
 ) -> Result<FireReport, StoreError> {
-    let (key, scheduled_at, dry) = (spec.key.as_str(), spec.scheduled_at, spec.dry);
+    let span = tracing::info_span!("campaign firing", campaign = %c.id, at = %spec.scheduled_at);
+    fire_in_span(store, funnel, c, spec, now)
+        .instrument(span)
+        .await
+}
+
+async fn fire_in_span(
+    store: &Store,
+    funnel: &Arc<Funnel>,
+    c: &Campaign,
+    spec: &FireSpec,
+    now: DateTime<Utc>,
+) -> Result<FireReport, StoreError> {
+    let (key, scheduled_at) = (spec.key.as_str(), spec.scheduled_at);
     let mut report = FireReport {
         campaign: c.id.clone(),
         key: key.to_string(),
@@ -277,19 +335,39 @@ pub async fn fire(
         ));
         return Ok(report);
     }
-    if !dry {
+    if !spec.dry {
         store.begin_firing(&c.id, key, scheduled_at, now).await?;
     }
-    let tz = zone(c, funnel);
-    let firing_date = scheduled_at.with_timezone(&tz).date_naive();
+    let members = gather(store, funnel, c, spec, &mut report).await?;
+    report.audience = members.len();
+    if !spec.dry {
+        let firing_date = scheduled_at.with_timezone(&zone(c, funnel)).date_naive();
+        let rows = delivery_times(c, firing_date, members, now);
+        queue(store, c, spec, rows, &mut report, now).await?;
+    }
+    for e in &report.errors {
+        tracing::error!(campaign = %c.id, error = %e, "audience error, lead left out");
+    }
+    Ok(report)
+}
+
+/// The firing's audience, page by page: (lead, stage, the lead's zone). Counts into
+/// `report` its errors, a sample of addresses, and (dry) who already has the key.
+async fn gather(
+    store: &Store,
+    funnel: &Arc<Funnel>,
+    c: &Campaign,
+    spec: &FireSpec,
+    report: &mut FireReport,
+) -> Result<Vec<(LeadId, String, Tz)>, StoreError> {
     let default_tz = funnel.config.default_timezone();
-    let mut members: Vec<(LeadId, String, Tz)> = Vec::new();
-    let mut after = 0;
-    let keyed = if dry {
-        store.leads_with_key(c.template.as_str(), key).await?
+    let keyed = if spec.dry {
+        store.leads_with_key(c.template.as_str(), &spec.key).await?
     } else {
         Default::default()
     };
+    let mut members = Vec::new();
+    let mut after = 0;
     loop {
         let page = store.load_page(after, PAGE, spec.audience_at).await?;
         let Some(last) = page.last() else { break };
@@ -313,54 +391,72 @@ pub async fn fire(
             members.push((m.0, m.2, m.3.unwrap_or(default_tz)));
         }
     }
-    report.audience = members.len();
-    if !dry {
-        let n = members.len().max(1) as i64;
-        let rows: Vec<(LeadId, String, DateTime<Utc>)> = members
-            .into_iter()
-            .enumerate()
-            .map(|(i, (lead, stage, lead_tz))| {
-                let mut at = match &c.deliver_at_local {
-                    Some(t) => local_instant(lead_tz, firing_date, t.0),
-                    None => now,
-                };
-                if let Some(spread) = &c.spread {
-                    at += TimeDelta::milliseconds(spread.0.num_milliseconds() * i as i64 / n);
-                }
-                (lead, stage, at)
-            })
-            .collect();
-        for chunk in rows.chunks(PAGE as usize) {
-            report.queued += store
-                .enqueue_campaign(&c.id, &c.template, key, chunk, now)
-                .await?;
-        }
-        let mut notes: Vec<String> = spec.note.iter().cloned().collect();
-        notes.extend(
-            report
-                .errors
-                .first()
-                .map(|e| format!("audience error: {e}")),
-        );
-        let note = (!notes.is_empty()).then(|| notes.join("; "));
-        store
-            .finish_firing(
-                &c.id,
-                key,
-                scheduled_at,
-                FiringState::Done,
-                report.audience as i64,
-                report.queued as i64,
-                note.as_deref(),
-                now,
-            )
+    Ok(members)
+}
+
+/// Queues the emails, each at its delivery time, and records the firing
+/// as done.
+async fn queue(
+    store: &Store,
+    c: &Campaign,
+    spec: &FireSpec,
+    rows: Vec<(LeadId, String, DateTime<Utc>)>,
+    report: &mut FireReport,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let key = spec.key.as_str();
+    for chunk in rows.chunks(PAGE as usize) {
+        report.queued += store
+            .enqueue_campaign(&c.id, &c.template, key, chunk, now)
             .await?;
-        tracing::info!(campaign = %c.id, key, audience = report.audience, queued = report.queued, "campaign fired");
     }
-    for e in &report.errors {
-        tracing::error!(campaign = %c.id, "audience error, lead left out: {e}");
-    }
-    Ok(report)
+    let mut notes: Vec<String> = spec.note.iter().cloned().collect();
+    notes.extend(
+        report
+            .errors
+            .first()
+            .map(|e| format!("audience error: {e}")),
+    );
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
+    store
+        .finish_firing(
+            &c.id,
+            key,
+            spec.scheduled_at,
+            FiringState::Done,
+            report.audience as i64,
+            report.queued as i64,
+            note.as_deref(),
+            now,
+        )
+        .await?;
+    tracing::info!(campaign = %c.id, key, audience = report.audience, queued = report.queued, "campaign fired");
+    Ok(())
+}
+
+/// When each member's email may leave: `deliver_at_local` on the firing's date in the
+/// lead's own zone (else now), spread evenly over `spread` when given.
+fn delivery_times(
+    c: &Campaign,
+    firing_date: NaiveDate,
+    members: Vec<(LeadId, String, Tz)>,
+    now: DateTime<Utc>,
+) -> Vec<(LeadId, String, DateTime<Utc>)> {
+    let n = members.len().max(1) as i64;
+    members
+        .into_iter()
+        .enumerate()
+        .map(|(i, (lead, stage, lead_tz))| {
+            let mut at = match &c.deliver_at_local {
+                Some(t) => local_instant(lead_tz, firing_date, t.0),
+                None => now,
+            };
+            if let Some(spread) = &c.spread {
+                at += TimeDelta::milliseconds(spread.0.num_milliseconds() * i as i64 / n);
+            }
+            (lead, stage, at)
+        })
+        .collect()
 }
 
 type Member = (LeadId, String, String, Option<Tz>);
@@ -381,7 +477,10 @@ async fn audience_of(
         .get(&campaign)
         .map(|a| a.file.clone())
         .unwrap_or_default();
+    // The blocking thread logs in the firing's span too.
+    let span = tracing::Span::current();
     let joined = tokio::task::spawn_blocking(move || {
+        let _span = span.enter();
         let Some(audience) = f.audiences.get(&campaign) else {
             return (Vec::new(), Vec::new());
         };
@@ -432,15 +531,7 @@ fn audience_crash(file: &str, why: &str) -> RuleError {
     }
 }
 
-/// `date` at `time` in `tz`; a time in a skipped hour moves to the first valid instant
-/// after it, a repeated one is its first occurrence.
+/// `date` at `time` in `tz`, daylight-saving safe.
 fn local_instant(tz: Tz, date: NaiveDate, time: chrono::NaiveTime) -> DateTime<Utc> {
-    let mut probe = date.and_time(time);
-    for _ in 0..8 {
-        if let Some(t) = tz.from_local_datetime(&probe).earliest() {
-            return t.with_timezone(&Utc);
-        }
-        probe += TimeDelta::minutes(15);
-    }
-    Utc.from_utc_datetime(&date.and_time(time))
+    crate::domain::time::local_to_instant(tz, date.and_time(time))
 }

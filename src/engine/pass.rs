@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tracing::Instrument;
 
 /// Leads loaded and evaluated at a time: memory is bounded by this, not by the table.
 pub const PAGE: i64 = 500;
@@ -49,9 +51,24 @@ impl PassReport {
     }
 }
 
+/// Numbers the passes of this process, so a pass's log lines can be told apart from
+/// the next one's.
+static PASSES: AtomicU64 = AtomicU64::new(0);
+
 /// Evaluates every lead at `now`. Rule errors are counted in the report; the caller
 /// logs them (a simulation of thousands of passes would repeat them thousands of times).
+/// Runs in a span with the pass's clock and number.
 pub async fn evaluate_all(
+    store: &Store,
+    funnel: &Arc<Funnel>,
+    now: DateTime<Utc>,
+) -> Result<PassReport, StoreError> {
+    let pass = PASSES.fetch_add(1, Ordering::Relaxed) + 1;
+    let span = tracing::info_span!("pass", pass, at = %now);
+    evaluate_pages(store, funnel, now).instrument(span).await
+}
+
+async fn evaluate_pages(
     store: &Store,
     funnel: &Arc<Funnel>,
     now: DateTime<Utc>,
@@ -156,7 +173,10 @@ pub async fn evaluate_off_thread(
     let f = funnel.clone();
     let tz = f.config.default_timezone();
     let ids: Vec<LeadId> = page.iter().map(|l| l.lead.id).collect();
+    // A crash is logged in the pass's span, on the blocking thread too.
+    let span = tracing::Span::current();
     let joined = tokio::task::spawn_blocking(move || {
+        let _span = span.enter();
         page.into_iter()
             .map(|l| {
                 let id = l.lead.id;
@@ -180,7 +200,8 @@ pub async fn evaluate_off_thread(
         Err(e) => {
             tracing::error!(
                 leads = ids.len(),
-                "the evaluation of a page of leads failed: {e}"
+                error = %e,
+                "the evaluation of a page of leads failed"
             );
             ids.into_iter()
                 .map(|id| {

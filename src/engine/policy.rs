@@ -6,7 +6,7 @@
 //! go, and is looked at again then. Receipts (`transactional: true`) are exempt.
 
 use crate::funnel::config::{Limits, QuietHours};
-use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 
 /// What the sender knows when it judges one row.
@@ -110,24 +110,16 @@ pub fn quiet_until(q: &QuietHours, tz: Tz, now: DateTime<Utc>) -> Option<DateTim
     Some(at_local(tz, end_date, to))
 }
 
-/// A local date and time in `tz` as an instant: the first of a repeated hour, or the
-/// first valid instant after a skipped one (a daylight-saving change).
+/// A local date and time in `tz` as an instant, daylight-saving safe.
 fn at_local(tz: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
-    let naive = date.and_time(time);
-    let mut probe = naive;
-    for _ in 0..4 {
-        if let Some(t) = tz.from_local_datetime(&probe).earliest() {
-            return t.with_timezone(&Utc);
-        }
-        probe += TimeDelta::minutes(30);
-    }
-    Utc.from_utc_datetime(&naive)
+    crate::domain::time::local_to_instant(tz, date.and_time(time))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::funnel::config::{ClockTime, PerLead, Span};
+    use chrono::TimeDelta;
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

@@ -1,7 +1,9 @@
 //! Firing times of cron schedules in a time zone, computed with croner and chrono-tz.
 //!
-//! A timer only wakes the daemon at the instant computed here; no scheduler keeps its
-//! own notion of local time, so a daylight-saving change cannot shift a firing.
+//! The daemon's job runner (tokio-cron-scheduler) is only ever asked to fire a one-shot
+//! job at an instant computed here; it never keeps its own notion of local time, so a
+//! daylight-saving change cannot shift a firing (the crate's zone-aware cron jobs keep
+//! the offset they were created with: its issue #107).
 
 use crate::funnel::config::CronExpr;
 use chrono::{DateTime, Utc};

@@ -7,8 +7,9 @@ pub fn init(default: &str) {
     let filter = std::env::var("EMBUDO_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         // sqlx warns about every slow statement (a locked database makes many); our own
-        // errors already say what happened.
-        .unwrap_or_else(|_| format!("{default},sqlx=error"));
+        // errors already say what happened. tokio-cron-scheduler logs each job it adds
+        // at `info`, and the daemon adds one per firing.
+        .unwrap_or_else(|_| format!("{default},sqlx=error,tokio_cron_scheduler=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)

@@ -452,8 +452,19 @@ macro_rules! volatile {
     };
 }
 
-/// Registers the types, operators, read helpers and actions on `engine`.
+/// Registers the types, operators, read helpers and actions on `engine`, family by
+/// family (tests/docs_rules.rs reads the names registered in this file).
 pub fn register(engine: &mut Engine) {
+    register_time_types(engine);
+    register_local_time(engine);
+    register_clock(engine);
+    register_lead(engine);
+    register_history(engine);
+    register_actions(engine);
+}
+
+/// Timestamp and Duration: types, checked arithmetic, comparisons, printing.
+fn register_time_types(engine: &mut Engine) {
     // Timestamp and Duration: types, arithmetic, comparisons, printing.
     engine
         .register_type_with_name::<Timestamp>("Timestamp")
@@ -501,7 +512,10 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("days", |n: f64| dur_from_f64("days", 86_400, n));
     engine.register_fn("hours", |n: f64| dur_from_f64("hours", 3_600, n));
     engine.register_fn("minutes", |n: f64| dur_from_f64("minutes", 60, n));
+}
 
+/// A timestamp read on the lead's wall clock (`local(t)`).
+fn register_local_time(engine: &mut Engine) {
     engine.register_get("year", |l: &mut LocalTime| l.year);
     engine.register_get("month", |l: &mut LocalTime| l.month);
     engine.register_get("day", |l: &mut LocalTime| l.day);
@@ -514,7 +528,10 @@ pub fn register(engine: &mut Engine) {
             l.year, l.month, l.day, l.hour, l.minute
         )
     });
+}
 
+/// Time helpers that depend on the clock or the lead's zone.
+fn register_clock(engine: &mut Engine) {
     // Time helpers that depend on the clock or the lead's zone.
     volatile!(engine, "days_since", |t: Timestamp| with_ctx(|c| {
         let since = nanos(c.now.signed_duration_since(t.0));
@@ -566,7 +583,10 @@ pub fn register(engine: &mut Engine) {
     volatile!(engine, "local", |_: ()| Ok::<_, Box<EvalAltResult>>(
         Dynamic::UNIT
     ));
+}
 
+/// The lead's fields, read through the `lead` handle.
+fn register_lead(engine: &mut Engine) {
     // The lead.
     volatile!(engine, "get$id", |_: &mut LeadHandle| with_ctx(|c| Ok(c
         .lead
@@ -609,7 +629,10 @@ pub fn register(engine: &mut Engine) {
         with_ctx(|c| Ok(Timestamp(c.lead.stage_entered_at)))
     });
     engine.register_fn("to_string", |_: &mut LeadHandle| "lead".to_string());
+}
 
+/// What the lead did (events) and was sent, as the rules may read them.
+fn register_history(engine: &mut Engine) {
     // Events.
     volatile!(engine, "has_event", |kind: ImmutableString| with_ctx(|c| {
         Ok(c.events_of(&kind).next().is_some())
@@ -677,7 +700,10 @@ pub fn register(engine: &mut Engine) {
             .filter(|s| s.requested_at > since && s.requested_at <= c.now)
             .count() as i64)
     }));
+}
 
+/// The actions a rule takes (an audience only reads; `acting` refuses them there).
+fn register_actions(engine: &mut Engine) {
     // Actions.
     volatile!(engine, "send", |t: ImmutableString| with_ctx(
         |c| c.send(&t, None)

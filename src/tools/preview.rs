@@ -34,7 +34,7 @@ pub async fn preview(
 ) -> Result<Preview, AppError> {
     let (funnel, signer, lead) = match who {
         Who::Sample => {
-            let funnel = Arc::new(Funnel::load(config_path, chrono::Utc::now())?);
+            let funnel = Arc::new(Funnel::load(config_path, now)?);
             let lead =
                 crate::funnel::check::sample_lead(&funnel.config, now).map_err(AppError::Usage)?;
             // Without a database there is no stored key: the link is only for show.
@@ -43,7 +43,10 @@ pub async fn preview(
             (funnel, Signer::new(key.as_bytes()), lead)
         }
         Who::Lead(who) => {
-            let app = App::open(config_path).await?;
+            let app = App::builder(config_path)
+                .clock(crate::clock::Clock::Held(now))
+                .build()
+                .await?;
             let Some(id) = app.store.find_lead_id(&who).await? else {
                 return Err(AppError::Usage(format!(
                     "no lead `{who}`; name a lead by its email or id, or use --sample"
