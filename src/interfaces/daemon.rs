@@ -42,12 +42,9 @@ impl Default for Options {
 /// Runs the daemon until `shutdown` (SIGTERM, Ctrl-C): then the scheduler stops, each
 /// task finishes its unit of work, and the daemon exits, after `shutdown_timeout` at
 /// the latest.
-pub async fn run(
-    app: App,
-    clock: Clock,
-    options: Options,
-    shutdown: CancellationToken,
-) -> Result<(), AppError> {
+/// Every task runs on the app's clock.
+pub async fn run(app: App, options: Options, shutdown: CancellationToken) -> Result<(), AppError> {
+    let clock = app.clock;
     announce(&app, &clock).await;
     greet(&app, &clock, &options).await;
     let jobs = Jobs::start(clock, app.health.clone(), shutdown.clone())
@@ -59,7 +56,7 @@ pub async fn run(
         let _ = tokio::join!(
             jobs.finished(),
             sender_task(&app, clock, &shutdown, &wake_sender),
-            http_task(&app, clock, &options, &shutdown),
+            http_task(&app, &options, &shutdown),
         );
     };
     let deadline = async {
@@ -134,7 +131,7 @@ async fn sender_task(app: &App, clock: Clock, shutdown: &CancellationToken, wake
 }
 
 /// The HTTP API, supervised; one that cannot bind leaves the rest of the daemon running.
-async fn http_task(app: &App, clock: Clock, options: &Options, shutdown: &CancellationToken) {
+async fn http_task(app: &App, options: &Options, shutdown: &CancellationToken) {
     let (app, shutdown) = (app.clone(), shutdown.clone());
     let listen = options
         .listen
@@ -144,7 +141,7 @@ async fn http_task(app: &App, clock: Clock, options: &Options, shutdown: &Cancel
         let (app, shutdown, listen) = (app.clone(), shutdown.clone(), listen.clone());
         async move {
             if let Err(e) =
-                crate::interfaces::http::serve(app, clock, listen, shutdown.clone()).await
+                crate::interfaces::http::serve(app, listen, shutdown.clone()).await
             {
                 tracing::error!(
                     error = %e,

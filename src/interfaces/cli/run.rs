@@ -31,6 +31,6 @@ pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
         listen: args.listen,
         shutdown_timeout: args.shutdown_timeout.to_std().unwrap_or_default(),
     };
-    daemon::run(app, clock, options, token).await?;
+    daemon::run(app, options, token).await?;
     Ok(0)
 }

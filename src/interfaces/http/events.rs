@@ -79,7 +79,7 @@ pub(super) async fn post_events(
 ) -> Result<Response, ApiError> {
     let items: Vec<EventIn> = authorised_batch(&api, &headers, &body, "events")?;
     let key = Idempotency::of_request(&headers, "events", &body)?;
-    let now = api.clock.now();
+    let now = api.app.clock.now();
     let events = items
         .into_iter()
         .enumerate()

@@ -8,6 +8,6 @@ use axum::extract::State;
 
 pub(super) async fn funnel(State(api): State<Api>) -> Result<Json<Report>, ApiError> {
     let cfg = api.app.funnel().config.clone();
-    let report = crate::tools::report::report(&api.app.store, &cfg, api.clock.now()).await?;
+    let report = crate::tools::report::report(&api.app.store, &cfg, api.app.clock.now()).await?;
     Ok(Json(report))
 }

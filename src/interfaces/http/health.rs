@@ -29,7 +29,7 @@ impl Api {
 /// overdue pass, or a database that does not take a small write now.
 pub(super) async fn healthz(State(api): State<Api>) -> Response {
     let health = &api.app.health;
-    match api.app.store.probe_write(api.clock.now()).await {
+    match api.app.store.probe_write(api.app.clock.now()).await {
         Ok(()) => health.write_ok(),
         Err(e) => {
             tracing::error!(error = %e, "health probe: the database does not take a write");

@@ -74,7 +74,7 @@ pub(super) async fn post_leads(
         &rows,
         initial,
         key.as_ref(),
-        api.clock.now(),
+        api.app.clock.now(),
     );
     match stored.await {
         Ok(Ok(answer)) => {
@@ -115,7 +115,7 @@ pub(super) async fn get_lead(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorised(&api, &headers)?;
     let store = &api.app.store;
-    let now = api.clock.now();
+    let now = api.app.clock.now();
     let no_lead = || ApiError::NotFound(format!("no lead `{id}`"));
     let lead_id = store.find_lead_id(&id).await?.ok_or_else(no_lead)?;
     let (loaded, history, outbox) = tokio::try_join!(

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 pub(super) async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
     let store = &api.app.store;
-    let now = api.clock.now();
+    let now = api.app.clock.now();
     let (stages, outbox, held, paused) = tokio::try_join!(
         store.stage_now(now),
         store.outbox_counts(),

@@ -26,7 +26,6 @@ pub use idempotency::MAX_IDEMPOTENCY_KEY;
 pub use tracking::TRACKING_WINDOW;
 
 use crate::app::App;
-use crate::clock::Clock;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -41,17 +40,17 @@ use tracing::Instrument;
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// What every handler is given: the application, the daemon's clock and the token.
+/// What every handler is given: the application (its clock is the daemon's) and the
+/// token.
 #[derive(Clone)]
 struct Api {
     app: App,
-    clock: Clock,
     /// The bearer token (`None`: write endpoints refuse everyone).
     token: Option<String>,
 }
 
 /// The router; the bearer token is read from the variable `http.token_env` names.
-pub fn router(app: App, clock: Clock) -> Router {
+pub fn router(app: App) -> Router {
     let cfg = &app.funnel().config;
     let token = std::env::var(&cfg.http.token_env)
         .ok()
@@ -81,7 +80,7 @@ pub fn router(app: App, clock: Clock) -> Router {
         })
         .layer(middleware::from_fn(traced))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Api { app, clock, token })
+        .with_state(Api { app, token })
 }
 
 /// One span per request: its method, its route (the pattern, never the path: paths
@@ -120,7 +119,6 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// each connection with a header-read (and keep-alive idle) timeout.
 pub async fn serve(
     app: App,
-    clock: Clock,
     listen: String,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
@@ -132,7 +130,7 @@ pub async fn serve(
         .map(|a| a.to_string())
         .unwrap_or(listen);
     tracing::info!(%listen, "HTTP API listening");
-    let service = hyper_util::service::TowerToHyperService::new(router(app, clock));
+    let service = hyper_util::service::TowerToHyperService::new(router(app));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();

@@ -27,7 +27,7 @@ pub const TRACKING_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
 /// [`TRACKING_WINDOW`], or a lead since forgotten, records nothing). A failure is
 /// logged, never shown: the reader gets the pixel or the link's target regardless.
 async fn record(api: &Api, who: &Who, kind: &str, props: ValueMap) {
-    let now = api.clock.now();
+    let now = api.app.clock.now();
     let event = Event {
         kind: kind.to_string(),
         at: now,

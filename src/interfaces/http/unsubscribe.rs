@@ -66,7 +66,7 @@ pub(super) async fn unsubscribe(
     let Some(email) = token_lead(&api, &token).await? else {
         return Ok(already_unsubscribed());
     };
-    let now = api.clock.now();
+    let now = api.app.clock.now();
     api.app
         .store
         .suppress(&email, Suppression::Unsubscribed, "unsubscribe link", now)
