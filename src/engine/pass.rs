@@ -100,21 +100,8 @@ pub async fn evaluate_lead(
         leads: 1,
         ..Default::default()
     };
-    for outcome in evaluate_off_thread(funnel, vec![loaded], now).await {
-        let ev = match outcome {
-            Outcome::Done(ev) => ev,
-            Outcome::Failed(lead, e) => {
-                report.absorb(lead, vec![e]);
-                continue;
-            }
-        };
-        report.absorb(ev.changes.after.id, ev.errors);
-        if !ev.changes.is_empty() {
-            report.changed += 1;
-            report.moves += ev.changes.moves.len();
-            report.queued += store.apply(&ev.changes, now).await?;
-        }
-    }
+    let outcomes = evaluate_off_thread(funnel, vec![loaded], now).await;
+    report.queued += record(&mut report, outcomes, store, now).await?;
     Ok(Some(report))
 }
 
