@@ -67,7 +67,7 @@ fn a_valid_rule_change_is_swapped_in_and_a_broken_one_is_rejected_while_the_last
         "send(\"a\");\nsend(\"b\");\nsend(\"c\"\n",
     );
     daemon.wait_log(
-        "reload rejected: rules/10_drip.rhai:",
+        "reload rejected problem=rules/10_drip.rhai:",
         1,
         Duration::from_secs(10),
     );

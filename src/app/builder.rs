@@ -25,7 +25,7 @@ pub struct AppBuilder {
     pub(super) mailer: Option<Mailer>,
     pub(super) signer: Option<Signer>,
     pub(super) clock: Clock,
-    pub(super) log_passes: bool,
+    pub(super) scratch: bool,
 }
 
 impl AppBuilder {
@@ -47,10 +47,10 @@ impl AppBuilder {
         self
     }
 
-    /// Each pass logs its summary and its rule errors unless told not to (simulate
-    /// reports them once, at the end).
-    pub fn log_passes(mut self, log: bool) -> AppBuilder {
-        self.log_passes = log;
+    /// An app alone on a throwaway database (simulate): no leases, and no log line
+    /// per pass.
+    pub fn scratch(mut self) -> AppBuilder {
+        self.scratch = true;
         self
     }
 
@@ -85,7 +85,7 @@ impl AppBuilder {
             store,
             health: crate::app::health::Health::new(),
             clock: self.clock,
-            log_passes: self.log_passes,
+            scratch: self.scratch,
         })
     }
 }

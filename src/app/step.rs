@@ -1,7 +1,8 @@
 //! One instant of the funnel's work, in the order every caller shares: the campaigns
 //! due, then the rules, then delivery. `embudo tick` runs one step at its clock;
-//! simulate runs one at every instant of its plan. (The daemon runs the same three
-//! verbs, each on its own schedule.)
+//! simulate runs one at every instant of its plan. (The daemon fires campaigns and
+//! evaluates through the same verbs, each on its own schedule; its sender keeps the
+//! sender lease across rounds instead of taking it for one.)
 
 use super::{App, AppError};
 use crate::delivery::DeliveryReport;

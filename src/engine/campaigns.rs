@@ -499,7 +499,7 @@ async fn audience_of(
             }))
             .unwrap_or_else(|payload| {
                 let why = crate::rules::panic_message(payload.as_ref());
-                tracing::error!(lead = member.0.0, campaign = %campaign, "the audience crashed for this lead, which is left out: {why}");
+                tracing::error!(lead = member.0.0, campaign = %campaign, panic = %why, "the audience crashed for this lead, which is left out");
                 Err(audience_crash(&audience.file, &why))
             });
             match judged {
@@ -516,7 +516,7 @@ async fn audience_of(
     })
     .await;
     joined.unwrap_or_else(|e| {
-        tracing::error!("the audience of a page of leads failed, its leads are left out: {e}");
+        tracing::error!(error = %e, "the audience of a page of leads failed, its leads are left out");
         (Vec::new(), vec![audience_crash(&file, &e.to_string())])
     })
 }

@@ -1,5 +1,6 @@
 //! One evaluation pass: stream every lead in pages, run the rules off the async
-//! workers, commit each lead's changes in its own transaction.
+//! workers, commit each page's changes in one transaction; or the same for one lead
+//! after its event.
 
 use crate::domain::LeadId;
 use crate::funnel::Funnel;
@@ -46,7 +47,7 @@ impl PassReport {
     /// Logs each distinct rule error once, with the number of leads it hit.
     pub fn log_errors(&self) {
         for (e, n, sample) in self.errors.values() {
-            tracing::error!(file = %e.file, line = e.line, col = e.col, rule = %e.rule, leads = n, sample_lead = sample.0, "rule skipped: {e}");
+            tracing::error!(file = %e.file, line = e.line, col = e.col, rule = %e.rule, leads = n, sample_lead = sample.0, error = %e, "rule skipped");
         }
     }
 }
@@ -173,7 +174,8 @@ pub async fn evaluate_off_thread(
                         let why = crate::rules::panic_message(payload.as_ref());
                         tracing::error!(
                             lead = id.0,
-                            "the evaluation of this lead crashed and was abandoned: {why}"
+                            panic = %why,
+                            "the evaluation of this lead crashed and was abandoned"
                         );
                         Outcome::Failed(id, crashed("a panic", &why))
                     }

@@ -67,7 +67,7 @@ impl Funnel {
     /// Logs the rules that were left out.
     pub fn log_rule_errors(&self) {
         for e in &self.rule_errors {
-            tracing::error!(file = %e.file, line = e.line, col = e.col, "rule left out: {e}");
+            tracing::error!(file = %e.file, line = e.line, col = e.col, error = %e, "rule left out");
         }
     }
 }

@@ -218,7 +218,7 @@ impl Templates {
         }))
         .unwrap_or_else(|payload| {
             let why = crate::rules::panic_message(payload.as_ref());
-            tracing::error!(lead = lead.id.0, template = id, "rendering crashed: {why}");
+            tracing::error!(lead = lead.id.0, template = id, panic = %why, "rendering crashed");
             Err(TemplateError {
                 file: format!("templates/{id}.html"),
                 line: 0,

@@ -61,7 +61,7 @@ async fn import(
     })?;
     let report = import_reader(store, cfg, &shown, file, false, now, |_| {}).await?;
     for bad in &report.bad {
-        tracing::warn!("seed {shown}:{}: {}", bad.line, bad.message);
+        tracing::warn!(file = %shown, line = bad.line, problem = %bad.message, "a seed row was skipped");
     }
     Ok(report)
 }

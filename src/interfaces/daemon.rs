@@ -174,7 +174,7 @@ async fn greet(app: &App, clock: &Clock, options: &Options) {
             );
         }
         Ok(None) => {}
-        Err(e) => tracing::error!("the sample data (`seed:`) was not imported: {e}"),
+        Err(e) => tracing::error!(error = %e, "the sample data (`seed:`) was not imported"),
     }
     match &cfg.smtp.transport {
         crate::funnel::config::Transport::File(dir) => tracing::info!(

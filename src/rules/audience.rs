@@ -83,7 +83,7 @@ impl RuleSet {
             Ok(Err(e)) => Err(super::run_error(&audience.file, &audience.file, e)),
             Err(payload) => {
                 let why = super::panic_message(payload.as_ref());
-                tracing::error!(lead, file = %audience.file, "the audience crashed for this lead, which is left out: {why}");
+                tracing::error!(lead, file = %audience.file, panic = %why, "the audience crashed for this lead, which is left out");
                 Err(err(
                     1,
                     1,

@@ -62,7 +62,7 @@ impl RuleSet {
                     .map(|r| r.file.clone())
                     .unwrap_or_else(|| "rules".to_string());
                 let why = super::panic_message(payload.as_ref());
-                tracing::error!(lead = before.id.0, file = %file, rule = %rule, "the evaluation of this lead crashed and was abandoned (nothing of it is saved): {why}");
+                tracing::error!(lead = before.id.0, file = %file, rule = %rule, panic = %why, "the evaluation of this lead crashed and was abandoned (nothing of it is saved)");
                 Evaluation {
                     changes: LeadChanges {
                         before: before.clone(),

@@ -72,9 +72,6 @@ operations! {
     /// One lead with its history as of `now`.
     fn load_lead(&self, id: LeadId, now: DateTime<Utc>) -> Result<Option<LoadedLead>>;
 
-    /// Commits what one evaluation changed for one lead, in one transaction. Returns
-    /// how many outbox rows were new (a dedupe key already present adds nothing).
-    fn apply(&self, c: &LeadChanges, now: DateTime<Utc>) -> Result<usize>;
 
     /// Commits the changes of several leads (a page of a pass) in one transaction:
     /// each lead's changes stay all-or-nothing, and the page pays for one commit.

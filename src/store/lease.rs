@@ -125,7 +125,7 @@ impl NamedLease {
                     }
                     Ok(_) => last_ok = std::time::Instant::now(),
                     Err(e) => {
-                        tracing::warn!(lease = this.name, "lease not renewed: {e}");
+                        tracing::warn!(lease = this.name, error = %e, "lease not renewed");
                         if last_ok.elapsed() >= this.ttl.to_std().unwrap_or(every * 3) {
                             tracing::error!(
                                 lease = this.name,

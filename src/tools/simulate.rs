@@ -8,6 +8,7 @@
 //! `embudo event` does.
 
 use crate::app::{App, AppError, Step};
+use crate::clock::Clock;
 use crate::delivery::Mailer;
 use crate::delivery::signing::Signer;
 use crate::domain::LeadId;
@@ -162,7 +163,8 @@ async fn scratch_app(config_path: &Path, opts: &Options) -> Result<(App, TempDir
     let app = App::builder_for(Funnel::from_config(config)?)
         .mailer(Mailer::Dry)
         .signer(Signer::new(b"simulate: links are never followed"))
-        .log_passes(false)
+        .clock(Clock::Held(opts.from))
+        .scratch()
         .build()
         .await?;
     Ok((app, scratch))

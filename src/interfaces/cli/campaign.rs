@@ -1,8 +1,8 @@
 //! `embudo campaign list|run`: each campaign's next firings, or fire one now.
 
 use super::args::instant;
+use super::open;
 use crate::app::{App, AppError};
-use crate::clock::Clock;
 use crate::engine::campaigns::{self, zone};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::path::Path;
@@ -31,15 +31,16 @@ pub enum Action {
 }
 
 pub async fn run(config: &Path, action: Action) -> Result<i32, AppError> {
-    let app = App::open(config).await?;
+    let now = match &action {
+        Action::List { now } | Action::Run { now, .. } => *now,
+    };
+    let app = open::app_at(config, now).await?;
+    let now = app.clock.now();
     match action {
-        Action::List { now } => list(&app, Clock::held_or_system(now).now()).await,
+        Action::List { .. } => list(&app, now).await,
         Action::Run {
-            id,
-            dry_run,
-            key,
-            now,
-        } => fire(&app, &id, key, dry_run, Clock::held_or_system(now).now()).await,
+            id, dry_run, key, ..
+        } => fire(&app, &id, key, dry_run, now).await,
     }
 }
 

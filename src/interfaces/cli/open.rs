@@ -1,5 +1,6 @@
-//! Opening what a command needs: the config alone, or its database, without loading
-//! rules or templates (operator commands work even while the folder has a broken rule).
+//! Opening what a command needs: the config alone or its database, without loading
+//! rules or templates (operator commands work even while the folder has a broken
+//! rule), or the whole application at the command's clock.
 
 use crate::app::{App, AppError};
 use crate::clock::Clock;

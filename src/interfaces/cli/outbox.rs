@@ -76,6 +76,10 @@ impl Filter {
 }
 
 impl Change {
+    fn clock(&self) -> Clock {
+        Clock::held_or_system(self.now)
+    }
+
     /// The rows named, refusing to change every row without `--all`.
     async fn rows(
         self,
@@ -86,13 +90,17 @@ impl Change {
                 "name the rows (--state, --template, --lead, --campaign) or pass --all".into(),
             ));
         }
-        let now = Clock::held_or_system(self.now).now();
+        let now = self.clock().now();
         Ok((self.filter.resolve(store).await?, now))
     }
 }
 
 pub async fn run(config: &Path, action: Action) -> Result<i32, AppError> {
-    let store = open::existing_store(config, "outbox", Clock::system().now()).await?;
+    let clock = match &action {
+        Action::List { .. } => Clock::system(),
+        Action::Retry(change) | Action::Cancel(change) => change.clock(),
+    };
+    let store = open::existing_store(config, "outbox", clock.now()).await?;
     match action {
         Action::List { filter, limit } => list(&store, filter, limit).await,
         Action::Retry(change) => {

@@ -185,7 +185,10 @@ impl Chain {
                     return;
                 }
                 let why = if e.is_panic() {
-                    format!("panicked: {}", super::supervise::panic_text(e.into_panic()))
+                    format!(
+                        "panicked: {}",
+                        crate::rules::panic_message(e.into_panic().as_ref())
+                    )
                 } else {
                     e.to_string()
                 };
@@ -199,7 +202,8 @@ impl Chain {
                 tracing::error!(
                     task = name,
                     restart_in_s = backoff.as_secs(),
-                    "the daemon's {name} task died ({why}); it is restarted"
+                    why = %why,
+                    "a task of the daemon died; it is restarted"
                 );
                 jobs.health.task_down(name, why);
                 let at = jobs.clock.now() + backoff;

@@ -1,6 +1,7 @@
 //! Supervision of the daemon's long-running tasks (the sender, the HTTP API): one
 //! that panics or gives up is logged, shown by `/healthz`, and started again.
 
+use crate::rules::panic_message;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -34,13 +35,16 @@ pub async fn supervise<F, Fut>(
         }
         let why = match result {
             Ok(()) => "it stopped".to_string(),
-            Err(e) if e.is_panic() => format!("panicked: {}", panic_text(e.into_panic())),
+            Err(e) if e.is_panic() => {
+                format!("panicked: {}", panic_message(e.into_panic().as_ref()))
+            }
             Err(e) => e.to_string(),
         };
         tracing::error!(
             task = name,
             restart_in_s = backoff.as_secs(),
-            "the daemon's {name} task died ({why}); it is restarted"
+            why = %why,
+            "a task of the daemon died; it is restarted"
         );
         health.task_down(name, why);
         tokio::select! {
@@ -49,12 +53,4 @@ pub async fn supervise<F, Fut>(
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
-}
-
-/// The message of a panic payload.
-pub fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -92,7 +92,7 @@ async fn look(app: &App, s: &mut Seen, now: u64, at: chrono::DateTime<chrono::Ut
         }
         Err(problems) => {
             for p in &problems {
-                tracing::error!("reload rejected: {p}");
+                tracing::error!(problem = %p, "reload rejected");
             }
             tracing::error!(
                 problems = problems.len(),

@@ -54,14 +54,6 @@ impl SqliteStore {
         Ok(found.map(LeadId))
     }
 
-    pub(in crate::store) async fn apply(
-        &self,
-        c: &LeadChanges,
-        now: DateTime<Utc>,
-    ) -> Result<usize> {
-        self.apply_all(std::slice::from_ref(c), now).await
-    }
-
     pub(in crate::store) async fn apply_all(
         &self,
         changes: &[LeadChanges],
