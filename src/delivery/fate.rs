@@ -162,7 +162,8 @@ fn expired(row: &Claimed, limits: &Limits, now: DateTime<Utc>) -> Option<String>
 
 /// Why this address may not get this email, if it may not: a bounce or `forget` stops
 /// everything; an unsubscribe stops marketing, never a receipt.
-fn blocked(
+/// The sender and a preview's test send ask this same question.
+pub fn blocked(
     suppression: Option<Suppression>,
     unsubscribed: bool,
     transactional: bool,

@@ -133,14 +133,11 @@ impl Preview {
             ));
         }
         let transactional = self.draft.rendered.transactional;
-        match store.suppression(to).await? {
-            Some(s) if s.blocks_receipts() || !transactional => {
-                return Err(AppError::Usage(format!(
-                    "{to} is on the suppression list ({}); a test send does not get around it",
-                    s.as_str()
-                )));
-            }
-            _ => {}
+        let suppression = store.suppression(to).await?;
+        if let Some(why) = crate::delivery::fate::blocked(suppression, false, transactional) {
+            return Err(AppError::Usage(format!(
+                "{to} is on the suppression list ({why}); a test send does not get around it"
+            )));
         }
         let mut lead = self.lead.clone();
         lead.email = to.clone();

@@ -70,6 +70,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// The campaign with this id, or a message naming the ones there are.
+    pub fn campaign(&self, id: &str) -> Result<&Campaign, String> {
+        self.campaigns.iter().find(|c| c.id == id).ok_or_else(|| {
+            let ids: Vec<&str> = self.campaigns.iter().map(|c| c.id.as_str()).collect();
+            format!(
+                "no campaign `{id}` in {}; the campaigns are: {}",
+                self.display_path(&self.path),
+                if ids.is_empty() {
+                    "none".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            )
+        })
+    }
+
     /// Reads and validates `path`; `EMBUDO_DATABASE_URL` overrides `database`.
     pub fn load(path: &Path, now: DateTime<Utc>) -> Result<Config, ConfigError> {
         let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -117,22 +117,7 @@ async fn fire(
     now: DateTime<Utc>,
 ) -> Result<i32, AppError> {
     let funnel = app.funnel();
-    let Some(c) = funnel.config.campaigns.iter().find(|c| c.id == id) else {
-        let ids: Vec<&str> = funnel
-            .config
-            .campaigns
-            .iter()
-            .map(|c| c.id.as_str())
-            .collect();
-        return Err(AppError::Usage(format!(
-            "no campaign `{id}`; the campaigns are: {}",
-            if ids.is_empty() {
-                "none".to_string()
-            } else {
-                ids.join(", ")
-            }
-        )));
-    };
+    let c = funnel.config.campaign(id).map_err(AppError::Usage)?;
     let tz = zone(c, &funnel);
     let (key, scheduled) = match (key, campaigns::current_firing(c, &funnel, now)) {
         (Some(k), at) => (k, at.unwrap_or(now)),

@@ -17,18 +17,7 @@ pub async fn run(config: &Path, args: Args, pause: bool) -> Result<i32, AppError
     let campaign = args.campaign;
     if let Some(c) = &campaign {
         let cfg = open::config(config, Clock::system().now())?;
-        if !cfg.campaigns.iter().any(|x| &x.id == c) {
-            let ids: Vec<&str> = cfg.campaigns.iter().map(|x| x.id.as_str()).collect();
-            return Err(AppError::Usage(format!(
-                "no campaign `{c}` in {}; the campaigns are: {}",
-                cfg.display_path(&cfg.path),
-                if ids.is_empty() {
-                    "none".to_string()
-                } else {
-                    ids.join(", ")
-                }
-            )));
-        }
+        cfg.campaign(c).map_err(AppError::Usage)?;
     }
     let what = if pause { "pause" } else { "resume" };
     let store = open::existing_store(config, what, Clock::system().now()).await?;
