@@ -10,7 +10,7 @@ use super::{App, AppError};
 use crate::delivery::tracking::Who;
 use crate::domain::{Event, LeadId};
 use crate::engine::pass::PassReport;
-use crate::store::{IdempotencyKey, Recorded, Replay, StoreError};
+use crate::store::{IdempotencyKey, LeadBrief, Recorded, Replay, StoreError};
 use chrono::{DateTime, Duration, Utc};
 
 /// An event for the lead named by its email or its id, as a client names one.
@@ -129,9 +129,8 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<Option<EventsRecorded>, StoreError> {
         let id = LeadId(who.lead);
-        match self.store.lead_brief(id).await? {
-            Some(l) if l.email.digest().starts_with(&who.digest) => {}
-            _ => return Ok(None),
+        if self.signed_lead(id, &who.digest).await?.is_none() {
+            return Ok(None);
         }
         if !self.store.record_tracking(id, &event, window, now).await? {
             return Ok(None);
@@ -146,6 +145,21 @@ impl App {
             report,
             failures,
         }))
+    }
+
+    /// The lead a signed link names (its id and a digest of its address), if it is
+    /// still there with that address: a lead since forgotten, or an id now someone
+    /// else's, is none. Tracking links and unsubscribe links ask the same.
+    pub async fn signed_lead(
+        &self,
+        id: LeadId,
+        digest: &str,
+    ) -> Result<Option<LeadBrief>, StoreError> {
+        Ok(self
+            .store
+            .lead_brief(id)
+            .await?
+            .filter(|l| l.email.digest().starts_with(digest)))
     }
 
     /// Each event's lead, by email or id, in order: the first unknown one refuses the

@@ -86,16 +86,14 @@ impl Config {
         })
     }
 
-    /// Reads and validates `path`; `EMBUDO_DATABASE_URL` overrides `database`.
+    /// Reads and validates `path`; `EMBUDO_DATABASE_URL` overrides `database`: the
+    /// config, or its first problem.
     pub fn load(path: &Path, now: DateTime<Utc>) -> Result<Config, ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let db_override = std::env::var("EMBUDO_DATABASE_URL")
-            .ok()
-            .filter(|s| !s.is_empty());
-        Config::from_str(&src, path, db_override.as_deref(), now)
+        let (config, problems) = Config::load_all(path, now)?;
+        match first_problem(&problems) {
+            None => Ok(config),
+            Some(e) => Err(e),
+        }
     }
 
     /// Validates the text of a config file that lives at `path` (`now` decides

@@ -17,6 +17,7 @@
 //! and run again after a backoff (1 s, doubling to a minute), as `supervise` does for
 //! the daemon's long-running tasks.
 
+use super::supervise;
 use crate::app::health::Health;
 use crate::clock::Clock;
 use chrono::{DateTime, Utc};
@@ -184,28 +185,14 @@ impl Chain {
                 if jobs.shutdown.is_cancelled() {
                     return;
                 }
-                let why = if e.is_panic() {
-                    format!(
-                        "panicked: {}",
-                        crate::rules::panic_message(e.into_panic().as_ref())
-                    )
-                } else {
-                    e.to_string()
-                };
+                let why = supervise::how_it_ended(e);
                 let backoff = {
                     let mut b = self.backoff.lock().await;
                     let now = b.unwrap_or(Duration::from_secs(1));
-                    *b = Some((now * 2).min(Duration::from_secs(60)));
+                    *b = Some(supervise::longer(now));
                     now
                 };
-                let name = self.name;
-                tracing::error!(
-                    task = name,
-                    restart_in_s = backoff.as_secs(),
-                    why = %why,
-                    "a task of the daemon died; it is restarted"
-                );
-                jobs.health.task_down(name, why);
+                supervise::report_death(&jobs.health, self.name, why, backoff);
                 let at = jobs.clock.now() + backoff;
                 jobs.arm(self.clone(), at, Firing::Start).await;
             }

@@ -1,6 +1,7 @@
 //! Supervision of the daemon's long-running tasks (the sender, the HTTP API): one
 //! that panics or gives up is logged, shown by `/healthz`, and started again.
 
+use crate::app::health::Health;
 use crate::rules::panic_message;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 /// half a minute.
 pub async fn supervise<F, Fut>(
     name: &'static str,
-    health: crate::app::health::Health,
+    health: Health,
     shutdown: CancellationToken,
     make: F,
 ) where
@@ -35,22 +36,39 @@ pub async fn supervise<F, Fut>(
         }
         let why = match result {
             Ok(()) => "it stopped".to_string(),
-            Err(e) if e.is_panic() => {
-                format!("panicked: {}", panic_message(e.into_panic().as_ref()))
-            }
-            Err(e) => e.to_string(),
+            Err(e) => how_it_ended(e),
         };
-        tracing::error!(
-            task = name,
-            restart_in_s = backoff.as_secs(),
-            why = %why,
-            "a task of the daemon died; it is restarted"
-        );
-        health.task_down(name, why);
+        report_death(&health, name, why, backoff);
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.cancelled() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(60));
+        backoff = longer(backoff);
     }
+}
+
+/// How a task that did not finish its work ended, in words for the log and `/healthz`.
+pub fn how_it_ended(e: tokio::task::JoinError) -> String {
+    if e.is_panic() {
+        format!("panicked: {}", panic_message(e.into_panic().as_ref()))
+    } else {
+        e.to_string()
+    }
+}
+
+/// Logs a task's death and marks it down for `/healthz`; it restarts after `backoff`.
+pub fn report_death(health: &Health, name: &'static str, why: String, backoff: Duration) {
+    tracing::error!(
+        task = name,
+        restart_in_s = backoff.as_secs(),
+        why = %why,
+        "a task of the daemon died; it is restarted"
+    );
+    health.task_down(name, why);
+}
+
+/// The wait before the next restart: the first is a second, each next one twice as
+/// long, at most a minute.
+pub fn longer(backoff: Duration) -> Duration {
+    (backoff * 2).min(Duration::from_secs(60))
 }

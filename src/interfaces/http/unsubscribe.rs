@@ -36,10 +36,8 @@ async fn token_lead(api: &Api, token: &str) -> Result<Option<EmailAddress>, ApiE
         );
         return Err(ApiError::Page(StatusCode::NOT_FOUND, page));
     };
-    Ok(match api.app.store.lead_brief(LeadId(id)).await? {
-        Some(l) if l.email.digest().starts_with(&digest) => Some(l.email),
-        _ => None,
-    })
+    let lead = api.app.signed_lead(LeadId(id), &digest).await?;
+    Ok(lead.map(|l| l.email))
 }
 
 /// GET: a page with one button. Mail scanners follow links; only the button (or a
