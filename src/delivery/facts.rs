@@ -76,7 +76,7 @@ impl Deliverer {
         row: &Claimed,
         now: DateTime<Utc>,
         usage: &BatchUsage,
-        stage: Option<&str>,
+        stage: Option<&StageId>,
         campaign_paused: bool,
     ) -> Result<Fate, StoreError> {
         let facts = self
@@ -92,15 +92,15 @@ impl Deliverer {
         row: &Claimed,
         now: DateTime<Utc>,
         usage: &BatchUsage,
-        stage: Option<&str>,
+        stage: Option<&StageId>,
         campaign_paused: bool,
     ) -> Result<Facts, StoreError> {
         let transactional = funnel.templates.is_transactional(row.template.as_str());
         let recipient = match self.store.lead_brief(row.lead_id).await? {
             None => None,
             Some(mut brief) => {
-                if let Some(s) = stage.and_then(|s| StageId::parse(s).ok()) {
-                    brief.stage = s;
+                if let Some(s) = stage {
+                    brief.stage = s.clone();
                 }
                 let suppression = self.store.suppression(&brief.email).await?;
                 Some(Recipient { brief, suppression })
@@ -175,7 +175,7 @@ impl Deliverer {
         funnel: &Arc<Funnel>,
         rows: &[Claimed],
         now: DateTime<Utc>,
-        stage: &str,
+        stage: &StageId,
     ) -> Result<Vec<Fate>, StoreError> {
         let (_, paused_campaigns) = self.store.paused().await?;
         let mut usage = BatchUsage::new(self.marketing_sent_today(funnel, now).await?);

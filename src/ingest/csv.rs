@@ -123,9 +123,17 @@ pub struct BadRow {
     pub message: String,
 }
 
+/// What a CSV holds: leads, or events (a `kind` column).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Holds {
+    #[default]
+    Leads,
+    Events,
+}
+
 #[derive(Debug, Default)]
 pub struct ImportReport {
-    pub kind: &'static str,
+    pub holds: Holds,
     pub created: usize,
     pub updated: usize,
     pub events: usize,
@@ -424,10 +432,10 @@ pub async fn import_reader<R: Read>(
         message,
     })?;
     let mut report = ImportReport {
-        kind: if matches!(kind, Kind::Events(_)) {
-            "events"
+        holds: if matches!(kind, Kind::Events(_)) {
+            Holds::Events
         } else {
-            "leads"
+            Holds::Leads
         },
         ..Default::default()
     };

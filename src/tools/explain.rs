@@ -205,7 +205,7 @@ async fn describe_emails(
     // Waiting rows first, as the sender claims the oldest first.
     rows.sort_by_key(|(_, r)| (r.id == 0, r.id));
     let claimed: Vec<Claimed> = rows.iter().map(|(_, r)| r.clone()).collect();
-    let after = ev.changes.after.stage.as_str();
+    let after = &ev.changes.after.stage;
     let fates = app.deliverer.fates_now(funnel, &claimed, at, after).await?;
     for ((origin, row), fate) in rows.iter().zip(fates) {
         let key = if row.key.is_empty() {

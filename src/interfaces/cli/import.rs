@@ -29,7 +29,7 @@ pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
         app.clock.now(),
     )
     .await?;
-    if r.kind == "events" {
+    if r.holds == crate::ingest::csv::Holds::Events {
         println!("imported {}: {} event(s)", file.display(), r.events);
     } else {
         println!(
