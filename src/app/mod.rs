@@ -103,6 +103,19 @@ impl App {
         }
     }
 
+    /// The lead an email or an id names, with its history as of `now`; `None` when it
+    /// names none. Each interface says in its own words what to do then.
+    pub async fn lead(
+        &self,
+        who: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::store::LoadedLead>, StoreError> {
+        match self.store.find_lead_id(who).await? {
+            Some(id) => self.store.load_lead(id, now).await,
+            None => Ok(None),
+        }
+    }
+
     /// The funnel as of now: one snapshot per unit of work.
     pub fn funnel(&self) -> Arc<Funnel> {
         self.cell.current()

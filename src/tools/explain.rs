@@ -15,14 +15,12 @@ use std::sync::Arc;
 
 pub async fn explain(app: &App, who: &str, at: DateTime<Utc>) -> Result<String, AppError> {
     let funnel = app.funnel();
-    let Some(id) = app.store.find_lead_id(who).await? else {
+    let Some(loaded) = app.lead(who, at).await? else {
         return Err(AppError::Usage(format!(
             "no lead `{who}`; name a lead by its email or id"
         )));
     };
-    let Some(loaded) = app.store.load_lead(id, at).await? else {
-        return Err(AppError::Usage(format!("no lead `{who}`")));
-    };
+    let id = loaded.lead.id;
     let mut out = String::new();
     describe_lead(&mut out, &funnel, &loaded, at);
     let ev = evaluate(&funnel, loaded, at).await;

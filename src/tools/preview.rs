@@ -47,13 +47,10 @@ pub async fn preview(
                 .clock(crate::clock::Clock::Held(now))
                 .build()
                 .await?;
-            let Some(id) = app.store.find_lead_id(&who).await? else {
+            let Some(loaded) = app.lead(&who, now).await? else {
                 return Err(AppError::Usage(format!(
                     "no lead `{who}`; name a lead by its email or id, or use --sample"
                 )));
-            };
-            let Some(loaded) = app.store.load_lead(id, now).await? else {
-                return Err(AppError::Usage(format!("no lead `{who}`")));
             };
             let signer = app.deliverer.signer().clone();
             (app.funnel(), signer, loaded.lead)

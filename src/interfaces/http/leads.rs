@@ -116,14 +116,12 @@ pub(super) async fn get_lead(
     authorised(&api, &headers)?;
     let store = &api.app.store;
     let now = api.app.clock.now();
-    let no_lead = || ApiError::NotFound(format!("no lead `{id}`"));
-    let lead_id = store.find_lead_id(&id).await?.ok_or_else(no_lead)?;
-    let (loaded, history, outbox) = tokio::try_join!(
-        store.load_lead(lead_id, now),
-        store.stage_history(lead_id),
-        store.outbox_of(lead_id)
-    )?;
-    let loaded = loaded.ok_or_else(no_lead)?;
+    let Some(loaded) = api.app.lead(&id, now).await? else {
+        return Err(ApiError::NotFound(format!("no lead `{id}`")));
+    };
+    let lead_id = loaded.lead.id;
+    let (history, outbox) =
+        tokio::try_join!(store.stage_history(lead_id), store.outbox_of(lead_id))?;
     let rfc = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     let l = &loaded.lead;
     let attrs: serde_json::Map<String, serde_json::Value> = l
