@@ -89,13 +89,7 @@ impl App {
         let mut failures = Vec::new();
         for &id in ids {
             match evaluate_lead(&self.store, &funnel, id, now).await {
-                Ok(Some(r)) => {
-                    total.leads += r.leads;
-                    total.changed += r.changed;
-                    total.queued += r.queued;
-                    total.moves += r.moves;
-                    total.merge_errors(r);
-                }
+                Ok(Some(r)) => total.add(r),
                 Ok(None) => {}
                 Err(e) => failures.push((id, e)),
             }

@@ -37,8 +37,13 @@ impl PassReport {
         }
     }
 
-    /// Adds another pass's errors to this one's (a simulation's total).
-    pub fn merge_errors(&mut self, other: PassReport) {
+    /// Adds another report to this one: its counts and its errors (the leads of an
+    /// event batch, a simulation's total).
+    pub fn add(&mut self, other: PassReport) {
+        self.leads += other.leads;
+        self.changed += other.changed;
+        self.queued += other.queued;
+        self.moves += other.moves;
         for (k, (e, n, lead)) in other.errors {
             self.errors.entry(k).or_insert((e, 0, lead)).1 += n;
         }

@@ -205,7 +205,7 @@ async fn run_plan(
         }
         counts.passes += usize::from(instant.tick);
         counts.reactions += if instant.tick { 0 } else { instant.leads.len() };
-        counts.errors.merge_errors(report.pass.unwrap_or_default());
+        counts.errors.add(report.pass.unwrap_or_default());
         // The daemon's sender never sleeps through a release (quiet hours ending, a
         // retry falling due): neither does the simulated one.
         if let Some(due) = app.store.next_due_after(at).await?

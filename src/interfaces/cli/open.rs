@@ -16,7 +16,11 @@ pub fn config(path: &Path, now: DateTime<Utc>) -> Result<Config, AppError> {
 
 /// The funnel's database, created and migrated if need be.
 pub async fn store(path: &Path, now: DateTime<Utc>) -> Result<Store, AppError> {
-    let cfg = config(path, now)?;
+    database(&config(path, now)?).await
+}
+
+/// The database `cfg` names, created and migrated if need be.
+pub async fn database(cfg: &Config) -> Result<Store, AppError> {
     Ok(Store::open_and_migrate(&cfg.database).await?)
 }
 
@@ -29,7 +33,11 @@ pub async fn existing_store(
     what: &str,
     now: DateTime<Utc>,
 ) -> Result<Store, AppError> {
-    let cfg = config(path, now)?;
+    existing_database(&config(path, now)?, what).await
+}
+
+/// [`existing_store`] for a config already loaded.
+pub async fn existing_database(cfg: &Config, what: &str) -> Result<Store, AppError> {
     if let Some(file) = crate::store::sqlite_file(&cfg.database)
         && !file.exists()
     {
@@ -41,7 +49,7 @@ pub async fn existing_store(
             cfg.display_path(&cfg.path),
         )));
     }
-    Ok(Store::open_and_migrate(&cfg.database).await?)
+    database(cfg).await
 }
 
 /// The whole application, its clock held at `--now T` (or the wall clock): what the

@@ -15,12 +15,12 @@ pub struct Args {
 
 pub async fn run(config: &Path, args: Args, pause: bool) -> Result<i32, AppError> {
     let campaign = args.campaign;
+    let cfg = open::config(config, Clock::system().now())?;
     if let Some(c) = &campaign {
-        let cfg = open::config(config, Clock::system().now())?;
         cfg.campaign(c).map_err(AppError::Usage)?;
     }
     let what = if pause { "pause" } else { "resume" };
-    let store = open::existing_store(config, what, Clock::system().now()).await?;
+    let store = open::existing_database(&cfg, what).await?;
     store.set_paused(campaign.as_deref(), pause).await?;
     let what = campaign
         .map(|c| format!("campaign `{c}`"))

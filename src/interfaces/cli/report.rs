@@ -25,7 +25,7 @@ pub enum Format {
 pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
     let now = Clock::held_or_system(args.now).now();
     let cfg = open::config(config, now)?;
-    let store = crate::store::Store::open_and_migrate(&cfg.database).await?;
+    let store = open::database(&cfg).await?;
     let r = crate::tools::report::report(&store, &cfg, now).await?;
     match args.format {
         Format::Table => print!("{}", r.table()),
