@@ -3,6 +3,7 @@
 //! 2 usage or configuration error.
 
 mod args;
+mod bench;
 pub mod campaign;
 mod check;
 mod event;
@@ -96,6 +97,9 @@ pub enum Command {
     /// sent, when, to whom, and the funnel at the end. Never touches the real database
     /// or SMTP.
     Simulate(simulate::Args),
+    /// Measure this build on this machine: import, passes, delivery, HTTP ingest,
+    /// sending and simulate, each against its target (writes BENCHMARKS.md with --out).
+    Bench(bench::Args),
 }
 
 impl Command {
@@ -131,5 +135,6 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         Command::Outbox { action } => outbox::run(config, action).await,
         Command::Preview(args) => preview::run(config, args).await,
         Command::Simulate(args) => simulate::run(config, args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -1,0 +1,242 @@
+//! `POST /events` against a real daemon (this binary's `run`, on its own funnel), from
+//! a few keep-alive connections: in batches of 100 events a request, and one event a
+//! request. Each event runs its lead's rules, as in production. Sending is paused
+//! (`embudo pause`), so what is measured is ingest, not the sender beside it.
+
+use super::data::{Rng, email};
+use super::measure::Stopwatch;
+use super::setup::{self, Limits};
+use super::{BenchError, Options, Row, SEED, Target, data, expect, shown, t0};
+use crate::ingest::csv::import_file;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+const BATCH: usize = 100;
+const CONNECTIONS: usize = 4;
+/// The target: ten thousand events a second, in batches of 100.
+const RATE: f64 = 10_000.0;
+
+pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
+    let dir = opts.work.join("http");
+    let yaml = setup::funnel(&dir, "file://./outbox-mail", Limits::Demo)?;
+    prepare(&dir, &yaml, opts.http_leads).await?;
+    let daemon = Daemon::start(&yaml, &dir).await?;
+    let mut rows = Vec::new();
+
+    let per_conn = opts.http_events / BATCH / CONNECTIONS;
+    let total = per_conn * BATCH * CONNECTIONS;
+    let watch = Stopwatch::of(daemon.pid());
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..CONNECTIONS {
+        let (port, leads) = (daemon.port, opts.http_leads);
+        tasks.spawn(async move { post_all(port, per_conn, BATCH, leads, c as u64).await });
+    }
+    let mut recorded = 0;
+    while let Some(done) = tasks.join_next().await {
+        recorded += done.map_err(|e| BenchError::Setup(format!("a client task failed: {e}")))??;
+    }
+    let s = "HTTP POST /events, 100 a request";
+    expect(s, recorded == total, || {
+        format!("{recorded} of {total} events recorded")
+    })?;
+    let note = format!("{CONNECTIONS} connections; each event runs its lead's rules");
+    rows.push(shown(
+        Row::new(s, total, "events", watch.stop())
+            .target(Target::Rate(RATE))
+            .note(note),
+    ));
+
+    let watch = Stopwatch::of(daemon.pid());
+    let recorded = post_all(daemon.port, opts.http_single, 1, opts.http_leads, 99).await?;
+    let s = "HTTP POST /events, 1 a request";
+    expect(s, recorded == opts.http_single, || {
+        format!("{recorded} of {} recorded", opts.http_single)
+    })?;
+    rows.push(shown(
+        Row::new(s, recorded, "events", watch.stop())
+            .note("1 connection, one request after another"),
+    ));
+    daemon.stop().await;
+    Ok(rows)
+}
+
+/// The funnel's leads, their first pass done and sending paused, before the daemon starts.
+async fn prepare(dir: &Path, yaml: &Path, leads: usize) -> Result<(), BenchError> {
+    let csv = dir.join("leads.csv");
+    data::write_leads(&csv, leads, t0(), SEED).map_err(|e| BenchError::io("write leads.csv", e))?;
+    let app = setup::app(yaml).await?;
+    let funnel = app.funnel();
+    import_file(&app.store, &funnel.config, &csv, false, t0()).await?;
+    app.evaluate(t0()).await?;
+    app.store.set_paused(None, true).await?;
+    Ok(())
+}
+
+/// The daemon under test.
+struct Daemon {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Daemon {
+    async fn start(yaml: &Path, dir: &Path) -> Result<Daemon, BenchError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| BenchError::io("find a free port", e))?
+            .port();
+        let log = std::fs::File::create(dir.join("daemon.log"))
+            .map_err(|e| BenchError::io("create daemon.log", e))?;
+        let exe = std::env::current_exe().map_err(|e| BenchError::io("find this program", e))?;
+        let child = tokio::process::Command::new(exe)
+            .args([
+                "run",
+                "--now",
+                &t0().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--config")
+            .arg(yaml)
+            .env("EMBUDO_API_TOKEN", TOKEN)
+            .env("EMBUDO_SIGNING_KEY", setup::SIGNING_KEY)
+            .env("EMBUDO_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| BenchError::io("start the daemon", e))?;
+        let mut daemon = Daemon { child, port };
+        daemon.wait_ready(dir).await?;
+        Ok(daemon)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    async fn wait_ready(&mut self, dir: &Path) -> Result<(), BenchError> {
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+                return Err(BenchError::Setup(format!(
+                    "the daemon exited ({status}):\n{log}"
+                )));
+            }
+            if let Ok((200, _)) = request(self.port, "GET", "/healthz", "").await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(BenchError::Setup(
+            "the daemon did not answer /healthz within 60 s".into(),
+        ))
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Posts `requests` requests of `batch` page views each, over one connection; returns
+/// the events the daemon says it recorded.
+async fn post_all(
+    port: u16,
+    requests: usize,
+    batch: usize,
+    leads: usize,
+    seed: u64,
+) -> Result<usize, BenchError> {
+    let mut rng = Rng::new(SEED ^ seed);
+    let mut conn = Conn::open(port).await?;
+    let mut recorded = 0;
+    for _ in 0..requests {
+        let events: Vec<serde_json::Value> = (0..batch)
+            .map(|_| {
+                let lead = email(rng.below(leads as u64) as usize);
+                serde_json::json!({ "lead": lead, "kind": "page_view", "props": { "url": "/p/1" } })
+            })
+            .collect();
+        let body = serde_json::Value::Array(events).to_string();
+        let (status, answer) = conn.send("POST", "/events", &body).await?;
+        if status != 200 {
+            return Err(BenchError::Wrong {
+                scenario: "HTTP POST /events".into(),
+                message: format!("answered {status}: {answer}"),
+            });
+        }
+        let json: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        recorded += json["recorded"].as_u64().unwrap_or(0) as usize;
+    }
+    Ok(recorded)
+}
+
+/// One request on a fresh connection.
+async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String), BenchError> {
+    Conn::open(port).await?.send(method, path, body).await
+}
+
+/// A keep-alive HTTP/1.1 connection: just enough client for JSON requests whose answers
+/// carry a Content-Length (axum's do).
+struct Conn(BufReader<TcpStream>);
+
+impl Conn {
+    async fn open(port: u16) -> Result<Conn, BenchError> {
+        let s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| BenchError::io("connect to the daemon", e))?;
+        s.set_nodelay(true)
+            .map_err(|e| BenchError::io("set TCP_NODELAY", e))?;
+        Ok(Conn(BufReader::new(s)))
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<(u16, String), BenchError> {
+        let io = |e| BenchError::io("talk to the daemon", e);
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.0
+            .get_mut()
+            .write_all(format!("{head}{body}").as_bytes())
+            .await
+            .map_err(io)?;
+        let mut line = String::new();
+        self.0.read_line(&mut line).await.map_err(io)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0;
+        loop {
+            line.clear();
+            if self.0.read_line(&mut line).await.map_err(io)? == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut answer = vec![0; length];
+        self.0.read_exact(&mut answer).await.map_err(io)?;
+        Ok((status, String::from_utf8_lossy(&answer).into_owned()))
+    }
+}
