@@ -32,7 +32,7 @@ pub async fn preview(
     who: Who,
     now: DateTime<Utc>,
 ) -> Result<Preview, AppError> {
-    let (funnel, signer, lead) = match who {
+    match who {
         Who::Sample => {
             let funnel = Arc::new(Funnel::load(config_path, now)?);
             let lead =
@@ -40,22 +40,47 @@ pub async fn preview(
             // Without a database there is no stored key: the link is only for show.
             let key = std::env::var(&funnel.config.http.signing_key_env)
                 .unwrap_or_else(|_| "preview".into());
-            (funnel, Signer::new(key.as_bytes()), lead)
+            render(funnel, &Signer::new(key.as_bytes()), lead, template, now)
         }
         Who::Lead(who) => {
             let app = App::builder(config_path)
                 .clock(crate::clock::Clock::Held(now))
                 .build()
                 .await?;
-            let Some(loaded) = app.lead(&who, now).await? else {
-                return Err(AppError::Usage(format!(
-                    "no lead `{who}`; name a lead by its email or id, or use --sample"
-                )));
-            };
-            let signer = app.deliverer.signer().clone();
-            (app.funnel(), signer, loaded.lead)
+            preview_lead(&app, template, &who, now).await
         }
+    }
+}
+
+/// The email `template` would be for the lead `who` (email or id) of this app, signed
+/// with its key.
+pub async fn preview_lead(
+    app: &App,
+    template: &str,
+    who: &str,
+    now: DateTime<Utc>,
+) -> Result<Preview, AppError> {
+    let Some(loaded) = app.lead(who, now).await? else {
+        return Err(AppError::Usage(format!(
+            "no lead `{who}`; name a lead by its email or id, or use --sample"
+        )));
     };
+    render(
+        app.funnel(),
+        app.deliverer.signer(),
+        loaded.lead,
+        template,
+        now,
+    )
+}
+
+fn render(
+    funnel: Arc<Funnel>,
+    signer: &Signer,
+    lead: Lead,
+    template: &str,
+    now: DateTime<Utc>,
+) -> Result<Preview, AppError> {
     if !funnel.templates.contains(template) {
         let known: Vec<String> = funnel.templates.ids().into_iter().collect();
         let known = known.join(", ");
@@ -63,7 +88,7 @@ pub async fn preview(
             "no template `{template}`; the folder has: {known}"
         )));
     }
-    let draft = Draft::render(&funnel, &signer, &lead, template, None, now)
+    let draft = Draft::render(&funnel, signer, &lead, template, None, now)
         .map_err(|e| AppError::Usage(e.to_string()))?;
     let message = draft
         .message(&funnel, &lead, &loose_message_id(&funnel), now)

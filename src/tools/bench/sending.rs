@@ -57,7 +57,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
             .note(format!("to {addr}")),
     )];
     if let Some(sink) = &sink {
-        let size = message_size(&yaml).await?;
+        let size = message_size(&app).await?;
         let ceiling = sink.ceiling(opts.sends, size)?;
         let mut share = Row::new(
             "send: share of smtp-source's ceiling",
@@ -92,9 +92,8 @@ async fn queue(dir: &Path, yaml: &Path, n: usize) -> Result<App, BenchError> {
 
 /// The size of lead 0's welcome email as sent (its .eml), so smtp-source sends
 /// messages as big as embudo's.
-async fn message_size(yaml: &Path) -> Result<usize, BenchError> {
-    let who = crate::tools::preview::Who::Lead(data::email(0));
-    let p = crate::tools::preview::preview(yaml, "edu-welcome", who, t0()).await?;
+async fn message_size(app: &App) -> Result<usize, BenchError> {
+    let p = crate::tools::preview::preview_lead(app, "edu-welcome", &data::email(0), t0()).await?;
     Ok(p.eml().len())
 }
 
