@@ -3,12 +3,12 @@
 //! send ended, and stop cleanly at a pause or a stop.
 
 use super::brakes::Brakes;
-use super::facts::BatchUsage;
+use super::facts::{BatchUsage, Known};
 use super::fate::{Ending, Fate};
 use super::send::{Done, InFlight, Outcome};
 use super::{Deliverer, DeliveryReport, backoff};
 use crate::funnel::Funnel;
-use crate::store::{Claimed, LeadBrief, StoreError};
+use crate::store::{Claimed, LeadBrief, StoreError, Unsent};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,6 +93,13 @@ struct Batch {
     tasks: Running,
     in_flight: HashMap<tokio::task::Id, InFlight>,
     usage: BatchUsage,
+    /// What the store said about the batch's leads when it was claimed.
+    known: Known,
+    /// Rows decided not to go now (held, ended), recorded together when the batch's
+    /// rows have all been looked at: one write a batch, not one a row.
+    aside: Vec<Unsent>,
+    /// Rows of a paused campaign, to go back to waiting unchanged.
+    back: Vec<i64>,
     /// Set when the server cannot be reached: the batch's other rows wait for their
     /// next attempt without each trying (and logging) on its own.
     down: Option<String>,
@@ -101,11 +108,14 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(marketing_today: u32) -> Batch {
+    fn new(marketing_today: u32, known: Known) -> Batch {
         Batch {
             tasks: Running(JoinSet::new()),
             in_flight: HashMap::new(),
             usage: BatchUsage::new(marketing_today),
+            known,
+            aside: Vec::new(),
+            back: Vec::new(),
             down: None,
             deferred: 0,
         }
@@ -228,11 +238,10 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
     /// the brakes go on, or the server turns out to be down.
     async fn batch(&mut self, claimed: Vec<Claimed>) -> Result<BatchEnd, StoreError> {
         let store = &self.sender.store;
-        let today = self
-            .sender
-            .marketing_sent_today(self.funnel, (self.now)())
-            .await?;
-        let mut batch = Batch::new(today);
+        let t = (self.now)();
+        let today = self.sender.marketing_sent_today(self.funnel, t).await?;
+        let known = self.sender.known(self.funnel, &claimed, t, None).await?;
+        let mut batch = Batch::new(today, known);
         let mut rows = claimed.into_iter();
         let mut halted = None;
         for row in rows.by_ref() {
@@ -251,6 +260,7 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             self.next_slot = self.next_slot.max(tokio::time::Instant::now()) + self.pace.gap;
             self.start(row, brief, t, &mut batch);
         }
+        self.set_aside(&mut batch).await?;
         if let Some((why, row)) = &halted {
             self.hand_back(why, row, rows, &batch).await?;
         }
@@ -290,28 +300,34 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             batch.deferred += 1;
             return Ok(None);
         }
-        let fate = self
-            .sender
-            .fate(self.funnel, row, now, &batch.usage, None, campaign_paused)
-            .await?;
-        self.apply(row, fate, now, &mut batch.usage).await
+        let usage = &batch.usage;
+        let mut fate = batch
+            .known
+            .fate(self.funnel, row, now, usage, campaign_paused);
+        if matches!(fate, Fate::Go(_)) {
+            // A send is decided on what the store says at its turn, not at the batch's
+            // start: an unsubscribe or a stage move in between is obeyed.
+            fate = self
+                .sender
+                .fate(self.funnel, row, now, usage, None, campaign_paused)
+                .await?;
+        }
+        Ok(self.apply(row, fate, now, batch))
     }
 
-    /// Applies a row's fate: back to waiting, ended, held, or let go (and counted in
-    /// the batch's usage, so the next rows' policy sees it).
-    async fn apply(
+    /// Applies a row's fate: back to waiting, ended, held (both recorded with the
+    /// batch's others), or let go (and counted in the batch's usage, so the next rows'
+    /// policy sees it).
+    fn apply(
         &mut self,
         row: &Claimed,
         fate: Fate,
         now: DateTime<Utc>,
-        usage: &mut BatchUsage,
-    ) -> Result<Option<LeadBrief>, StoreError> {
-        let store = &self.sender.store;
+        batch: &mut Batch,
+    ) -> Option<LeadBrief> {
         let report = &mut self.report;
         match fate {
-            Fate::Paused => {
-                store.unclaim(&[row.id]).await?;
-            }
+            Fate::Paused => batch.back.push(row.id),
             Fate::End(ending, why) => {
                 let state = ending.state();
                 match ending {
@@ -321,11 +337,20 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
                     Ending::Failed => report.failed += 1,
                 }
                 tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, state = state.as_str(), "{why}");
-                store.mark_final(row.id, state, &why, now).await?;
+                batch.aside.push(Unsent::Ended {
+                    id: row.id,
+                    state,
+                    reason: why,
+                    at: now,
+                });
             }
             Fate::Hold { reason, until } => {
                 tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, until = %until, "held: {reason}");
-                store.mark_held(row.id, until, &reason).await?;
+                batch.aside.push(Unsent::Held {
+                    id: row.id,
+                    until,
+                    reason,
+                });
                 report.held += 1;
             }
             Fate::Go(brief) => {
@@ -333,11 +358,26 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
                     .funnel
                     .templates
                     .is_transactional(row.template.as_str());
-                usage.count(transactional, row, now);
-                return Ok(Some(brief));
+                batch.usage.count(transactional, row, now);
+                return Some(brief);
             }
         }
-        Ok(None)
+        None
+    }
+
+    /// Records the batch's rows decided not to go now: held or ended rows in one
+    /// transaction, paused campaigns' rows back to waiting. Until then they stay
+    /// `sending` under the batch's lease, so a crash in between loses none: they are
+    /// taken back and decided again.
+    async fn set_aside(&self, batch: &mut Batch) -> Result<(), StoreError> {
+        let store = &self.sender.store;
+        if !batch.aside.is_empty() {
+            store.set_aside(&std::mem::take(&mut batch.aside)).await?;
+        }
+        if !batch.back.is_empty() {
+            store.unclaim(&std::mem::take(&mut batch.back)).await?;
+        }
+        Ok(())
     }
 
     /// Starts a row's send in its own task, in its own span.
