@@ -20,6 +20,10 @@ use tracing::Instrument;
 
 /// Rows claimed at a time.
 const BATCH: i64 = 100;
+/// Rows claimed at a time after a batch of which none went (the policy held or ended
+/// them all, as when the day's capacity is used up): deciding costs little next to
+/// sending, and the per-batch reads and writes are shared by more rows.
+const SET_ASIDE_BATCH: i64 = 1000;
 /// How long a claim holds before a crashed sender's rows are taken again.
 const LEASE: TimeDelta = TimeDelta::minutes(5);
 /// Sends in flight at once.
@@ -57,6 +61,8 @@ impl Drop for Live {
 /// How fast a round goes: rows claimed at a time and the gap between two sends.
 struct Pace {
     batch: i64,
+    /// Rows claimed at a time after a batch that sent nothing.
+    quiet_batch: i64,
     gap: Duration,
 }
 
@@ -66,6 +72,7 @@ impl Pace {
             // A dry run is not paced: its clock is simulated, not the wall's.
             return Pace {
                 batch: BATCH,
+                quiet_batch: SET_ASIDE_BATCH,
                 gap: Duration::ZERO,
             };
         }
@@ -73,7 +80,18 @@ impl Pace {
             // About two seconds' worth: rows wait `sending` only briefly, so a pause or
             // a stop has little to hand back.
             batch: ((rate * 2.0).ceil() as i64).clamp(1, BATCH),
+            // Should they go after all, a minute's worth at most: well within the
+            // lease, and a pause hands the rest back unchanged.
+            quiet_batch: ((rate * 60.0).ceil() as i64).clamp(1, SET_ASIDE_BATCH),
             gap: Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX),
+        }
+    }
+
+    /// Rows to claim next, after a batch that started `sends` sends (`None`: none yet).
+    fn next_batch(&self, sends: Option<usize>) -> i64 {
+        match sends {
+            Some(0) => self.quiet_batch.max(self.batch),
+            _ => self.batch,
         }
     }
 }
@@ -100,6 +118,8 @@ struct Batch {
     aside: Vec<Unsent>,
     /// Rows of a paused campaign, to go back to waiting unchanged.
     back: Vec<i64>,
+    /// Sends started.
+    started: usize,
     /// Set when the server cannot be reached: the batch's other rows wait for their
     /// next attempt without each trying (and logging) on its own.
     down: Option<String>,
@@ -116,6 +136,7 @@ impl Batch {
             known,
             aside: Vec::new(),
             back: Vec::new(),
+            started: 0,
             down: None,
             deferred: 0,
         }
@@ -143,6 +164,8 @@ struct Round<'a, F> {
     pace: Pace,
     /// When the next send may start (the rate).
     next_slot: tokio::time::Instant,
+    /// Sends the last batch started (`None` before the first).
+    last_sends: Option<usize>,
     report: DeliveryReport,
 }
 
@@ -174,6 +197,7 @@ impl Deliverer {
             brakes: Brakes::new(stop.clone()),
             pace: Pace::of(self.mailer.is_real(), funnel.config.limits.rate_per_second),
             next_slot: tokio::time::Instant::now(),
+            last_sends: None,
             report: DeliveryReport::default(),
         };
         let report = round.run().instrument(span.clone()).await?;
@@ -215,7 +239,7 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             let claimed = store
                 .claim_due(
                     (self.now)(),
-                    self.pace.batch,
+                    self.pace.next_batch(self.last_sends),
                     LEASE,
                     &self.brakes.paused_campaigns,
                 )
@@ -261,6 +285,7 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             self.start(row, brief, t, &mut batch);
         }
         self.set_aside(&mut batch).await?;
+        self.last_sends = Some(batch.started);
         if let Some((why, row)) = &halted {
             self.hand_back(why, row, rows, &batch).await?;
         }
@@ -404,6 +429,7 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
         };
         let handle = batch.tasks.0.spawn(send.instrument(span));
         batch.in_flight.insert(handle.id(), meta);
+        batch.started += 1;
     }
 
     /// Waits for one send of the batch to finish and records it.
@@ -445,5 +471,25 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             back.len()
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pace;
+
+    #[test]
+    fn after_a_batch_that_sent_nothing_more_rows_are_claimed_never_over_a_minute_of_sends() {
+        let demo = Pace::of(true, 20.0);
+        assert_eq!(demo.next_batch(None), 40);
+        assert_eq!(demo.next_batch(Some(3)), 40);
+        assert_eq!(demo.next_batch(Some(0)), 1000);
+        let slow = Pace::of(true, 0.5);
+        assert_eq!(
+            (slow.next_batch(Some(1)), slow.next_batch(Some(0))),
+            (1, 30)
+        );
+        let dry = Pace::of(false, 0.5);
+        assert_eq!((dry.next_batch(None), dry.next_batch(Some(0))), (100, 1000));
     }
 }
