@@ -26,8 +26,6 @@ const BATCH: i64 = 100;
 const SET_ASIDE_BATCH: i64 = 1000;
 /// How long a claim holds before a crashed sender's rows are taken again.
 const LEASE: TimeDelta = TimeDelta::minutes(5);
-/// Sends in flight at once.
-const IN_FLIGHT: usize = 4;
 
 /// Numbers the rounds of this process, so a round's log lines can be told apart.
 static ROUNDS: AtomicU64 = AtomicU64::new(0);
@@ -278,7 +276,7 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             let Some(brief) = self.admit(&row, t, &mut batch).await? else {
                 continue;
             };
-            while batch.tasks.0.len() >= IN_FLIGHT {
+            while batch.tasks.0.len() >= self.funnel.config.smtp.connections {
                 self.collect_one(&mut batch).await?;
             }
             self.next_slot = self.next_slot.max(tokio::time::Instant::now()) + self.pace.gap;
