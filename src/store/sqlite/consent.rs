@@ -6,6 +6,9 @@ use crate::store::{LeadBrief, Result, StoreError, Suppression};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+/// A lead's id, email, stage, time zone and when it unsubscribed, as stored.
+type BriefRow = (i64, String, String, Option<String>, Option<i64>);
+
 impl SqliteStore {
     pub(in crate::store) async fn lead_brief(&self, id: LeadId) -> Result<Option<LeadBrief>> {
         Ok(self.lead_briefs(&[id]).await?.pop().map(|(_, b)| b))
@@ -25,8 +28,7 @@ impl SqliteStore {
             for id in chunk {
                 q = q.bind(id.0);
             }
-            let rows: Vec<(i64, String, String, Option<String>, Option<i64>)> =
-                q.fetch_all(self.pool()).await?;
+            let rows: Vec<BriefRow> = q.fetch_all(self.pool()).await?;
             for (id, email, stage, timezone, unsub) in rows {
                 // An address that no longer parses cannot be mailed: as good as no lead.
                 let Ok(email) = EmailAddress::parse(&email) else {
