@@ -4,11 +4,10 @@
 
 use super::Deliverer;
 use super::fate::{self, Facts, Fate, Policy, Recipient};
-use crate::domain::LeadId;
-use crate::domain::StageId;
+use crate::domain::{EmailAddress, LeadId, StageId};
 use crate::engine::policy;
 use crate::funnel::Funnel;
-use crate::store::{Claimed, StoreError};
+use crate::store::{Claimed, StoreError, Suppression};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,8 +65,55 @@ impl BatchUsage {
     }
 }
 
+/// What the store said about a batch's leads, read in a few statements for the whole
+/// batch rather than three a row: each lead's brief and suppression, and its marketing
+/// emails within the per-lead cap's window.
+#[derive(Debug, Default)]
+pub(super) struct Known {
+    /// The leads that exist.
+    recipients: HashMap<LeadId, Recipient>,
+    /// (row id, sent_at) of each lead's marketing emails since the window began as of
+    /// the read; `judge` drops those that left it since.
+    recorded: HashMap<LeadId, Vec<(i64, DateTime<Utc>)>>,
+}
+
+impl Known {
+    /// The fate of one of the rows this was read for at `now`, with the batch's usage
+    /// so far: `fate::decide` over what was read.
+    pub(super) fn fate(
+        &self,
+        funnel: &Funnel,
+        row: &Claimed,
+        now: DateTime<Utc>,
+        usage: &BatchUsage,
+        campaign_paused: bool,
+    ) -> Fate {
+        let transactional = funnel.templates.is_transactional(row.template.as_str());
+        let recipient = self.recipients.get(&row.lead_id).cloned();
+        // Counted only against a cap (without one, `Deliverer::known` read none).
+        let capped = funnel.config.limits.per_lead.is_some();
+        let lead_recent = if capped && recipient.is_some() && !transactional {
+            let recorded = self.recorded.get(&row.lead_id).map(Vec::as_slice);
+            usage.lead_recent(row.lead_id, recorded.unwrap_or(&[]).iter().copied())
+        } else {
+            Vec::new()
+        };
+        let facts = Facts {
+            transactional,
+            template_exists: funnel.templates.contains(row.template.as_str()),
+            campaign_paused,
+            recipient,
+            usage: policy::Usage {
+                sent_today: usage.marketing_today,
+                lead_recent,
+            },
+        };
+        fate::decide(row, facts, &Policy::of(&funnel.config), now)
+    }
+}
+
 impl Deliverer {
-    /// Decides a claimed row's fate at `now`: gathers its facts, then `fate::decide`.
+    /// Decides a claimed row's fate at `now`: reads its facts, then `fate::decide`.
     /// `stage` stands in for the lead's stage (explain's "after this pass"); `usage`
     /// is the batch's so far. Reads, never writes.
     pub(super) async fn fate(
@@ -79,70 +125,60 @@ impl Deliverer {
         stage: Option<&StageId>,
         campaign_paused: bool,
     ) -> Result<Fate, StoreError> {
-        let facts = self
-            .facts(funnel, row, now, usage, stage, campaign_paused)
+        let known = self
+            .known(funnel, std::slice::from_ref(row), now, stage)
             .await?;
-        Ok(fate::decide(row, facts, &Policy::of(&funnel.config), now))
+        Ok(known.fate(funnel, row, now, usage, campaign_paused))
     }
 
-    /// Everything `fate::decide` needs about `row`, read in one go.
-    async fn facts(
+    /// Everything `fate::decide` needs about the leads of `rows` at `now`, read in one
+    /// go: one statement each for the leads, their suppressions and their recent sends.
+    pub(super) async fn known(
         &self,
         funnel: &Funnel,
-        row: &Claimed,
+        rows: &[Claimed],
         now: DateTime<Utc>,
-        usage: &BatchUsage,
         stage: Option<&StageId>,
-        campaign_paused: bool,
-    ) -> Result<Facts, StoreError> {
-        let transactional = funnel.templates.is_transactional(row.template.as_str());
-        let recipient = match self.store.lead_brief(row.lead_id).await? {
-            None => None,
-            Some(mut brief) => {
-                if let Some(s) = stage {
-                    brief.stage = s.clone();
-                }
-                let suppression = self.store.suppression(&brief.email).await?;
-                Some(Recipient { brief, suppression })
-            }
-        };
-        let lead_recent = if recipient.is_some() && !transactional {
-            self.lead_recent(funnel, row.lead_id, now, usage).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Facts {
-            transactional,
-            template_exists: funnel.templates.contains(row.template.as_str()),
-            campaign_paused,
-            recipient,
-            usage: policy::Usage {
-                sent_today: usage.marketing_today,
-                lead_recent,
-            },
-        })
-    }
-
-    /// When this lead's marketing emails within the per-lead cap's window went; none
-    /// read when there is no cap.
-    async fn lead_recent(
-        &self,
-        funnel: &Funnel,
-        lead: LeadId,
-        now: DateTime<Utc>,
-        usage: &BatchUsage,
-    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
-        let Some(cap) = &funnel.config.limits.per_lead else {
-            return Ok(Vec::new());
-        };
-        let recorded = self
+    ) -> Result<Known, StoreError> {
+        let mut leads: Vec<LeadId> = rows.iter().map(|r| r.lead_id).collect();
+        leads.sort_unstable_by_key(|l| l.0);
+        leads.dedup();
+        let briefs = self.store.lead_briefs(&leads).await?;
+        let emails: Vec<EmailAddress> = briefs.iter().map(|(_, b)| b.email.clone()).collect();
+        let suppressed: HashMap<EmailAddress, Suppression> = self
             .store
-            .lead_sent_since(lead, now - cap.within.0)
+            .suppressions(&emails)
             .await?
             .into_iter()
-            .filter(|(_, t, _)| !funnel.templates.is_transactional(t))
-            .map(|(id, _, at)| (id, at));
-        Ok(usage.lead_recent(lead, recorded))
+            .collect();
+        let mut known = Known::default();
+        for (lead, mut brief) in briefs {
+            if let Some(s) = stage {
+                brief.stage = s.clone();
+            }
+            let suppression = suppressed.get(&brief.email).copied();
+            known
+                .recipients
+                .insert(lead, Recipient { brief, suppression });
+        }
+        // The per-lead cap's window; nothing to read when there is no cap.
+        let Some(cap) = &funnel.config.limits.per_lead else {
+            return Ok(known);
+        };
+        let existing: Vec<LeadId> = leads
+            .into_iter()
+            .filter(|l| known.recipients.contains_key(l))
+            .collect();
+        let sent = self
+            .store
+            .leads_sent_since(&existing, now - cap.within.0)
+            .await?;
+        for (lead, id, template, at) in sent {
+            if !funnel.templates.is_transactional(&template) {
+                known.recorded.entry(lead).or_default().push((id, at));
+            }
+        }
+        Ok(known)
     }
 
     /// Marketing emails sent since the business day began; none counted when there is
@@ -179,15 +215,14 @@ impl Deliverer {
     ) -> Result<Vec<Fate>, StoreError> {
         let (_, paused_campaigns) = self.store.paused().await?;
         let mut usage = BatchUsage::new(self.marketing_sent_today(funnel, now).await?);
+        let known = self.known(funnel, rows, now, Some(stage)).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let paused = row
                 .campaign
                 .as_ref()
                 .is_some_and(|c| paused_campaigns.contains(c));
-            let fate = self
-                .fate(funnel, row, now, &usage, Some(stage), paused)
-                .await?;
+            let fate = known.fate(funnel, row, now, &usage, paused);
             if matches!(fate, Fate::Go(_)) {
                 usage.count(
                     funnel.templates.is_transactional(row.template.as_str()),

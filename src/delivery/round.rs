@@ -3,12 +3,12 @@
 //! send ended, and stop cleanly at a pause or a stop.
 
 use super::brakes::Brakes;
-use super::facts::BatchUsage;
+use super::facts::{BatchUsage, Known};
 use super::fate::{Ending, Fate};
 use super::send::{Done, InFlight, Outcome};
 use super::{Deliverer, DeliveryReport, backoff};
 use crate::funnel::Funnel;
-use crate::store::{Claimed, LeadBrief, StoreError};
+use crate::store::{Claimed, LeadBrief, StoreError, Unsent};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,10 +20,12 @@ use tracing::Instrument;
 
 /// Rows claimed at a time.
 const BATCH: i64 = 100;
+/// Rows claimed at a time after a batch of which none went (the policy held or ended
+/// them all, as when the day's capacity is used up): deciding costs little next to
+/// sending, and the per-batch reads and writes are shared by more rows.
+const SET_ASIDE_BATCH: i64 = 1000;
 /// How long a claim holds before a crashed sender's rows are taken again.
 const LEASE: TimeDelta = TimeDelta::minutes(5);
-/// Sends in flight at once.
-const IN_FLIGHT: usize = 4;
 
 /// Numbers the rounds of this process, so a round's log lines can be told apart.
 static ROUNDS: AtomicU64 = AtomicU64::new(0);
@@ -57,6 +59,8 @@ impl Drop for Live {
 /// How fast a round goes: rows claimed at a time and the gap between two sends.
 struct Pace {
     batch: i64,
+    /// Rows claimed at a time after a batch that sent nothing.
+    quiet_batch: i64,
     gap: Duration,
 }
 
@@ -66,6 +70,7 @@ impl Pace {
             // A dry run is not paced: its clock is simulated, not the wall's.
             return Pace {
                 batch: BATCH,
+                quiet_batch: SET_ASIDE_BATCH,
                 gap: Duration::ZERO,
             };
         }
@@ -73,7 +78,18 @@ impl Pace {
             // About two seconds' worth: rows wait `sending` only briefly, so a pause or
             // a stop has little to hand back.
             batch: ((rate * 2.0).ceil() as i64).clamp(1, BATCH),
+            // Should they go after all, a minute's worth at most: well within the
+            // lease, and a pause hands the rest back unchanged.
+            quiet_batch: ((rate * 60.0).ceil() as i64).clamp(1, SET_ASIDE_BATCH),
             gap: Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX),
+        }
+    }
+
+    /// Rows to claim next, after a batch that started `sends` sends (`None`: none yet).
+    fn next_batch(&self, sends: Option<usize>) -> i64 {
+        match sends {
+            Some(0) => self.quiet_batch.max(self.batch),
+            _ => self.batch,
         }
     }
 }
@@ -93,6 +109,15 @@ struct Batch {
     tasks: Running,
     in_flight: HashMap<tokio::task::Id, InFlight>,
     usage: BatchUsage,
+    /// What the store said about the batch's leads when it was claimed.
+    known: Known,
+    /// Rows decided not to go now (held, ended), recorded together when the batch's
+    /// rows have all been looked at: one write a batch, not one a row.
+    aside: Vec<Unsent>,
+    /// Rows of a paused campaign, to go back to waiting unchanged.
+    back: Vec<i64>,
+    /// Sends started.
+    started: usize,
     /// Set when the server cannot be reached: the batch's other rows wait for their
     /// next attempt without each trying (and logging) on its own.
     down: Option<String>,
@@ -101,11 +126,15 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(marketing_today: u32) -> Batch {
+    fn new(marketing_today: u32, known: Known) -> Batch {
         Batch {
             tasks: Running(JoinSet::new()),
             in_flight: HashMap::new(),
             usage: BatchUsage::new(marketing_today),
+            known,
+            aside: Vec::new(),
+            back: Vec::new(),
+            started: 0,
             down: None,
             deferred: 0,
         }
@@ -133,6 +162,8 @@ struct Round<'a, F> {
     pace: Pace,
     /// When the next send may start (the rate).
     next_slot: tokio::time::Instant,
+    /// Sends the last batch started (`None` before the first).
+    last_sends: Option<usize>,
     report: DeliveryReport,
 }
 
@@ -164,6 +195,7 @@ impl Deliverer {
             brakes: Brakes::new(stop.clone()),
             pace: Pace::of(self.mailer.is_real(), funnel.config.limits.rate_per_second),
             next_slot: tokio::time::Instant::now(),
+            last_sends: None,
             report: DeliveryReport::default(),
         };
         let report = round.run().instrument(span.clone()).await?;
@@ -205,7 +237,7 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             let claimed = store
                 .claim_due(
                     (self.now)(),
-                    self.pace.batch,
+                    self.pace.next_batch(self.last_sends),
                     LEASE,
                     &self.brakes.paused_campaigns,
                 )
@@ -228,11 +260,10 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
     /// the brakes go on, or the server turns out to be down.
     async fn batch(&mut self, claimed: Vec<Claimed>) -> Result<BatchEnd, StoreError> {
         let store = &self.sender.store;
-        let today = self
-            .sender
-            .marketing_sent_today(self.funnel, (self.now)())
-            .await?;
-        let mut batch = Batch::new(today);
+        let t = (self.now)();
+        let today = self.sender.marketing_sent_today(self.funnel, t).await?;
+        let known = self.sender.known(self.funnel, &claimed, t, None).await?;
+        let mut batch = Batch::new(today, known);
         let mut rows = claimed.into_iter();
         let mut halted = None;
         for row in rows.by_ref() {
@@ -245,12 +276,14 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             let Some(brief) = self.admit(&row, t, &mut batch).await? else {
                 continue;
             };
-            while batch.tasks.0.len() >= IN_FLIGHT {
+            while batch.tasks.0.len() >= self.funnel.config.smtp.connections {
                 self.collect_one(&mut batch).await?;
             }
             self.next_slot = self.next_slot.max(tokio::time::Instant::now()) + self.pace.gap;
             self.start(row, brief, t, &mut batch);
         }
+        self.set_aside(&mut batch).await?;
+        self.last_sends = Some(batch.started);
         if let Some((why, row)) = &halted {
             self.hand_back(why, row, rows, &batch).await?;
         }
@@ -290,28 +323,34 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             batch.deferred += 1;
             return Ok(None);
         }
-        let fate = self
-            .sender
-            .fate(self.funnel, row, now, &batch.usage, None, campaign_paused)
-            .await?;
-        self.apply(row, fate, now, &mut batch.usage).await
+        let usage = &batch.usage;
+        let mut fate = batch
+            .known
+            .fate(self.funnel, row, now, usage, campaign_paused);
+        if matches!(fate, Fate::Go(_)) {
+            // A send is decided on what the store says at its turn, not at the batch's
+            // start: an unsubscribe or a stage move in between is obeyed.
+            fate = self
+                .sender
+                .fate(self.funnel, row, now, usage, None, campaign_paused)
+                .await?;
+        }
+        Ok(self.apply(row, fate, now, batch))
     }
 
-    /// Applies a row's fate: back to waiting, ended, held, or let go (and counted in
-    /// the batch's usage, so the next rows' policy sees it).
-    async fn apply(
+    /// Applies a row's fate: back to waiting, ended, held (both recorded with the
+    /// batch's others), or let go (and counted in the batch's usage, so the next rows'
+    /// policy sees it).
+    fn apply(
         &mut self,
         row: &Claimed,
         fate: Fate,
         now: DateTime<Utc>,
-        usage: &mut BatchUsage,
-    ) -> Result<Option<LeadBrief>, StoreError> {
-        let store = &self.sender.store;
+        batch: &mut Batch,
+    ) -> Option<LeadBrief> {
         let report = &mut self.report;
         match fate {
-            Fate::Paused => {
-                store.unclaim(&[row.id]).await?;
-            }
+            Fate::Paused => batch.back.push(row.id),
             Fate::End(ending, why) => {
                 let state = ending.state();
                 match ending {
@@ -321,11 +360,20 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
                     Ending::Failed => report.failed += 1,
                 }
                 tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, state = state.as_str(), "{why}");
-                store.mark_final(row.id, state, &why, now).await?;
+                batch.aside.push(Unsent::Ended {
+                    id: row.id,
+                    state,
+                    reason: why,
+                    at: now,
+                });
             }
             Fate::Hold { reason, until } => {
                 tracing::info!(outbox = row.id, lead = row.lead_id.0, template = %row.template, until = %until, "held: {reason}");
-                store.mark_held(row.id, until, &reason).await?;
+                batch.aside.push(Unsent::Held {
+                    id: row.id,
+                    until,
+                    reason,
+                });
                 report.held += 1;
             }
             Fate::Go(brief) => {
@@ -333,11 +381,26 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
                     .funnel
                     .templates
                     .is_transactional(row.template.as_str());
-                usage.count(transactional, row, now);
-                return Ok(Some(brief));
+                batch.usage.count(transactional, row, now);
+                return Some(brief);
             }
         }
-        Ok(None)
+        None
+    }
+
+    /// Records the batch's rows decided not to go now: held or ended rows in one
+    /// transaction, paused campaigns' rows back to waiting. Until then they stay
+    /// `sending` under the batch's lease, so a crash in between loses none: they are
+    /// taken back and decided again.
+    async fn set_aside(&self, batch: &mut Batch) -> Result<(), StoreError> {
+        let store = &self.sender.store;
+        if !batch.aside.is_empty() {
+            store.set_aside(&std::mem::take(&mut batch.aside)).await?;
+        }
+        if !batch.back.is_empty() {
+            store.unclaim(&std::mem::take(&mut batch.back)).await?;
+        }
+        Ok(())
     }
 
     /// Starts a row's send in its own task, in its own span.
@@ -364,6 +427,7 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
         };
         let handle = batch.tasks.0.spawn(send.instrument(span));
         batch.in_flight.insert(handle.id(), meta);
+        batch.started += 1;
     }
 
     /// Waits for one send of the batch to finish and records it.
@@ -405,5 +469,25 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             back.len()
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pace;
+
+    #[test]
+    fn after_a_batch_that_sent_nothing_more_rows_are_claimed_never_over_a_minute_of_sends() {
+        let demo = Pace::of(true, 20.0);
+        assert_eq!(demo.next_batch(None), 40);
+        assert_eq!(demo.next_batch(Some(3)), 40);
+        assert_eq!(demo.next_batch(Some(0)), 1000);
+        let slow = Pace::of(true, 0.5);
+        assert_eq!(
+            (slow.next_batch(Some(1)), slow.next_batch(Some(0))),
+            (1, 30)
+        );
+        let dry = Pace::of(false, 0.5);
+        assert_eq!((dry.next_batch(None), dry.next_batch(Some(0))), (100, 1000));
     }
 }

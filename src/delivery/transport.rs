@@ -78,7 +78,7 @@ impl Mailer {
                     .timeout(Some(Duration::from_secs(30)))
                     .pool_config(
                         PoolConfig::new()
-                            .max_size(4)
+                            .max_size(cfg.smtp.connections as u32)
                             .idle_timeout(Duration::from_secs(60)),
                     );
                 if let Some(user) = &cfg.smtp.username {

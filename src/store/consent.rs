@@ -59,8 +59,15 @@ operations! {
     /// What the sender needs of a lead; `None` if there is no such lead.
     fn lead_brief(&self, id: LeadId) -> Result<Option<LeadBrief>>;
 
+    /// What the sender needs of each of these leads that exists (a batch's, read at
+    /// once).
+    fn lead_briefs(&self, ids: &[LeadId]) -> Result<Vec<(LeadId, LeadBrief)>>;
+
     /// The suppression of `email`, if any.
     fn suppression(&self, email: &EmailAddress) -> Result<Option<Suppression>>;
+
+    /// The suppressions of those of these addresses that have one.
+    fn suppressions(&self, emails: &[EmailAddress]) -> Result<Vec<(EmailAddress, Suppression)>>;
 
     /// Adds `email` to the suppression list (a stronger reason replaces a weaker one)
     /// and marks its lead unsubscribed. Returns the lead, if there is one.

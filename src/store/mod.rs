@@ -66,7 +66,7 @@ pub use consent::{LeadBrief, Suppression};
 pub use error::{Result, StoreError};
 pub use ingest::{IDEMPOTENCY_TTL, IdempotencyKey, Recorded, Replay};
 pub use leads::{HistoryEntry, LeadUpsert, UpsertResult};
-pub use outbox::{Claimed, Origin, OutboxFilter, OutboxRow, OutboxState};
+pub use outbox::{Claimed, Origin, OutboxFilter, OutboxRow, OutboxState, Unsent};
 pub use sqlite::sqlite_file;
 pub use timeline::MoveRow;
 

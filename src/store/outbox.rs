@@ -153,6 +153,24 @@ pub struct Claimed {
     pub message_id: Option<String>,
 }
 
+/// Where a claimed row goes when the sender decided not to send it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsent {
+    /// The policy holds it until `until`, for `reason`; a hold is not an attempt.
+    Held {
+        id: i64,
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    /// It ends here, unsent, in `state` (failed, stale, expired, suppressed) at `at`.
+    Ended {
+        id: i64,
+        state: OutboxState,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
 /// Which rows an operator command acts on.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxFilter {
@@ -163,9 +181,10 @@ pub struct OutboxFilter {
 }
 
 operations! {
-    /// Claims up to `limit` rows due at `now` (queued, held or retry rows whose time
-    /// has come, or sending with an expired lease after a crash), oldest first, leasing
-    /// them until `now + lease`. Rows of `paused_campaigns` are left alone.
+    /// Claims up to `limit` rows due at `now`, leasing them until `now + lease`: first
+    /// rows left `sending` by a crashed sender whose lease has run out, then queued, held
+    /// or retry rows whose time has come, oldest first. Rows of `paused_campaigns` are
+    /// left alone. The cost of a claim is its batch's, however long the queue.
     fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -189,18 +208,19 @@ operations! {
     /// go back to waiting as they were, with the attempt they did not make undone.
     fn unclaim(&self, ids: &[i64]) -> Result<u64>;
 
-    /// The policy holds a row back until `until`; a hold is not an attempt.
-    fn mark_held(&self, id: i64, until: DateTime<Utc>, reason: &str) -> Result<()>;
+    /// Records where claimed rows the sender decided not to send go (held, or ended),
+    /// all in one transaction: a batch the policy holds costs one write, not one a row.
+    fn set_aside(&self, rows: &[Unsent]) -> Result<()>;
 
     /// Emails sent since `since`, per template (the daily capacity counts marketing).
     fn sent_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>>;
 
-    /// A lead's emails sent since `since`: (row id, template, sent_at).
-    fn lead_sent_since(
+    /// These leads' emails sent since `since`: (lead, row id, template, sent_at).
+    fn leads_sent_since(
         &self,
-        lead: LeadId,
+        leads: &[LeadId],
         since: DateTime<Utc>,
-    ) -> Result<Vec<(i64, String, DateTime<Utc>)>>;
+    ) -> Result<Vec<(LeadId, i64, String, DateTime<Utc>)>>;
 
     /// Gives a claimed row its Message-ID unless it has one; returns the row's id.
     fn assign_message_id(&self, id: i64, message_id: &str) -> Result<String>;

@@ -330,6 +330,25 @@ campaigns:
     }
 
     #[test]
+    fn smtp_connections_default_to_four_and_must_be_between_one_and_sixty_four() {
+        assert_eq!(load("").unwrap().smtp.connections, 4);
+        assert_eq!(
+            load("smtp: { connections: 16 }\n")
+                .unwrap()
+                .smtp
+                .connections,
+            16
+        );
+        for n in [0, 65] {
+            let err = load(&format!("smtp: {{ connections: {n} }}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("smtp.connections"), "{err}");
+            assert!(err.contains("between 1 and 64"), "{err}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_line_and_column() {
         let err = load("funnel:\n  stages: [a, b]\n  initail: a\n")
             .unwrap_err()

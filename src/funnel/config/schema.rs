@@ -212,6 +212,8 @@ pub struct Smtp {
     pub from: lettre::message::Mailbox,
     pub username: Option<String>,
     pub password_env: Option<String>,
+    /// Sends under way at once, each on its own connection.
+    pub connections: usize,
 }
 
 /// `smtp:` as written; [`Smtp`] once the URL and sender are parsed.
@@ -226,6 +228,8 @@ pub(super) struct RawSmtp {
     pub username: Option<String>,
     #[serde(default)]
     pub password_env: Option<String>,
+    #[serde(default = "default_connections")]
+    pub connections: usize,
 }
 
 impl Default for RawSmtp {
@@ -235,8 +239,14 @@ impl Default for RawSmtp {
             from: default_from(),
             username: None,
             password_env: None,
+            connections: default_connections(),
         }
     }
+}
+
+/// Four sends under way: what a small relay takes without complaint.
+pub(super) fn default_connections() -> usize {
+    4
 }
 
 pub(super) fn default_smtp_url() -> String {

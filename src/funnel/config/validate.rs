@@ -7,9 +7,9 @@ use crate::domain::time::format_duration;
 use crate::funnel::config::parse::Problems;
 use crate::funnel::config::schema::{
     CRON_FORMS, Campaign, CronExpr, Defaults, Http, Limits, RawSmtp, Schedule, Smtp, Stages,
-    default_database, default_expire, default_from, default_locale, default_public_url,
-    default_rate, default_retry, default_retry_after, default_smtp_url, default_stages,
-    default_tick,
+    default_connections, default_database, default_expire, default_from, default_locale,
+    default_public_url, default_rate, default_retry, default_retry_after, default_smtp_url,
+    default_stages, default_tick,
 };
 use crate::funnel::config::transport::{is_public_url, parse_transport, resolve_database};
 use crate::funnel::diagnostic::did_you_mean;
@@ -18,6 +18,10 @@ use crate::funnel::yaml::{Step, keys};
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use std::path::Path;
+
+/// The most sends `smtp.connections` may put under way at once: more is a flood no
+/// relay accepts from one client, and as many emails that a crash could repeat.
+const MAX_CONNECTIONS: usize = 64;
 
 /// The range of `limits.rate_per_second`: below, the pacing gap overflows any timer;
 /// above, no SMTP server keeps up.
@@ -111,12 +115,24 @@ pub(super) fn smtp(p: &mut Problems, raw: RawSmtp, root: &Path) -> Smtp {
         );
         default_from().parse().expect("valid")
     });
+    let mut connections = raw.connections;
+    if !(1..=MAX_CONNECTIONS).contains(&connections) {
+        p.add(
+            &keys(&["smtp", "connections"]),
+            format!(
+                "smtp.connections {connections} is out of range: between 1 and {MAX_CONNECTIONS}"
+            ),
+            Some("write how many connections the SMTP server accepts at once, e.g. 4".into()),
+        );
+        connections = default_connections();
+    }
     Smtp {
         url: raw.url,
         transport,
         from,
         username: raw.username,
         password_env: raw.password_env,
+        connections,
     }
 }
 

@@ -1,45 +1,83 @@
 //! Consent and the suppression list in SQL.
 
-use super::SqliteStore;
-use super::ms;
+use super::{IN_LIST, SqliteStore, ms, placeholders};
 use crate::domain::{EmailAddress, LeadId, StageId};
 use crate::store::{LeadBrief, Result, StoreError, Suppression};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+/// A lead's id, email, stage, time zone and when it unsubscribed, as stored.
+type BriefRow = (i64, String, String, Option<String>, Option<i64>);
+
 impl SqliteStore {
     pub(in crate::store) async fn lead_brief(&self, id: LeadId) -> Result<Option<LeadBrief>> {
-        let row: Option<(String, String, Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT email, stage, timezone, unsubscribed_at FROM leads WHERE id = ?",
-        )
-        .bind(id.0)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some((email, stage, timezone, unsub)) = row else {
-            return Ok(None);
-        };
-        // An address that no longer parses cannot be mailed: as good as no lead.
-        let Ok(email) = EmailAddress::parse(&email) else {
-            return Ok(None);
-        };
-        Ok(Some(LeadBrief {
-            email,
-            stage: StageId::parse(&stage).map_err(StoreError::Corrupt)?,
-            timezone: timezone.and_then(|t| t.parse::<Tz>().ok()),
-            unsubscribed: unsub.is_some(),
-        }))
+        Ok(self.lead_briefs(&[id]).await?.pop().map(|(_, b)| b))
+    }
+
+    pub(in crate::store) async fn lead_briefs(
+        &self,
+        ids: &[LeadId],
+    ) -> Result<Vec<(LeadId, LeadBrief)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_LIST) {
+            let sql = format!(
+                "SELECT id, email, stage, timezone, unsubscribed_at FROM leads WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.0);
+            }
+            let rows: Vec<BriefRow> = q.fetch_all(self.pool()).await?;
+            for (id, email, stage, timezone, unsub) in rows {
+                // An address that no longer parses cannot be mailed: as good as no lead.
+                let Ok(email) = EmailAddress::parse(&email) else {
+                    continue;
+                };
+                let brief = LeadBrief {
+                    email,
+                    stage: StageId::parse(&stage).map_err(StoreError::Corrupt)?,
+                    timezone: timezone.and_then(|t| t.parse::<Tz>().ok()),
+                    unsubscribed: unsub.is_some(),
+                };
+                out.push((LeadId(id), brief));
+            }
+        }
+        Ok(out)
     }
 
     pub(in crate::store) async fn suppression(
         &self,
         email: &EmailAddress,
     ) -> Result<Option<Suppression>> {
-        let r: Option<String> =
-            sqlx::query_scalar("SELECT reason FROM suppressions WHERE email_hash = ?")
-                .bind(email.digest())
-                .fetch_optional(self.pool())
-                .await?;
-        r.as_deref().map(Suppression::parse).transpose()
+        let found = self.suppressions(std::slice::from_ref(email)).await?;
+        Ok(found.into_iter().next().map(|(_, s)| s))
+    }
+
+    pub(in crate::store) async fn suppressions(
+        &self,
+        emails: &[EmailAddress],
+    ) -> Result<Vec<(EmailAddress, Suppression)>> {
+        let mut out = Vec::new();
+        for chunk in emails.chunks(IN_LIST) {
+            let digests: Vec<String> = chunk.iter().map(EmailAddress::digest).collect();
+            let sql = format!(
+                "SELECT email_hash, reason FROM suppressions WHERE email_hash IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for d in &digests {
+                q = q.bind(d);
+            }
+            let rows: Vec<(String, String)> = q.fetch_all(self.pool()).await?;
+            for (hash, reason) in rows {
+                let reason = Suppression::parse(&reason)?;
+                for (email, _) in chunk.iter().zip(&digests).filter(|(_, d)| **d == hash) {
+                    out.push((email.clone(), reason));
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(in crate::store) async fn suppress(

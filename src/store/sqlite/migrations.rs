@@ -26,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_ingest_idempotency",
         include_str!("../../../migrations/0005_ingest_idempotency.sql"),
     ),
+    (
+        "0006_outbox_claim_order",
+        include_str!("../../../migrations/0006_outbox_claim_order.sql"),
+    ),
 ];
 
 impl SqliteStore {

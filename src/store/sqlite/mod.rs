@@ -55,6 +55,10 @@ fn from_ms(v: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// Values bound in one `IN (…)` list at most: a longer list is read in chunks, well
+/// under SQLite's limit on bound variables.
+const IN_LIST: usize = 500;
+
 /// `?, ?, …`: the placeholders of a list bound one value each.
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
