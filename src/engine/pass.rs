@@ -11,7 +11,7 @@ use super::pool::{Evaluator, evaluate_with, rules_of};
 use crate::domain::LeadId;
 use crate::funnel::Funnel;
 use crate::rules::RuleError;
-use crate::store::{LoadedLead, Store, StoreError};
+use crate::store::{LeadChanges, LoadedLead, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -126,14 +126,16 @@ async fn load_pages(
     }
 }
 
-/// Evaluates each page from `pages` on the cores, into `out`.
+/// Evaluates each page from `pages` on the cores and tallies it (what the page's
+/// evaluations did, and the changes to commit), into `out`.
 async fn evaluate_pages_of(
     eval: &Evaluator,
     mut pages: mpsc::Receiver<Vec<LoadedLead>>,
-    out: mpsc::Sender<Vec<Outcome>>,
+    out: mpsc::Sender<Tally>,
 ) {
     while let Some(page) = pages.recv().await {
-        if out.send(evaluate_with(eval, page).await).await.is_err() {
+        let tallied = tally(evaluate_with(eval, page).await);
+        if out.send(tallied).await.is_err() {
             return;
         }
     }
@@ -143,12 +145,12 @@ async fn evaluate_pages_of(
 async fn commit_pages(
     store: &Store,
     now: DateTime<Utc>,
-    mut pages: mpsc::Receiver<Vec<Outcome>>,
+    mut pages: mpsc::Receiver<Tally>,
 ) -> Result<PassReport, StoreError> {
     let mut report = PassReport::default();
-    while let Some(outcomes) = pages.recv().await {
-        report.leads += outcomes.len();
-        report.queued += record(&mut report, outcomes, store, now).await?;
+    while let Some((done, changes)) = pages.recv().await {
+        report.add(done);
+        report.queued += store.apply_all(&changes, now).await?;
     }
     Ok(report)
 }
@@ -172,10 +174,7 @@ async fn evaluate_leads_with(
     now: DateTime<Utc>,
 ) -> Result<PassReport, StoreError> {
     let page = store.load_leads(ids, now).await?;
-    let mut report = PassReport {
-        leads: page.len(),
-        ..Default::default()
-    };
+    let mut report = PassReport::default();
     let outcomes = evaluate_with(eval, page).await;
     report.queued += record(&mut report, outcomes, store, now).await?;
     Ok(report)
@@ -191,10 +190,7 @@ pub async fn evaluate_lead(
     let Some(loaded) = store.load_lead(id, now).await? else {
         return Ok(None);
     };
-    let mut report = PassReport {
-        leads: 1,
-        ..Default::default()
-    };
+    let mut report = PassReport::default();
     let outcomes = evaluate_off_thread(funnel, vec![loaded], now).await;
     report.queued += record(&mut report, outcomes, store, now).await?;
     Ok(Some(report))
@@ -207,6 +203,21 @@ async fn record(
     store: &Store,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
+    let (done, changes) = tally(evals);
+    report.add(done);
+    store.apply_all(&changes, now).await
+}
+
+/// A page's evaluations counted (leads, changes, moves, errors; nothing queued yet),
+/// and the changes to commit.
+type Tally = (PassReport, Vec<LeadChanges>);
+
+/// Tallies a page's evaluations; what is not committed is dropped here.
+fn tally(evals: Vec<Outcome>) -> Tally {
+    let mut report = PassReport {
+        leads: evals.len(),
+        ..Default::default()
+    };
     let mut changes = Vec::new();
     for outcome in evals {
         let ev = match outcome {
@@ -223,7 +234,7 @@ async fn record(
             changes.push(ev.changes);
         }
     }
-    store.apply_all(&changes, now).await
+    (report, changes)
 }
 
 #[cfg(test)]
