@@ -63,9 +63,12 @@ async fn main() {
     let r = embudo::engine::pass::evaluate_all(&store, &funnel, t0)
         .await
         .unwrap();
-    assert_eq!(r.queued, n);
+    // On a loaded machine a rule can overrun its wall-clock time budget: that lead is
+    // skipped (and counted), as the daemon would skip it until its next pass.
+    let skipped: usize = r.errors.values().map(|(_, leads, _)| leads).sum();
+    assert_eq!(r.queued + skipped, n, "{:?}", r.errors.keys());
     println!(
-        "pass, all change: {} ({} emails queued)",
+        "pass, all change: {} ({} emails queued, {skipped} leads skipped by rule errors)",
         rate(n, started.elapsed().as_secs_f64()),
         r.queued
     );
@@ -74,9 +77,10 @@ async fn main() {
     let r = embudo::engine::pass::evaluate_all(&store, &funnel, t0 + TimeDelta::days(1))
         .await
         .unwrap();
-    assert_eq!(r.changed, 0);
+    assert!(r.changed <= skipped, "only leads skipped before change");
     println!(
-        "pass, none change: {}",
-        rate(n, started.elapsed().as_secs_f64())
+        "pass, none change: {} ({} leads changed, skipped by the first pass)",
+        rate(n, started.elapsed().as_secs_f64()),
+        r.changed
     );
 }

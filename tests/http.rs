@@ -243,3 +243,70 @@ fn base64_url(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn a_batch_of_events_runs_each_lead_once_and_an_unknown_lead_refuses_the_batch() {
+    let smtp = SmtpServer::start();
+    let (_f, port, _daemon) = daemon_with_api(&smtp);
+    let leads = br#"[{"email": "ana@example.com"}, {"email": "bob@example.com"}, {"email": "cai@example.com"}]"#;
+    let (status, body) = http(port, "POST", "/leads", Some(API_TOKEN), leads);
+    assert_eq!(status, 200, "{body}");
+
+    // Ana twice (by email and by id) and Bob once: the rules of each run once, after
+    // all of the batch is stored. Cai, not named, is left for the next pass.
+    let batch = br#"[{"lead": "ana@example.com", "kind": "quote_requested"},
+                     {"lead": "bob@example.com", "kind": "page_view"},
+                     {"lead": 1, "kind": "page_view"}]"#;
+    let (status, body) = http(port, "POST", "/events", Some(API_TOKEN), batch);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&v["recorded"], &v["queued"], &v["moves"]),
+        (&3.into(), &2.into(), &1.into()),
+        "{body}"
+    );
+    let mut sent: Vec<(String, String)> = smtp
+        .wait_for(2, Duration::from_secs(10))
+        .iter()
+        .map(|m| {
+            (
+                m.header("To").unwrap().to_string(),
+                m.template().to_string(),
+            )
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[0].0.contains("ana@") && sent[0].1 == "eval-comparison",
+        "{sent:?}"
+    );
+    assert!(
+        sent[1].0.contains("bob@") && sent[1].1 == "edu-welcome",
+        "{sent:?}"
+    );
+    let (_, ana) = http(port, "GET", "/leads/1", Some(API_TOKEN), b"");
+    let ana: serde_json::Value = serde_json::from_str(&ana).unwrap();
+    assert_eq!(ana["events"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        ana["stage_history"].as_array().unwrap().len(),
+        2,
+        "one move"
+    );
+
+    // A lead that does not exist refuses the whole batch, naming the item: Cai's
+    // event is not stored and no rule runs.
+    let batch = br#"[{"lead": "cai@example.com", "kind": "quote_requested"},
+                     {"lead": "nobody@example.com", "kind": "page_view"}]"#;
+    let (status, body) = http(port, "POST", "/events", Some(API_TOKEN), batch);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("events[1]") && body.contains("nobody@example.com"),
+        "{body}"
+    );
+    let (_, cai) = http(port, "GET", "/leads/cai@example.com", Some(API_TOKEN), b"");
+    let cai: serde_json::Value = serde_json::from_str(&cai).unwrap();
+    assert_eq!(cai["events"].as_array().unwrap().len(), 0, "{cai}");
+    assert_eq!(cai["stage"], "interest", "{cai}");
+    assert_eq!(cai["sends"].as_array().map_or(0, Vec::len), 0, "{cai}");
+}

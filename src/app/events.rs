@@ -162,15 +162,17 @@ impl App {
             .filter(|l| l.email.digest().starts_with(digest)))
     }
 
-    /// Each event's lead, by email or id, in order: the first unknown one refuses the
-    /// batch.
+    /// Each event's lead, by email or id, in order (looked up together): the first
+    /// unknown one refuses the batch.
     async fn resolve(
         &self,
         events: Vec<NewEvent>,
     ) -> Result<Vec<(LeadId, Event, Option<String>)>, EventsError> {
+        let who: Vec<String> = events.iter().map(|e| e.lead.clone()).collect();
+        let ids = self.store.find_lead_ids(&who).await?;
         let mut rows = Vec::with_capacity(events.len());
-        for (index, e) in events.into_iter().enumerate() {
-            match self.store.find_lead_id(&e.lead).await? {
+        for (index, (e, id)) in events.into_iter().zip(ids).enumerate() {
+            match id {
                 Some(id) => rows.push((id, e.event, e.id)),
                 None => return Err(EventsError::NoLead { index, who: e.lead }),
             }

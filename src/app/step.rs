@@ -8,7 +8,7 @@ use super::{App, AppError};
 use crate::delivery::DeliveryReport;
 use crate::domain::LeadId;
 use crate::engine::campaigns::FireReport;
-use crate::engine::pass::{PassReport, evaluate_lead};
+use crate::engine::pass::{PassReport, evaluate_lead, evaluate_leads};
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -76,15 +76,25 @@ impl App {
         }
     }
 
-    /// Runs the rules of each of `ids` at `now` with the pass's own per-lead
-    /// evaluation; one lead's failure does not stop the others (events already stored
-    /// are acknowledged, and the next pass runs these rules again).
+    /// Runs the rules of each of `ids` at `now`, once each, as a pass does: loaded
+    /// together, evaluated on the cores, committed in one transaction. If that fails,
+    /// nothing of it was committed, and each lead is run alone, so one lead's failure
+    /// does not stop the others (events already stored are acknowledged, and the next
+    /// pass runs these rules again).
     pub async fn evaluate_each(
         &self,
         ids: &[LeadId],
         now: DateTime<Utc>,
     ) -> (PassReport, Vec<(LeadId, StoreError)>) {
         let funnel = self.funnel();
+        let e = match evaluate_leads(&self.store, &funnel, ids, now).await {
+            Ok(report) => return (report, Vec::new()),
+            Err(e) => e,
+        };
+        if let [id] = ids {
+            return (PassReport::default(), vec![(*id, e)]);
+        }
+        tracing::warn!(leads = ids.len(), error = %e, "the leads' rules could not run together; running them one by one");
         let mut total = PassReport::default();
         let mut failures = Vec::new();
         for &id in ids {

@@ -4,4 +4,5 @@
 pub mod campaigns;
 pub mod pass;
 pub mod policy;
+pub mod pool;
 pub mod schedule;

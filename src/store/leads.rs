@@ -65,6 +65,10 @@ operations! {
     /// The lead with this address, if any.
     fn lead_id_by_email(&self, email: &EmailAddress) -> Result<Option<LeadId>>;
 
+    /// [`Store::find_lead_id`](super::Store::find_lead_id) for each of `who`, in order,
+    /// with a query or two for them all (an event batch names its leads at once).
+    fn find_lead_ids(&self, who: &[String]) -> Result<Vec<Option<LeadId>>>;
+
     /// Up to `limit` leads with id > `after`, in id order, with the events and sends at
     /// or before `now`: one page of a tick's stream, so memory stays flat.
     fn load_page(&self, after: i64, limit: i64, now: DateTime<Utc>) -> Result<Vec<LoadedLead>>;
@@ -72,9 +76,13 @@ operations! {
     /// One lead with its history as of `now`.
     fn load_lead(&self, id: LeadId, now: DateTime<Utc>) -> Result<Option<LoadedLead>>;
 
+    /// These leads (each once, in id order; ids of no lead are left out) with their
+    /// history as of `now`, loaded as a page is: a few queries for them all.
+    fn load_leads(&self, ids: &[LeadId], now: DateTime<Utc>) -> Result<Vec<LoadedLead>>;
 
     /// Commits the changes of several leads (a page of a pass) in one transaction:
-    /// each lead's changes stay all-or-nothing, and the page pays for one commit.
+    /// each lead's changes stay all-or-nothing, and the page pays for one commit and a
+    /// few multi-row statements, not several statements per lead.
     fn apply_all(&self, changes: &[LeadChanges], now: DateTime<Utc>) -> Result<usize>;
 
     /// The stage history of a lead, oldest first.

@@ -1,12 +1,16 @@
-//! Leads in SQL: the upsert of imported and posted leads, look-ups, the commit of an
-//! evaluation's changes, and the stage history.
+//! Leads in SQL: the upsert of imported and posted leads, look-ups and the stage
+//! history (the commit of an evaluation's changes is `apply.rs`).
 
 use super::tx::WriteTx;
-use super::{SqliteStore, from_ms, ms};
-use crate::domain::{EmailAddress, LeadChanges, LeadId, StageId, Value};
+use super::{SqliteStore, from_ms, ms, placeholders};
+use crate::domain::{EmailAddress, LeadId, StageId, Value};
 use crate::store::{HistoryEntry, LeadUpsert, Result, StoreError, UpsertResult};
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
+use std::collections::{HashMap, HashSet};
+
+/// The most leads looked up by one statement (well under SQLite's limit on variables).
+const LOOKUPS_PER_QUERY: usize = 500;
 
 impl SqliteStore {
     pub(in crate::store) async fn upsert_leads(
@@ -54,21 +58,65 @@ impl SqliteStore {
         Ok(found.map(LeadId))
     }
 
-    pub(in crate::store) async fn apply_all(
+    pub(in crate::store) async fn find_lead_ids(
         &self,
-        changes: &[LeadChanges],
-        now: DateTime<Utc>,
-    ) -> Result<usize> {
-        if changes.is_empty() {
-            return Ok(0);
+        who: &[String],
+    ) -> Result<Vec<Option<LeadId>>> {
+        // As find_lead_id reads each: digits name an id, anything else an address.
+        let named: Vec<Result<i64, Option<EmailAddress>>> = who
+            .iter()
+            .map(|w| {
+                w.trim()
+                    .parse::<i64>()
+                    .map_err(|_| EmailAddress::parse(w).ok())
+            })
+            .collect();
+        let ids: Vec<i64> = named
+            .iter()
+            .filter_map(|n| n.as_ref().ok().copied())
+            .collect();
+        let emails: Vec<&str> = named
+            .iter()
+            .filter_map(|n| n.as_ref().err()?.as_ref().map(EmailAddress::as_str))
+            .collect();
+        let mut by_id = HashSet::new();
+        let mut by_email = HashMap::new();
+        for chunk in ids.chunks(LOOKUPS_PER_QUERY) {
+            let sql = format!(
+                "SELECT id FROM leads WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let q = chunk
+                .iter()
+                .fold(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)), |q, id| {
+                    q.bind(*id)
+                });
+            by_id.extend(
+                q.fetch_all(self.pool())
+                    .await?
+                    .into_iter()
+                    .map(|id: i64| id),
+            );
         }
-        let mut tx = self.begin_write().await?;
-        let mut inserted = 0;
-        for c in changes {
-            inserted += apply_one(&mut tx, c, now).await?;
+        for chunk in emails.chunks(LOOKUPS_PER_QUERY) {
+            let sql = format!(
+                "SELECT email, id FROM leads WHERE email IN ({})",
+                placeholders(chunk.len())
+            );
+            let q = chunk
+                .iter()
+                .fold(sqlx::query_as(sqlx::AssertSqlSafe(sql)), |q, e| q.bind(*e));
+            let rows: Vec<(String, i64)> = q.fetch_all(self.pool()).await?;
+            by_email.extend(rows);
         }
-        tx.commit().await?;
-        Ok(inserted)
+        Ok(named
+            .iter()
+            .map(|n| match n {
+                Ok(id) => by_id.contains(id).then_some(LeadId(*id)),
+                Err(Some(email)) => by_email.get(email.as_str()).map(|id| LeadId(*id)),
+                Err(None) => None,
+            })
+            .collect())
     }
 
     pub(in crate::store) async fn stage_history(&self, id: LeadId) -> Result<Vec<HistoryEntry>> {
@@ -97,75 +145,6 @@ impl SqliteStore {
                 .await?,
         )
     }
-}
-
-/// One lead's changes, inside the caller's transaction: its stage, the moves, tags and
-/// attributes that differ, and the sends asked for.
-async fn apply_one(
-    tx: &mut SqliteConnection,
-    c: &LeadChanges,
-    now: DateTime<Utc>,
-) -> Result<usize> {
-    let id = c.after.id.0;
-    if c.before.stage != c.after.stage || c.before.stage_entered_at != c.after.stage_entered_at {
-        sqlx::query(
-            "UPDATE leads SET stage = ?, stage_entered_at = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(c.after.stage.as_str())
-        .bind(ms(c.after.stage_entered_at))
-        .bind(ms(now))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    for (from, to, cause) in &c.moves {
-        insert_history(tx, id, Some(from.as_str()), to.as_str(), now, cause).await?;
-    }
-    for tag in c.after.tags.difference(&c.before.tags) {
-        add_tag(tx, id, tag).await?;
-    }
-    for tag in c.before.tags.difference(&c.after.tags) {
-        sqlx::query("DELETE FROM lead_tags WHERE lead_id = ? AND tag = ?")
-            .bind(id)
-            .bind(tag)
-            .execute(&mut *tx)
-            .await?;
-    }
-    for (k, v) in &c.after.attrs {
-        if c.before.attrs.get(k) != Some(v) {
-            upsert_attr(tx, id, k, v).await?;
-        }
-    }
-    for k in c
-        .before
-        .attrs
-        .keys()
-        .filter(|k| !c.after.attrs.contains_key(*k))
-    {
-        sqlx::query("DELETE FROM lead_attrs WHERE lead_id = ? AND key = ?")
-            .bind(id)
-            .bind(k)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let mut inserted = 0;
-    for s in &c.sends {
-        let r = sqlx::query(
-            "INSERT INTO outbox (lead_id, template, dedupe_key, requested_at, stage, rule, state, next_attempt_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT (lead_id, template, dedupe_key) DO NOTHING",
-        )
-        .bind(id)
-        .bind(s.template.as_str())
-        .bind(&s.key)
-        .bind(ms(now))
-        .bind(s.stage.as_str())
-        .bind(&s.rule)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-        inserted += r.rows_affected() as usize;
-    }
-    Ok(inserted)
 }
 
 /// [`SqliteStore::upsert_leads`] inside the caller's write transaction: per row, the

@@ -1,8 +1,9 @@
 //! Leads loaded for evaluation: a page of leads, then their tags, attributes, recent
 //! events, older-event counts and sends, one query each for the whole page (never one
-//! per lead: a pass over a million leads pays per page).
+//! per lead: a pass over a million leads pays per page). A page is a range of ids (a
+//! pass) or a list of them (the leads of an event batch).
 
-use super::{SqliteStore, from_ms, ms};
+use super::{SqliteStore, from_ms, ms, placeholders};
 use crate::domain::{
     EVENTS_PER_KIND, EmailAddress, Event, Lead, LeadId, LoadedLead, OlderEvents, SendRecord,
     StageId, TemplateName, Value, ValueMap,
@@ -11,7 +12,7 @@ use crate::store::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
 use std::collections::{BTreeSet, HashMap};
 
 const LEAD_COLUMNS: &str =
@@ -36,20 +37,61 @@ fn lead_from_row(r: &SqliteRow) -> Result<Lead> {
     })
 }
 
-/// Leads sorted by id being filled in: each query covers the ids `lo..=hi` and hands
-/// each row to its lead.
+/// The most ids bound in one `IN (…)` list: well under SQLite's limit on variables,
+/// and a page's worth.
+const IDS_PER_QUERY: usize = 500;
+
+/// Which leads a page's queries cover: the ids `lo..=hi` (a pass's page, where every
+/// id in the range is on it), or these ids (an event batch's leads, anywhere).
+enum Scope {
+    Range(i64, i64),
+    Ids(Vec<i64>),
+}
+
+impl Scope {
+    /// The condition on `column` that selects the scope's rows; bind with [`Scope::bind`].
+    fn condition(&self, column: &str) -> String {
+        match self {
+            Scope::Range(..) => format!("{column} BETWEEN ? AND ?"),
+            Scope::Ids(ids) => format!("{column} IN ({})", placeholders(ids.len())),
+        }
+    }
+
+    fn bind<'q>(
+        &self,
+        mut q: sqlx::query::Query<'q, Sqlite, SqliteArguments>,
+    ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
+        match self {
+            Scope::Range(lo, hi) => q.bind(*lo).bind(*hi),
+            Scope::Ids(ids) => {
+                for id in ids {
+                    q = q.bind(*id);
+                }
+                q
+            }
+        }
+    }
+}
+
+/// Leads sorted by id being filled in: each query covers the page's [`Scope`] and
+/// hands each row to its lead.
 struct Page {
     leads: Vec<LoadedLead>,
     index: HashMap<i64, usize>,
-    lo: i64,
-    hi: i64,
+    scope: Scope,
 }
 
 impl Page {
-    /// `None` for no leads.
-    fn new(leads: Vec<Lead>) -> Option<Page> {
+    /// `None` for no leads. `range`: the leads are every lead between the first and
+    /// the last (a pass's page), so the queries may ask for the range.
+    fn new(leads: Vec<Lead>, range: bool) -> Option<Page> {
         let lo = leads.first()?.id.0;
         let hi = leads.last()?.id.0;
+        let scope = if range {
+            Scope::Range(lo, hi)
+        } else {
+            Scope::Ids(leads.iter().map(|l| l.id.0).collect())
+        };
         let leads: Vec<LoadedLead> = leads
             .into_iter()
             .map(|lead| LoadedLead {
@@ -67,8 +109,7 @@ impl Page {
         Some(Page {
             leads,
             index,
-            lo,
-            hi,
+            scope,
         })
     }
 
@@ -95,7 +136,32 @@ impl SqliteStore {
         .fetch_all(self.pool())
         .await?;
         let leads = rows.iter().map(lead_from_row).collect::<Result<Vec<_>>>()?;
-        self.attach(leads, now).await
+        self.attach(leads, true, now).await
+    }
+
+    pub(in crate::store) async fn load_leads(
+        &self,
+        ids: &[LeadId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<LoadedLead>> {
+        let mut ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let scope = Scope::Ids(chunk.to_vec());
+            let sql = format!(
+                "SELECT {LEAD_COLUMNS} FROM leads WHERE {} ORDER BY id",
+                scope.condition("id")
+            );
+            let rows = scope
+                .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+                .fetch_all(self.pool())
+                .await?;
+            let leads = rows.iter().map(lead_from_row).collect::<Result<Vec<_>>>()?;
+            out.extend(self.attach(leads, false, now).await?);
+        }
+        Ok(out)
     }
 
     pub(in crate::store) async fn load_lead(
@@ -111,76 +177,90 @@ impl SqliteStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let lead = lead_from_row(&row)?;
-        Ok(self.attach(vec![lead], now).await?.pop())
+        Ok(self.attach(vec![lead], true, now).await?.pop())
     }
 
-    /// Fills tags, attrs, events and sends for leads sorted by id, with one query each.
-    async fn attach(&self, leads: Vec<Lead>, now: DateTime<Utc>) -> Result<Vec<LoadedLead>> {
-        let Some(mut page) = Page::new(leads) else {
+    /// Fills tags, attrs, events and sends for leads sorted by id, with three queries
+    /// for the page (`range`: see [`Page::new`]). Each statement is a round trip to
+    /// the driver's worker thread, so a page pays for few of them.
+    async fn attach(
+        &self,
+        leads: Vec<Lead>,
+        range: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<LoadedLead>> {
+        let Some(mut page) = Page::new(leads, range) else {
             return Ok(Vec::new());
         };
-        self.attach_tags(&mut page).await?;
-        self.attach_attrs(&mut page).await?;
-        self.attach_recent_events(&mut page, now).await?;
-        self.attach_older_events(&mut page, now).await?;
+        self.attach_tags_and_attrs(&mut page).await?;
+        self.attach_events(&mut page, now).await?;
         self.attach_sends(&mut page, now).await?;
         Ok(page.leads)
     }
 
-    async fn attach_tags(&self, page: &mut Page) -> Result<()> {
-        let rows = sqlx::query("SELECT lead_id, tag FROM lead_tags WHERE lead_id BETWEEN ? AND ?")
-            .bind(page.lo)
-            .bind(page.hi)
+    /// Tags and attributes in one query: a tag is a row without a value.
+    async fn attach_tags_and_attrs(&self, page: &mut Page) -> Result<()> {
+        let sql = format!(
+            "SELECT lead_id, key, value FROM lead_attrs WHERE {0}
+             UNION ALL SELECT lead_id, tag, NULL FROM lead_tags WHERE {0}",
+            page.scope.condition("lead_id")
+        );
+        let q = page.scope.bind(sqlx::query(sqlx::AssertSqlSafe(sql)));
+        let rows = page.scope.bind(q).fetch_all(self.pool()).await?;
+        for r in &rows {
+            if let Some(l) = page.lead_of(r)? {
+                match r.try_get::<Option<String>, _>(2)? {
+                    None => {
+                        l.lead.tags.insert(r.try_get(1)?);
+                    }
+                    Some(raw) => {
+                        let v = Value::from_json(&raw).map_err(|e| {
+                            StoreError::Corrupt(format!("attribute value {raw}: {e}"))
+                        })?;
+                        l.lead.attrs.insert(r.try_get(1)?, v);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The most recent [`EVENTS_PER_KIND`] events of each kind up to `now`, oldest
+    /// first; and per kind with more, how many more and the first (the same scan).
+    async fn attach_events(&self, page: &mut Page, now: DateTime<Utc>) -> Result<()> {
+        let sql = format!(
+            "SELECT lead_id, kind, at, props, total, first FROM (
+               SELECT lead_id, kind, at, props, id,
+                      ROW_NUMBER() OVER (PARTITION BY lead_id, kind ORDER BY at DESC, id DESC) AS recent,
+                      COUNT(*) OVER (PARTITION BY lead_id, kind) AS total,
+                      MIN(at) OVER (PARTITION BY lead_id, kind) AS first
+               FROM events WHERE {} AND at <= ?)
+             WHERE recent <= ? ORDER BY lead_id, at, id",
+            page.scope.condition("lead_id")
+        );
+        let rows = page
+            .scope
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .bind(ms(now))
+            .bind(EVENTS_PER_KIND)
             .fetch_all(self.pool())
             .await?;
         for r in &rows {
             if let Some(l) = page.lead_of(r)? {
-                l.lead.tags.insert(r.try_get(1)?);
-            }
-        }
-        Ok(())
-    }
-
-    async fn attach_attrs(&self, page: &mut Page) -> Result<()> {
-        let rows =
-            sqlx::query("SELECT lead_id, key, value FROM lead_attrs WHERE lead_id BETWEEN ? AND ?")
-                .bind(page.lo)
-                .bind(page.hi)
-                .fetch_all(self.pool())
-                .await?;
-        for r in &rows {
-            if let Some(l) = page.lead_of(r)? {
-                let raw: String = r.try_get(2)?;
-                let v = Value::from_json(&raw)
-                    .map_err(|e| StoreError::Corrupt(format!("attribute value {raw}: {e}")))?;
-                l.lead.attrs.insert(r.try_get(1)?, v);
-            }
-        }
-        Ok(())
-    }
-
-    /// The most recent [`EVENTS_PER_KIND`] events of each kind up to `now`, oldest first.
-    async fn attach_recent_events(&self, page: &mut Page, now: DateTime<Utc>) -> Result<()> {
-        let rows = sqlx::query(
-            "SELECT lead_id, kind, at, props FROM (
-               SELECT lead_id, kind, at, props, id,
-                      ROW_NUMBER() OVER (PARTITION BY lead_id, kind ORDER BY at DESC, id DESC) AS recent
-               FROM events WHERE lead_id BETWEEN ? AND ? AND at <= ?)
-             WHERE recent <= ? ORDER BY lead_id, at, id",
-        )
-        .bind(page.lo)
-        .bind(page.hi)
-        .bind(ms(now))
-        .bind(EVENTS_PER_KIND)
-        .fetch_all(self.pool())
-        .await?;
-        for r in &rows {
-            if let Some(l) = page.lead_of(r)? {
+                let kind: String = r.try_get(1)?;
+                let total: i64 = r.try_get(4)?;
+                if total > EVENTS_PER_KIND && !l.older.contains_key(&kind) {
+                    let older = OlderEvents {
+                        count: (total - EVENTS_PER_KIND) as u64,
+                        first_at: from_ms(r.try_get(5)?),
+                    };
+                    l.older.insert(kind.clone(), older);
+                }
                 let raw: String = r.try_get(3)?;
                 let props = Value::map_from_json(&raw)
                     .map_err(|e| StoreError::Corrupt(format!("event props {raw}: {e}")))?;
                 l.events.push(Event {
-                    kind: r.try_get(1)?,
+                    kind,
                     at: from_ms(r.try_get(2)?),
                     props,
                 });
@@ -189,45 +269,19 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Per kind with more than [`EVENTS_PER_KIND`] events, how many more and the first.
-    async fn attach_older_events(&self, page: &mut Page, now: DateTime<Utc>) -> Result<()> {
-        let rows = sqlx::query(
-            "SELECT lead_id, kind, COUNT(*) - ?, MIN(at) FROM events
-             WHERE lead_id BETWEEN ? AND ? AND at <= ?
-             GROUP BY lead_id, kind HAVING COUNT(*) > ?",
-        )
-        .bind(EVENTS_PER_KIND)
-        .bind(page.lo)
-        .bind(page.hi)
-        .bind(ms(now))
-        .bind(EVENTS_PER_KIND)
-        .fetch_all(self.pool())
-        .await?;
-        for r in &rows {
-            if let Some(l) = page.lead_of(r)? {
-                l.older.insert(
-                    r.try_get(1)?,
-                    OlderEvents {
-                        count: r.try_get::<i64, _>(2)? as u64,
-                        first_at: from_ms(r.try_get(3)?),
-                    },
-                );
-            }
-        }
-        Ok(())
-    }
-
     /// The outbox rows asked for up to `now`, as rules count them.
     async fn attach_sends(&self, page: &mut Page, now: DateTime<Utc>) -> Result<()> {
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT lead_id, template, dedupe_key, requested_at FROM outbox
-             WHERE lead_id BETWEEN ? AND ? AND requested_at <= ? ORDER BY lead_id, requested_at, id",
-        )
-        .bind(page.lo)
-        .bind(page.hi)
-        .bind(ms(now))
-        .fetch_all(self.pool())
-        .await?;
+             WHERE {} AND requested_at <= ? ORDER BY lead_id, requested_at, id",
+            page.scope.condition("lead_id")
+        );
+        let rows = page
+            .scope
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .bind(ms(now))
+            .fetch_all(self.pool())
+            .await?;
         for r in &rows {
             if let Some(l) = page.lead_of(r)? {
                 let t: String = r.try_get(1)?;

@@ -2,6 +2,7 @@
 //! foreign keys on, a 10 s busy timeout), its migrations, and the SQL of each concern
 //! of the [`Store`](crate::store::Store) interface, one file per concern.
 
+mod apply;
 mod campaigns;
 mod consent;
 pub(super) mod error;
