@@ -65,6 +65,10 @@ operations! {
     /// The lead with this address, if any.
     fn lead_id_by_email(&self, email: &EmailAddress) -> Result<Option<LeadId>>;
 
+    /// The lead of each address, in the order given (`None` where there is none), in
+    /// one look-up: how an events file finds its leads a batch at a time.
+    fn lead_ids_by_email(&self, emails: &[EmailAddress]) -> Result<Vec<Option<LeadId>>>;
+
     /// Up to `limit` leads with id > `after`, in id order, with the events and sends at
     /// or before `now`: one page of a tick's stream, so memory stays flat.
     fn load_page(&self, after: i64, limit: i64, now: DateTime<Utc>) -> Result<Vec<LoadedLead>>;
