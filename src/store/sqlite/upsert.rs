@@ -15,13 +15,15 @@
 
 use super::ms;
 use crate::domain::{EmailAddress, LeadId, StageId};
-use crate::store::{LeadUpsert, Result, UpsertResult};
+use crate::store::{LeadUpsert, Result, StoreError, UpsertResult};
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use std::collections::HashMap;
 
 /// The id and stage of each stored lead among `emails` (absent ones are left out),
-/// in one statement.
+/// in one statement. They come back as one JSON row: sqlx hands rows over from its
+/// worker thread through a channel of 50, so thousands of rows would cost a thread
+/// wake-up every few dozen.
 pub(super) async fn leads_by_email<'e>(
     conn: &mut SqliteConnection,
     emails: impl IntoIterator<Item = &'e EmailAddress>,
@@ -30,13 +32,15 @@ pub(super) async fn leads_by_email<'e>(
     if list.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(String, i64, String)> = sqlx::query_as(
-        "SELECT leads.email, leads.id, leads.stage FROM jsonb_each(?) AS j
-         JOIN leads ON leads.email = j.value",
+    let found: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(leads.email, leads.id, leads.stage))
+         FROM jsonb_each(?) AS j JOIN leads ON leads.email = j.value",
     )
     .bind(json(&list))
-    .fetch_all(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
+    let rows: Vec<(String, i64, String)> = serde_json::from_str(&found)
+        .map_err(|e| StoreError::Corrupt(format!("leads by email: {e}")))?;
     Ok(rows.into_iter().map(|(e, id, s)| (e, (id, s))).collect())
 }
 
@@ -212,7 +216,9 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// The batch's new leads, in one statement; their ids in the order given.
+/// The batch's new leads, in one statement; their ids in the order given. The ids are
+/// the ones SQLite would choose (the highest plus one, in order), given here so that
+/// none has to come back row by row: the write lock is held, nobody else inserts.
 async fn insert_leads(
     tx: &mut SqliteConnection,
     creates: &[Fields<'_>],
@@ -221,6 +227,9 @@ async fn insert_leads(
     if creates.is_empty() {
         return Ok(Vec::new());
     }
+    let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM leads")
+        .fetch_one(&mut *tx)
+        .await?;
     let rows: Vec<_> = creates
         .iter()
         .map(|f| {
@@ -228,17 +237,17 @@ async fn insert_leads(
             (f.email, f.name, &f.stage, f.locale, f.timezone, created)
         })
         .collect();
-    let ids: Vec<(String, i64)> = sqlx::query_as(
-        "INSERT INTO leads (email, name, stage, locale, timezone, created_at, stage_entered_at, updated_at)
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, ?2, ?2
-         FROM jsonb_each(?1) RETURNING email, id",
+    sqlx::query(
+        "INSERT INTO leads (id, email, name, stage, locale, timezone, created_at, stage_entered_at, updated_at)
+         SELECT ?3 + key + 1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, ?2, ?2
+         FROM jsonb_each(?1)",
     )
     .bind(json(&rows))
     .bind(ms(now))
-    .fetch_all(&mut *tx)
+    .bind(last)
+    .execute(&mut *tx)
     .await?;
-    let ids: HashMap<String, i64> = ids.into_iter().collect();
-    Ok(creates.iter().map(|f| ids[f.email]).collect())
+    Ok((1..=creates.len() as i64).map(|i| last + i).collect())
 }
 
 /// The batch's stored leads: name, locale and time zone where given, the stage where
