@@ -135,10 +135,13 @@ async fn insert_events_in(
     if events.is_empty() {
         return Ok(Recorded::default());
     }
-    let rows: Vec<_> = events
+    let mut rows: Vec<_> = events
         .iter()
         .map(|(lead, e, id)| (lead.0, &e.kind, ms(e.at), Value::map_to_json(&e.props), id))
         .collect();
+    // By lead (stable: a lead's events keep their order, so the first of a repeated id
+    // is the one kept): the index by lead takes them in its order.
+    rows.sort_by_key(|r| r.0);
     // `WHERE true`: without it SQLite would read ON CONFLICT as a join's ON.
     let done = sqlx::query(
         "INSERT INTO events (lead_id, kind, at, props, recorded_at, external_id)
