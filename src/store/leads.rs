@@ -69,6 +69,10 @@ operations! {
     /// with a query or two for them all (an event batch names its leads at once).
     fn find_lead_ids(&self, who: &[String]) -> Result<Vec<Option<LeadId>>>;
 
+    /// The lead of each address, in the order given (`None` where there is none), in
+    /// one look-up: how an events file finds its leads a batch at a time.
+    fn lead_ids_by_email(&self, emails: &[EmailAddress]) -> Result<Vec<Option<LeadId>>>;
+
     /// Up to `limit` leads with id > `after`, in id order, with the events and sends at
     /// or before `now`: one page of a tick's stream, so memory stays flat.
     fn load_page(&self, after: i64, limit: i64, now: DateTime<Utc>) -> Result<Vec<LoadedLead>>;

@@ -1,6 +1,6 @@
 //! Events and `Idempotency-Key`s in SQL.
 
-use super::leads::upsert_leads_in;
+use super::upsert::{json, upsert_leads_in};
 use super::{SqliteStore, ms};
 use crate::domain::{Event, LeadId, StageId, Value};
 use crate::store::{
@@ -123,35 +123,40 @@ impl SqliteStore {
     }
 }
 
-/// Records events inside the caller's write transaction. The only unique index on
-/// events is (lead_id, external_id) for ids given: a repeat of one is a duplicate.
+/// Records events inside the caller's write transaction, in one statement whatever
+/// their number (a statement per event was a cross-thread round trip per event). The
+/// only unique index on events is (lead_id, external_id) for ids given: a repeat of
+/// one, stored before or earlier in the same batch, is skipped and counted a duplicate.
 async fn insert_events_in(
     tx: &mut SqliteConnection,
     events: &[(LeadId, Event, Option<String>)],
     now: DateTime<Utc>,
 ) -> Result<Recorded> {
-    let mut r = Recorded::default();
-    for (lead, e, id) in events {
-        let done = sqlx::query(
-            "INSERT INTO events (lead_id, kind, at, props, recorded_at, external_id) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(lead.0)
-        .bind(&e.kind)
-        .bind(ms(e.at))
-        .bind(Value::map_to_json(&e.props))
-        .bind(ms(now))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if done == 1 {
-            r.recorded += 1;
-        } else {
-            r.duplicates += 1;
-        }
+    if events.is_empty() {
+        return Ok(Recorded::default());
     }
-    Ok(r)
+    let mut rows: Vec<_> = events
+        .iter()
+        .map(|(lead, e, id)| (lead.0, &e.kind, ms(e.at), Value::map_to_json(&e.props), id))
+        .collect();
+    // By lead (stable: a lead's events keep their order, so the first of a repeated id
+    // is the one kept): the index by lead takes them in its order.
+    rows.sort_by_key(|r| r.0);
+    // `WHERE true`: without it SQLite would read ON CONFLICT as a join's ON.
+    let done = sqlx::query(
+        "INSERT INTO events (lead_id, kind, at, props, recorded_at, external_id)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2, value ->> 4
+         FROM jsonb_each(?1) WHERE true ON CONFLICT DO NOTHING",
+    )
+    .bind(json(&rows))
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected() as usize;
+    Ok(Recorded {
+        recorded: done,
+        duplicates: events.len() - done,
+    })
 }
 
 /// What a key already seen says, inside the write transaction that will do the work;

@@ -2,11 +2,11 @@
 //! history (the commit of an evaluation's changes is `apply.rs`).
 
 use super::tx::WriteTx;
-use super::{SqliteStore, from_ms, ms, placeholders};
-use crate::domain::{EmailAddress, LeadId, StageId, Value};
+use super::upsert::{leads_by_email, upsert_leads_in};
+use super::{SqliteStore, from_ms, placeholders};
+use crate::domain::{EmailAddress, LeadId, StageId};
 use crate::store::{HistoryEntry, LeadUpsert, Result, StoreError, UpsertResult};
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
 use std::collections::{HashMap, HashSet};
 
 /// The most leads looked up by one statement (well under SQLite's limit on variables).
@@ -58,6 +58,17 @@ impl SqliteStore {
         Ok(found.map(LeadId))
     }
 
+    pub(in crate::store) async fn lead_ids_by_email(
+        &self,
+        emails: &[EmailAddress],
+    ) -> Result<Vec<Option<LeadId>>> {
+        let mut conn = self.pool().acquire().await?;
+        let found = leads_by_email(&mut conn, emails).await?;
+        Ok(emails
+            .iter()
+            .map(|e| found.get(e.as_str()).map(|(id, _)| LeadId(*id)))
+            .collect())
+    }
     pub(in crate::store) async fn find_lead_ids(
         &self,
         who: &[String],
@@ -75,12 +86,11 @@ impl SqliteStore {
             .iter()
             .filter_map(|n| n.as_ref().ok().copied())
             .collect();
-        let emails: Vec<&str> = named
+        let emails: Vec<EmailAddress> = named
             .iter()
-            .filter_map(|n| n.as_ref().err()?.as_ref().map(EmailAddress::as_str))
+            .filter_map(|n| n.as_ref().err()?.clone())
             .collect();
         let mut by_id = HashSet::new();
-        let mut by_email = HashMap::new();
         for chunk in ids.chunks(LOOKUPS_PER_QUERY) {
             let sql = format!(
                 "SELECT id FROM leads WHERE id IN ({})",
@@ -98,22 +108,18 @@ impl SqliteStore {
                     .map(|id: i64| id),
             );
         }
-        for chunk in emails.chunks(LOOKUPS_PER_QUERY) {
-            let sql = format!(
-                "SELECT email, id FROM leads WHERE email IN ({})",
-                placeholders(chunk.len())
-            );
-            let q = chunk
-                .iter()
-                .fold(sqlx::query_as(sqlx::AssertSqlSafe(sql)), |q, e| q.bind(*e));
-            let rows: Vec<(String, i64)> = q.fetch_all(self.pool()).await?;
-            by_email.extend(rows);
-        }
+        // Addresses as an events file finds them: one look-up for the batch.
+        let found = self.lead_ids_by_email(&emails).await?;
+        let by_email: HashMap<&str, LeadId> = emails
+            .iter()
+            .zip(found)
+            .filter_map(|(e, id)| Some((e.as_str(), id?)))
+            .collect();
         Ok(named
             .iter()
             .map(|n| match n {
                 Ok(id) => by_id.contains(id).then_some(LeadId(*id)),
-                Err(Some(email)) => by_email.get(email.as_str()).map(|id| LeadId(*id)),
+                Err(Some(email)) => by_email.get(email.as_str()).copied(),
                 Err(None) => None,
             })
             .collect())
@@ -145,173 +151,4 @@ impl SqliteStore {
                 .await?,
         )
     }
-}
-
-/// [`SqliteStore::upsert_leads`] inside the caller's write transaction: per row, the
-/// lead is found by its address, then created or updated, then given its tags and
-/// attributes.
-pub(super) async fn upsert_leads_in(
-    tx: &mut SqliteConnection,
-    rows: &[LeadUpsert],
-    initial: &StageId,
-    update_stage: bool,
-    now: DateTime<Utc>,
-) -> Result<Vec<UpsertResult>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let result = match find_by_email(tx, &row.email).await? {
-            None => UpsertResult::Created(insert_lead(tx, row, initial, now).await?),
-            Some((id, stage)) => {
-                update_lead(tx, id, row, now).await?;
-                if update_stage
-                    && let Some(new) = &row.stage
-                    && new.as_str() != stage
-                {
-                    move_by_import(tx, id, &stage, new, now).await?;
-                }
-                UpsertResult::Updated(id)
-            }
-        };
-        merge_tags_and_attrs(tx, result.id(), row).await?;
-        out.push(result);
-    }
-    Ok(out)
-}
-
-/// The id and stage of the lead with this address, if any.
-async fn find_by_email(
-    tx: &mut SqliteConnection,
-    email: &EmailAddress,
-) -> Result<Option<(LeadId, String)>> {
-    let found: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, stage FROM leads WHERE email = ?")
-            .bind(email.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-    Ok(found.map(|(id, stage)| (LeadId(id), stage)))
-}
-
-/// A new lead in its given stage (or `initial`), with its first history entry.
-async fn insert_lead(
-    tx: &mut SqliteConnection,
-    row: &LeadUpsert,
-    initial: &StageId,
-    now: DateTime<Utc>,
-) -> Result<LeadId> {
-    let stage = row.stage.as_ref().unwrap_or(initial);
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO leads (email, name, stage, locale, timezone, created_at, stage_entered_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(row.email.as_str())
-    .bind(&row.name)
-    .bind(stage.as_str())
-    .bind(&row.locale)
-    .bind(row.timezone.map(|t| t.name().to_string()))
-    .bind(ms(row.created_at.unwrap_or(now)))
-    .bind(ms(now))
-    .bind(ms(now))
-    .fetch_one(&mut *tx)
-    .await?;
-    insert_history(tx, id, None, stage.as_str(), now, "import").await?;
-    Ok(LeadId(id))
-}
-
-/// An existing lead's name, locale and time zone, where the row gives them.
-async fn update_lead(
-    tx: &mut SqliteConnection,
-    id: LeadId,
-    row: &LeadUpsert,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE leads SET name = COALESCE(?, name), locale = COALESCE(?, locale),
-         timezone = COALESCE(?, timezone), updated_at = ? WHERE id = ?",
-    )
-    .bind(&row.name)
-    .bind(&row.locale)
-    .bind(row.timezone.map(|t| t.name().to_string()))
-    .bind(ms(now))
-    .bind(id.0)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// `import --update-stage`: an existing lead moved to the row's stage, recorded.
-async fn move_by_import(
-    tx: &mut SqliteConnection,
-    id: LeadId,
-    from: &str,
-    to: &StageId,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    sqlx::query("UPDATE leads SET stage = ?, stage_entered_at = ? WHERE id = ?")
-        .bind(to.as_str())
-        .bind(ms(now))
-        .bind(id.0)
-        .execute(&mut *tx)
-        .await?;
-    insert_history(
-        tx,
-        id.0,
-        Some(from),
-        to.as_str(),
-        now,
-        "import --update-stage",
-    )
-    .await
-}
-
-/// The row's tags added to the lead's, its attributes merged into the lead's.
-async fn merge_tags_and_attrs(
-    tx: &mut SqliteConnection,
-    id: LeadId,
-    row: &LeadUpsert,
-) -> Result<()> {
-    for tag in &row.tags {
-        add_tag(tx, id.0, tag).await?;
-    }
-    for (k, v) in &row.attrs {
-        upsert_attr(tx, id.0, k, v).await?;
-    }
-    Ok(())
-}
-
-async fn add_tag(tx: &mut SqliteConnection, lead: i64, tag: &str) -> Result<()> {
-    sqlx::query("INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING")
-        .bind(lead)
-        .bind(tag)
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
-async fn insert_history(
-    tx: &mut SqliteConnection,
-    lead: i64,
-    from: Option<&str>,
-    to: &str,
-    at: DateTime<Utc>,
-    cause: &str,
-) -> Result<()> {
-    sqlx::query("INSERT INTO stage_history (lead_id, from_stage, to_stage, at, cause) VALUES (?, ?, ?, ?, ?)")
-        .bind(lead)
-        .bind(from)
-        .bind(to)
-        .bind(ms(at))
-        .bind(cause)
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
-async fn upsert_attr(tx: &mut SqliteConnection, lead: i64, key: &str, v: &Value) -> Result<()> {
-    sqlx::query("INSERT INTO lead_attrs (lead_id, key, value) VALUES (?, ?, ?) ON CONFLICT (lead_id, key) DO UPDATE SET value = excluded.value")
-        .bind(lead)
-        .bind(key)
-        .bind(v.to_json())
-        .execute(tx)
-        .await?;
-    Ok(())
 }

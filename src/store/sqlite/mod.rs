@@ -17,6 +17,7 @@ mod report;
 mod settings;
 mod timeline;
 mod tx;
+mod upsert;
 
 use super::{Result, StoreError};
 use chrono::{DateTime, TimeZone, Utc};

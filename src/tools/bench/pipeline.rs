@@ -112,7 +112,10 @@ async fn passes(app: &App, n: usize) -> Result<(Vec<Row>, usize), BenchError> {
     let s = "first pass: every lead queues an email";
     let skipped = skipped(&p);
     expect(s, p.queued + skipped.0 == n, || {
-        format!("{} of {n} queued, {} skipped by rule errors", p.queued, skipped.0)
+        format!(
+            "{} of {n} queued, {} skipped by rule errors",
+            p.queued, skipped.0
+        )
     })?;
     let note = format!("{} moved by their events{}", p.moves, skipped.1);
     rows.push(shown(
@@ -125,7 +128,9 @@ async fn passes(app: &App, n: usize) -> Result<(Vec<Row>, usize), BenchError> {
     let p = evaluate_all(&app.store, &funnel, t0() + TimeDelta::minutes(1)).await?;
     let s = "steady pass: nothing changes";
     // Only the leads the first pass skipped may still change.
-    expect(s, p.changed <= skipped.0, || format!("{} leads changed", p.changed))?;
+    expect(s, p.changed <= skipped.0, || {
+        format!("{} leads changed", p.changed)
+    })?;
     rows.push(shown(
         Row::new(s, n, "leads", watch.stop()).target(Target::Rate(STEADY_PASS_RATE)),
     ));
@@ -159,9 +164,11 @@ async fn tick_and_report(
         scenario: s.into(),
         message: "another sender holds the lease".into(),
     })?;
-    expect(s, d.sent <= DEMO_CAPACITY && d.sent + d.held == queued, || {
-        format!("{} sent and {} held of {queued}", d.sent, d.held)
-    })?;
+    expect(
+        s,
+        d.sent <= DEMO_CAPACITY && d.sent + d.held == queued,
+        || format!("{} sent and {} held of {queued}", d.sent, d.held),
+    )?;
     let note = format!("{} sent, {} held", d.sent, d.held);
     rows.push(shown(
         Row::new(s, queued, "emails", watch.stop())
