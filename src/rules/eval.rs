@@ -18,6 +18,11 @@ pub struct Evaluation {
     pub actions: Vec<(String, Action)>,
     /// Rules skipped for this lead, and a note if the stage never settled.
     pub errors: Vec<RuleError>,
+    /// The first instant after `now` at which anything these rules read from the
+    /// clock may read differently (see [`super::horizon`]); `None`: nothing they read
+    /// changes with time alone. Meaningful when the evaluation changed nothing and
+    /// had no error: until then, on the same data, it would change nothing again.
+    pub horizon: Option<DateTime<Utc>>,
 }
 
 struct Snapshot {
@@ -71,6 +76,7 @@ impl RuleSet {
                         sends: Vec::new(),
                     },
                     actions: Vec::new(),
+                    horizon: None,
                     errors: vec![RuleError {
                         file,
                         rule,
@@ -162,6 +168,7 @@ impl RuleSet {
             },
             actions: ctx.actions,
             errors,
+            horizon: ctx.horizon,
         }
     }
 }

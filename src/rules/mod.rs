@@ -6,6 +6,7 @@
 //! simulation all run the same code.
 
 pub mod api;
+pub mod horizon;
 mod audience;
 mod eval;
 mod sandbox;
