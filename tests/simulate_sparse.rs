@@ -154,8 +154,13 @@ fn demo_data(leads: usize) -> (String, String) {
             i % 24
         );
         for k in 0..(i % 7) {
-            let kind = ["page_view", "page_view", "page_view", "quote_requested", "purchase"]
-                [(i + k) % 5];
+            let kind = [
+                "page_view",
+                "page_view",
+                "page_view",
+                "quote_requested",
+                "purchase",
+            ][(i + k) % 5];
             let minute = (i * 37 + k * 1013) % (13 * 24 * 60);
             e += &format!(
                 "p{i}@example.com,{kind},2026-03-{:02}T{:02}:{:02}:00Z\n",

@@ -529,8 +529,11 @@ fn dur_times(a: Duration, n: i64) -> RResult<Duration> {
 }
 
 fn dur_between(a: Timestamp, b: Timestamp) -> RResult<Duration> {
-    from_nanos(nanos(a.0.signed_duration_since(b.0)), drift_sum(a.1, b.1, true))
-        .ok_or_else(|| overflow(format!("{} - {}", fmt_ts(&a), fmt_ts(&b))))
+    from_nanos(
+        nanos(a.0.signed_duration_since(b.0)),
+        drift_sum(a.1, b.1, true),
+    )
+    .ok_or_else(|| overflow(format!("{} - {}", fmt_ts(&a), fmt_ts(&b))))
 }
 
 /// The first and last instants of the years rules may use, in nanoseconds.
@@ -683,9 +686,13 @@ fn register_local_time(engine: &mut Engine) {
     engine.register_get("year", |l: &mut LocalTime| l.read(Field::Year, l.year));
     engine.register_get("month", |l: &mut LocalTime| l.read(Field::Month, l.month));
     engine.register_get("day", |l: &mut LocalTime| l.read(Field::Day, l.day));
-    engine.register_get("weekday", |l: &mut LocalTime| l.read(Field::Weekday, l.weekday));
+    engine.register_get("weekday", |l: &mut LocalTime| {
+        l.read(Field::Weekday, l.weekday)
+    });
     engine.register_get("hour", |l: &mut LocalTime| l.read(Field::Hour, l.hour));
-    engine.register_get("minute", |l: &mut LocalTime| l.read(Field::Minute, l.minute));
+    engine.register_get("minute", |l: &mut LocalTime| {
+        l.read(Field::Minute, l.minute)
+    });
     engine.register_fn("to_string", |l: &mut LocalTime| {
         // Down to the minute: changes when the minute does.
         l.read(Field::Minute, 0);
@@ -875,7 +882,11 @@ fn register_history(engine: &mut Engine) {
     }));
     volatile!(engine, "sent_count", |within: Duration| with_ctx(|c| {
         let since = window_start("sent_count", c.now, within)?;
-        let times = c.sends.iter().map(|s| s.requested_at).filter(|t| *t <= c.now);
+        let times = c
+            .sends
+            .iter()
+            .map(|s| s.requested_at)
+            .filter(|t| *t <= c.now);
         let at = horizon::window_drop(c.now, since, 1i64.wrapping_sub(within.1), times);
         c.note(at);
         Ok(c.sends

@@ -240,10 +240,7 @@ mod tests {
             Some(t("2026-03-01T06:00:00Z"))
         );
         // Moving backwards (days_since(now + now - t)): the floor drops below.
-        assert_eq!(
-            floor_change(now, 2 * DAY, DAY, -1),
-            Some(after(now, 1))
-        );
+        assert_eq!(floor_change(now, 2 * DAY, DAY, -1), Some(after(now, 1)));
     }
 
     #[test]
@@ -251,7 +248,10 @@ mod tests {
         let now = t("2026-03-01T00:00:00Z");
         let h = 3600 * SEC;
         // -1.5 h counts as -1 hour; growing, it counts 0 from -(1 h - 1 ns).
-        assert_eq!(trunc_change(now, -3 * h / 2, h, 1), Some(after(now, h / 2 + 1)));
+        assert_eq!(
+            trunc_change(now, -3 * h / 2, h, 1),
+            Some(after(now, h / 2 + 1))
+        );
         // 0.5 h is 0 hours until 1 h.
         assert_eq!(trunc_change(now, h / 2, h, 1), Some(after(now, h / 2)));
         // Shrinking from 0.5 h, 0 hours until -1 h.
@@ -283,7 +283,10 @@ mod tests {
         );
         assert_eq!(window_drop(now, since, 1, [rows[0]].into_iter()), None);
         assert_eq!(window_drop(now, since, 0, rows.into_iter()), None);
-        assert_eq!(window_drop(now, since, -1, rows.into_iter()), Some(soon(now)));
+        assert_eq!(
+            window_drop(now, since, -1, rows.into_iter()),
+            Some(soon(now))
+        );
     }
 
     /// Checks `local_change` against the fields minute by minute: the field is the same
@@ -343,14 +346,26 @@ mod tests {
     #[test]
     fn the_spring_gap_moves_the_hour_at_the_switch() {
         // 00:30 UTC is 01:30 in Madrid; at 01:00 UTC it is 03:00.
-        let w = local_change(t("2026-03-29T00:30:00Z"), chrono_tz::Europe::Madrid, Field::Hour);
+        let w = local_change(
+            t("2026-03-29T00:30:00Z"),
+            chrono_tz::Europe::Madrid,
+            Field::Hour,
+        );
         assert_eq!(w, t("2026-03-29T01:00:00Z"));
         // Autumn: 00:30 UTC is 02:30 CEST; the offset changes at 01:00 UTC (02:00 CET),
         // where the hour reads 2 again: answered at the switch, which is early, not late.
-        let w = local_change(t("2026-10-25T00:30:00Z"), chrono_tz::Europe::Madrid, Field::Hour);
+        let w = local_change(
+            t("2026-10-25T00:30:00Z"),
+            chrono_tz::Europe::Madrid,
+            Field::Hour,
+        );
         assert_eq!(w, t("2026-10-25T01:00:00Z"));
         // The day of a 23-hour day ends at local midnight.
-        let w = local_change(t("2026-03-29T12:00:00Z"), chrono_tz::Europe::Madrid, Field::Day);
+        let w = local_change(
+            t("2026-03-29T12:00:00Z"),
+            chrono_tz::Europe::Madrid,
+            Field::Day,
+        );
         assert_eq!(w, t("2026-03-29T22:00:00Z"));
     }
 }

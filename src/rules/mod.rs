@@ -6,9 +6,9 @@
 //! simulation all run the same code.
 
 pub mod api;
-pub mod horizon;
 mod audience;
 mod eval;
+pub mod horizon;
 mod sandbox;
 
 pub use api::{Action, Catalog};
