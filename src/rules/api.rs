@@ -101,8 +101,10 @@ pub(crate) struct Ctx {
     pub new_sends: Vec<NewSend>,
     pub moves: Vec<(StageId, StageId, String)>,
     /// The earliest instant after `now` at which something read from the clock may
-    /// read differently (see [`horizon`]); `None`: nothing read can change.
+    /// read differently (see [`horizon`]); `None`: nothing read can change. Kept only
+    /// when `track` (a simulation asks; the daemon does not pay for it).
     pub horizon: Option<DateTime<Utc>>,
+    pub track: bool,
 }
 
 impl Ctx {
@@ -130,12 +132,16 @@ impl Ctx {
             new_sends: Vec::new(),
             moves: Vec::new(),
             horizon: None,
+            track: false,
         }
     }
 
-    /// Notes that what was just read may change at `at`.
-    fn note(&mut self, at: Option<DateTime<Utc>>) {
-        if let Some(at) = at {
+    /// Notes that what was just read may change at the instant `when` gives.
+    fn note(&mut self, when: impl FnOnce(&Ctx) -> Option<DateTime<Utc>>) {
+        if !self.track {
+            return;
+        }
+        if let Some(at) = when(self) {
             self.horizon = Some(self.horizon.map_or(at, |h| h.min(at)));
         }
     }
@@ -146,8 +152,7 @@ impl Ctx {
 fn note(when: impl FnOnce(DateTime<Utc>) -> Option<DateTime<Utc>>) {
     CTX.with(|c| {
         if let Some(ctx) = c.borrow_mut().as_mut() {
-            let at = when(ctx.now);
-            ctx.note(at);
+            ctx.note(|c| when(c.now));
         }
     });
 }
@@ -353,7 +358,7 @@ impl Ctx {
         if let Some(t) = value.clone().try_cast::<Timestamp>()
             && t.1 != 0
         {
-            self.note(Some(horizon::soon(self.now)));
+            self.note(|c| Some(horizon::soon(c.now)));
         }
         let v = from_dynamic(value)?;
         let changed = match &v {
@@ -562,8 +567,10 @@ fn shift(a: Timestamp, d: Duration, minus: bool) -> RResult<Timestamp> {
     if let Some(t) = moved
         && drift != 0
     {
-        let (lo, hi) = year_range();
-        note(|now| horizon::leaves_range(now, horizon::instant_nanos(t), drift, lo, hi));
+        note(|now| {
+            let (lo, hi) = year_range();
+            horizon::leaves_range(now, horizon::instant_nanos(t), drift, lo, hi)
+        });
     }
     moved.map(|t| Timestamp(t, drift)).ok_or_else(|| {
         overflow(format!(
@@ -708,8 +715,7 @@ fn register_clock(engine: &mut Engine) {
     // Time helpers that depend on the clock or the lead's zone.
     volatile!(engine, "days_since", |t: Timestamp| with_ctx(|c| {
         let since = nanos(c.now.signed_duration_since(t.0));
-        let at = horizon::floor_change(c.now, since, horizon::DAY, 1i64.wrapping_sub(t.1));
-        c.note(at);
+        c.note(|c| horizon::floor_change(c.now, since, horizon::DAY, 1i64.wrapping_sub(t.1)));
         Ok(Dynamic::from(
             i64::try_from(since.div_euclid(86_400 * NANOS_PER_SEC))
                 .map_err(|_| overflow(format!("days_since({})", fmt_ts(&t))))?,
@@ -736,11 +742,12 @@ fn register_clock(engine: &mut Engine) {
             };
             let today = local_date(c.now).filter(|d| d.year() < MAX_YEAR);
             // Today's date changes at the lead's midnight; a moving date at once.
-            let at = match t.1 {
-                0 => horizon::local_change(c.now, zone, Field::Day),
-                _ => horizon::soon(c.now),
-            };
-            c.note(Some(at));
+            c.note(|c| {
+                Some(match t.1 {
+                    0 => horizon::local_change(c.now, zone, Field::Day),
+                    _ => horizon::soon(c.now),
+                })
+            });
             let (Some(date), Some(today)) = (date, today) else {
                 return Err(overflow(format!("days_until_anniversary({})", fmt_ts(&t))));
             };
@@ -828,10 +835,11 @@ fn register_history(engine: &mut Engine) {
             let since = window_start(&format!("count(\"{kind}\", …)"), c.now, within)?;
             // The count drops when its oldest event (or the first of the older ones
             // only counted) leaves the window.
-            let first_older = c.older.get(kind.as_str()).map(|o| o.first_at);
-            let times = c.events_of(&kind).map(|e| e.at).chain(first_older);
-            let at = horizon::window_drop(c.now, since, 1i64.wrapping_sub(within.1), times);
-            c.note(at);
+            c.note(|c| {
+                let first_older = c.older.get(kind.as_str()).map(|o| o.first_at);
+                let times = c.events_of(&kind).map(|e| e.at).chain(first_older);
+                horizon::window_drop(c.now, since, 1i64.wrapping_sub(within.1), times)
+            });
             Ok(c.events_of(&kind).filter(|e| e.at > since).count() as i64
                 + c.older_count(&kind, Some(since)))
         })
@@ -882,13 +890,10 @@ fn register_history(engine: &mut Engine) {
     }));
     volatile!(engine, "sent_count", |within: Duration| with_ctx(|c| {
         let since = window_start("sent_count", c.now, within)?;
-        let times = c
-            .sends
-            .iter()
-            .map(|s| s.requested_at)
-            .filter(|t| *t <= c.now);
-        let at = horizon::window_drop(c.now, since, 1i64.wrapping_sub(within.1), times);
-        c.note(at);
+        c.note(|c| {
+            let times = c.sends.iter().map(|s| s.requested_at).filter(|t| *t <= c.now);
+            horizon::window_drop(c.now, since, 1i64.wrapping_sub(within.1), times)
+        });
         Ok(c.sends
             .iter()
             .filter(|s| s.requested_at > since && s.requested_at <= c.now)

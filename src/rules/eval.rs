@@ -22,6 +22,7 @@ pub struct Evaluation {
     /// clock may read differently (see [`super::horizon`]); `None`: nothing they read
     /// changes with time alone. Meaningful when the evaluation changed nothing and
     /// had no error: until then, on the same data, it would change nothing again.
+    /// Always `None` unless the rule set's `track_horizon` is on.
     pub horizon: Option<DateTime<Utc>>,
 }
 
@@ -99,14 +100,16 @@ impl RuleSet {
         only: Option<&[String]>,
     ) -> Evaluation {
         let before = loaded.lead.clone();
-        install_ctx(Ctx::new(
+        let mut ctx = Ctx::new(
             loaded,
             now,
             default_tz,
             self.catalog.clone(),
             String::new(),
             false,
-        ));
+        );
+        ctx.track = self.track_horizon;
+        install_ctx(ctx);
         let selected: Vec<_> = self
             .rules
             .iter()

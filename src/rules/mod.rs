@@ -102,6 +102,9 @@ pub struct RuleSet {
     /// Wall-clock time each rule (and audience) may take for one lead
     /// ([`RULE_TIME_BUDGET`] unless a caller sets another).
     pub time_budget: std::time::Duration,
+    /// Whether evaluations report their [`Evaluation`]'s `horizon` (a simulation
+    /// asks; the daemon's passes do not, and pay nothing for it).
+    pub track_horizon: bool,
 }
 
 impl RuleSet {
@@ -165,6 +168,7 @@ impl RuleSet {
                 rules,
                 catalog: Arc::new(catalog),
                 time_budget: RULE_TIME_BUDGET,
+                track_horizon: false,
             },
             errors,
         )

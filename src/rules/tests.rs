@@ -894,7 +894,15 @@ fn counts_include_events_older_than_the_loaded_ones() {
 /// The horizon of a rule that reads `expr` (in `if EXPR {}`) for the default lead at
 /// NOW (Mexico City: UTC-6, no daylight saving since 2022).
 fn horizon_of(expr: &str, l: LoadedLead) -> Option<DateTime<Utc>> {
-    let ev = eval(&[("r", &format!("if {expr} {{ }}"))], l);
+    let (mut set, errs) = RuleSet::compile(
+        vec![("rules/r.rhai".into(), format!("if {expr} {{ }}"))],
+        catalog(),
+    );
+    assert!(errs.is_empty(), "compile errors: {errs:?}");
+    set.track_horizon = true;
+    // Not the clock's verdict on a busy machine: the horizon is the point here.
+    set.time_budget = std::time::Duration::from_secs(5);
+    let ev = set.evaluate(l, t(NOW), Tz::UTC);
     assert!(ev.errors.is_empty(), "{expr}: {:?}", ev.errors);
     ev.horizon
 }
@@ -973,4 +981,10 @@ fn an_evaluation_reports_when_what_it_read_from_the_clock_can_next_change() {
         horizon_of("(\"\" + now).len() > 3", lead()),
         Some(t(NOW) + TimeDelta::nanoseconds(1))
     );
+}
+
+#[test]
+fn the_daemon_does_not_track_horizons() {
+    let ev = eval(&[("r", "if local(now).hour == 4 { }")], lead());
+    assert_eq!(ev.horizon, None);
 }

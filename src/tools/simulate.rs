@@ -196,6 +196,8 @@ async fn scratch_app(config_path: &Path, opts: &Options) -> Result<(App, TempDir
     }
     let mut funnel = Funnel::from_config(config)?;
     funnel.rules.time_budget = SIMULATION_TIME_BUDGET;
+    // The sparse mode's sifting reads each evaluation's horizon.
+    funnel.rules.track_horizon = true;
     let app = App::builder_for(funnel)
         .mailer(Mailer::Dry)
         .signer(Signer::new(b"simulate: links are never followed"))
