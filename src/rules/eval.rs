@@ -92,14 +92,8 @@ impl RuleSet {
         }
     }
 
-    fn run_rules(
-        &self,
-        loaded: LoadedLead,
-        now: DateTime<Utc>,
-        default_tz: Tz,
-        only: Option<&[String]>,
-    ) -> Evaluation {
-        let before = loaded.lead.clone();
+    /// Installs the context of one lead's evaluation by these rules on this thread.
+    fn install(&self, loaded: LoadedLead, now: DateTime<Utc>, default_tz: Tz) {
         let mut ctx = Ctx::new(
             loaded,
             now,
@@ -110,6 +104,17 @@ impl RuleSet {
         );
         ctx.track = self.track_horizon;
         install_ctx(ctx);
+    }
+
+    fn run_rules(
+        &self,
+        loaded: LoadedLead,
+        now: DateTime<Utc>,
+        default_tz: Tz,
+        only: Option<&[String]>,
+    ) -> Evaluation {
+        let before = loaded.lead.clone();
+        self.install(loaded, now, default_tz);
         let selected: Vec<_> = self
             .rules
             .iter()
