@@ -891,7 +891,11 @@ fn register_history(engine: &mut Engine) {
     volatile!(engine, "sent_count", |within: Duration| with_ctx(|c| {
         let since = window_start("sent_count", c.now, within)?;
         c.note(|c| {
-            let times = c.sends.iter().map(|s| s.requested_at).filter(|t| *t <= c.now);
+            let times = c
+                .sends
+                .iter()
+                .map(|s| s.requested_at)
+                .filter(|t| *t <= c.now);
             horizon::window_drop(c.now, since, 1i64.wrapping_sub(within.1), times)
         });
         Ok(c.sends
