@@ -33,12 +33,6 @@ impl Timestamp {
 #[derive(Debug, Clone, Copy)]
 pub struct Duration(pub TimeDelta, pub i64);
 
-impl Duration {
-    pub fn fixed(d: TimeDelta) -> Duration {
-        Duration(d, 0)
-    }
-}
-
 /// `local(ts)`: the calendar fields of an instant in the lead's time zone.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalTime {
@@ -164,6 +158,18 @@ fn note_soon(drift: i64) {
     }
 }
 
+/// `when(slope)`, or at once for a slope too steep to compute.
+fn steep_or(
+    now: DateTime<Utc>,
+    slope: Option<i64>,
+    when: impl FnOnce(i64) -> Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match slope {
+        Some(s) => when(s),
+        None => Some(horizon::soon(now)),
+    }
+}
+
 /// A comparison of two values `diff` apart, moving apart by `slope`.
 fn note_compare(diff: i128, slope: i64) {
     if slope != 0 {
@@ -172,12 +178,12 @@ fn note_compare(diff: i128, slope: i64) {
 }
 
 fn cmp_ts(a: &Timestamp, b: &Timestamp) -> std::cmp::Ordering {
-    note_compare(horizon::nanos_between(a.0, b.0), a.1.wrapping_sub(b.1));
+    note_compare(horizon::nanos_between(a.0, b.0), drift_sum(a.1, b.1, true));
     a.0.cmp(&b.0)
 }
 
 fn cmp_dur(a: &Duration, b: &Duration) -> std::cmp::Ordering {
-    note_compare(nanos(a.0) - nanos(b.0), a.1.wrapping_sub(b.1));
+    note_compare(nanos(a.0) - nanos(b.0), drift_sum(a.1, b.1, true));
     a.0.cmp(&b.0)
 }
 
@@ -715,7 +721,11 @@ fn register_clock(engine: &mut Engine) {
     // Time helpers that depend on the clock or the lead's zone.
     volatile!(engine, "days_since", |t: Timestamp| with_ctx(|c| {
         let since = nanos(c.now.signed_duration_since(t.0));
-        c.note(|c| horizon::floor_change(c.now, since, horizon::DAY, 1i64.wrapping_sub(t.1)));
+        c.note(|c| {
+            steep_or(c.now, 1i64.checked_sub(t.1), |s| {
+                horizon::floor_change(c.now, since, horizon::DAY, s)
+            })
+        });
         Ok(Dynamic::from(
             i64::try_from(since.div_euclid(86_400 * NANOS_PER_SEC))
                 .map_err(|_| overflow(format!("days_since({})", fmt_ts(&t))))?,
@@ -838,7 +848,9 @@ fn register_history(engine: &mut Engine) {
             c.note(|c| {
                 let first_older = c.older.get(kind.as_str()).map(|o| o.first_at);
                 let times = c.events_of(&kind).map(|e| e.at).chain(first_older);
-                horizon::window_drop(c.now, since, 1i64.wrapping_sub(within.1), times)
+                steep_or(c.now, 1i64.checked_sub(within.1), |s| {
+                    horizon::window_drop(c.now, since, s, times)
+                })
             });
             Ok(c.events_of(&kind).filter(|e| e.at > since).count() as i64
                 + c.older_count(&kind, Some(since)))
@@ -896,7 +908,9 @@ fn register_history(engine: &mut Engine) {
                 .iter()
                 .map(|s| s.requested_at)
                 .filter(|t| *t <= c.now);
-            horizon::window_drop(c.now, since, 1i64.wrapping_sub(within.1), times)
+            steep_or(c.now, 1i64.checked_sub(within.1), |s| {
+                horizon::window_drop(c.now, since, s, times)
+            })
         });
         Ok(c.sends
             .iter()
