@@ -630,6 +630,7 @@ pub fn register(engine: &mut Engine) {
     register_clock(engine);
     register_lead(engine);
     register_history(engine);
+    register_sends(engine);
     register_actions(engine);
 }
 
@@ -829,7 +830,7 @@ fn register_lead(engine: &mut Engine) {
     engine.register_fn("to_string", |_: &mut LeadHandle| "lead".to_string());
 }
 
-/// What the lead did (events) and was sent, as the rules may read them.
+/// What the lead did (events), as the rules may read them.
 fn register_history(engine: &mut Engine) {
     // Events.
     volatile!(engine, "has_event", |kind: ImmutableString| with_ctx(|c| {
@@ -875,8 +876,10 @@ fn register_history(engine: &mut Engine) {
                 .unwrap_or_default())
         })
     );
+}
 
-    // Sends, counted by the time they were requested.
+/// What the lead was sent, counted by the time each email was requested.
+fn register_sends(engine: &mut Engine) {
     volatile!(engine, "sent", |t: ImmutableString| with_ctx(|c| {
         Ok(c.sends
             .iter()
