@@ -4,6 +4,7 @@
 //! so far live in a thread-local [`Ctx`] for that run only. Every function that reads or
 //! writes it is registered *volatile*, so no optimiser folds a call at compile time.
 
+use super::horizon::{self, Field};
 use crate::domain::{Event, Lead, NewSend, SendRecord, StageId, TemplateName, Value};
 use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
@@ -14,13 +15,23 @@ use std::sync::Arc;
 
 type RResult<T> = Result<T, Box<EvalAltResult>>;
 
-/// An instant, as rules see `now`, `lead.created_at`, `last_event(...)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Timestamp(pub DateTime<Utc>);
+/// An instant, as rules see `now`, `lead.created_at`, `last_event(...)`, with its
+/// drift: how many nanoseconds it moves per nanosecond of the clock (`now` 1, a stored
+/// instant 0; see [`horizon`]). Values compare by the instant alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Timestamp(pub DateTime<Utc>, pub i64);
 
-/// A span of time: `days(3)`, `now - lead.created_at`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Duration(pub TimeDelta);
+impl Timestamp {
+    /// An instant that does not move with the clock (stored, or read from history).
+    pub fn fixed(t: DateTime<Utc>) -> Timestamp {
+        Timestamp(t, 0)
+    }
+}
+
+/// A span of time: `days(3)`, `now - lead.created_at`, with its drift as for
+/// [`Timestamp`] (`now - lead.created_at` 1, `days(3)` 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Duration(pub TimeDelta, pub i64);
 
 /// `local(ts)`: the calendar fields of an instant in the lead's time zone.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +43,11 @@ pub struct LocalTime {
     pub weekday: i64,
     pub hour: i64,
     pub minute: i64,
+    /// The instant, its zone and its drift: a field read of a moving one notes when
+    /// that field next changes.
+    at: DateTime<Utc>,
+    tz: Tz,
+    drift: i64,
 }
 
 /// The `lead` variable: a handle whose getters read the current state, so a rule sees
@@ -78,6 +94,11 @@ pub(crate) struct Ctx {
     pub actions: Vec<(String, Action)>,
     pub new_sends: Vec<NewSend>,
     pub moves: Vec<(StageId, StageId, String)>,
+    /// The earliest instant after `now` at which something read from the clock may
+    /// read differently (see [`horizon`]); `None`: nothing read can change. Kept only
+    /// when `track` (a simulation asks; the daemon does not pay for it).
+    pub horizon: Option<DateTime<Utc>>,
+    pub track: bool,
 }
 
 impl Ctx {
@@ -104,8 +125,79 @@ impl Ctx {
             actions: Vec::new(),
             new_sends: Vec::new(),
             moves: Vec::new(),
+            horizon: None,
+            track: false,
         }
     }
+
+    /// Notes that what was just read may change at the instant `when` gives.
+    fn note(&mut self, when: impl FnOnce(&Ctx) -> Option<DateTime<Utc>>) {
+        if !self.track {
+            return;
+        }
+        if let Some(at) = when(self) {
+            self.horizon = Some(self.horizon.map_or(at, |h| h.min(at)));
+        }
+    }
+}
+
+/// Notes, for the evaluation running on this thread, the instant `when(now)` gives;
+/// nothing outside an evaluation (a constant folded while compiling).
+fn note(when: impl FnOnce(DateTime<Utc>) -> Option<DateTime<Utc>>) {
+    CTX.with(|c| {
+        if let Some(ctx) = c.borrow_mut().as_mut() {
+            ctx.note(|c| when(c.now));
+        }
+    });
+}
+
+/// Notes that a moving value was read in a way we do not follow: at once.
+fn note_soon(drift: i64) {
+    if drift != 0 {
+        note(|now| Some(horizon::soon(now)));
+    }
+}
+
+/// `when(slope)`, or at once for a slope too steep to compute.
+fn steep_or(
+    now: DateTime<Utc>,
+    slope: Option<i64>,
+    when: impl FnOnce(i64) -> Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match slope {
+        Some(s) => when(s),
+        None => Some(horizon::soon(now)),
+    }
+}
+
+/// A comparison of two values `diff` apart, moving apart by `slope`.
+fn note_compare(diff: i128, slope: i64) {
+    if slope != 0 {
+        note(|now| horizon::sign_change(now, diff, slope));
+    }
+}
+
+fn cmp_ts(a: &Timestamp, b: &Timestamp) -> std::cmp::Ordering {
+    note_compare(horizon::nanos_between(a.0, b.0), drift_sum(a.1, b.1, true));
+    a.0.cmp(&b.0)
+}
+
+fn cmp_dur(a: &Duration, b: &Duration) -> std::cmp::Ordering {
+    note_compare(nanos(a.0) - nanos(b.0), drift_sum(a.1, b.1, true));
+    a.0.cmp(&b.0)
+}
+
+/// The drift of `a + b` (or `a - b`); a sum too steep to follow is noted at once.
+fn drift_sum(a: i64, b: i64, minus: bool) -> i64 {
+    let d = if minus {
+        a.checked_sub(b)
+    } else {
+        a.checked_add(b)
+    };
+    d.unwrap_or_else(|| {
+        note_soon(1);
+        0
+    })
 }
 
 thread_local! {
@@ -268,6 +360,12 @@ impl Ctx {
         if key.trim().is_empty() {
             return err("an attribute name cannot be empty");
         }
+        // A moving instant stored reads differently at the next evaluation.
+        if let Some(t) = value.clone().try_cast::<Timestamp>()
+            && t.1 != 0
+        {
+            self.note(|c| Some(horizon::soon(c.now)));
+        }
         let v = from_dynamic(value)?;
         let changed = match &v {
             Some(v) => self.lead.attrs.insert(key.to_string(), v.clone()).as_ref() != Some(v),
@@ -316,7 +414,7 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
         Value::Str(s) => Dynamic::from(s.clone()),
         Value::Date(_) | Value::DateTime(_) => v
             .as_instant()
-            .map(|t| Dynamic::from(Timestamp(t)))
+            .map(|t| Dynamic::from(Timestamp::fixed(t)))
             .unwrap_or(Dynamic::UNIT),
     }
 }
@@ -340,7 +438,28 @@ fn local_of(t: DateTime<Utc>, tz: Tz) -> Option<LocalTime> {
         weekday: l.weekday().number_from_monday() as i64,
         hour: l.hour() as i64,
         minute: l.minute() as i64,
+        at: t,
+        tz,
+        drift: 0,
     })
+}
+
+impl LocalTime {
+    /// `field`, noting when it changes if this local time moves with the clock.
+    fn read(&self, field: Field, value: i64) -> i64 {
+        match self.drift {
+            0 => {}
+            1 => {
+                let (at, tz) = (self.at, self.tz);
+                note(|now| {
+                    let change = horizon::local_change(at, tz, field);
+                    Some(horizon::after(now, horizon::nanos_between(change, at)))
+                });
+            }
+            d => note_soon(d),
+        }
+        value
+    }
 }
 
 /// The longest duration a rule may make, either way: about 27,000 years.
@@ -363,14 +482,24 @@ fn nanos(d: TimeDelta) -> i128 {
     d.num_seconds() as i128 * NANOS_PER_SEC + d.subsec_nanos() as i128
 }
 
-/// A duration of `n` nanoseconds, if within the limits.
-fn from_nanos(n: i128) -> Option<Duration> {
+/// A span of `n` nanoseconds, if within the limits.
+fn delta_of(n: i128) -> Option<TimeDelta> {
     if n.abs() > MAX_DURATION_NANOS {
         return None;
     }
     let secs = i64::try_from(n.div_euclid(NANOS_PER_SEC)).ok()?;
     let sub = u32::try_from(n.rem_euclid(NANOS_PER_SEC)).ok()?;
-    TimeDelta::new(secs, sub).map(Duration)
+    TimeDelta::new(secs, sub)
+}
+
+/// A duration of `n` nanoseconds moving by `drift`, if within the limits; a moving
+/// one notes when it would leave them (the same expression then fails).
+fn from_nanos(n: i128, drift: i64) -> Option<Duration> {
+    let d = Duration(delta_of(n)?, drift);
+    if drift != 0 {
+        note(|now| horizon::leaves_range(now, n, drift, -MAX_DURATION_NANOS, MAX_DURATION_NANOS));
+    }
+    Some(d)
 }
 
 fn dur_from_f64(name: &str, unit_secs: i64, n: f64) -> RResult<Duration> {
@@ -378,17 +507,18 @@ fn dur_from_f64(name: &str, unit_secs: i64, n: f64) -> RResult<Duration> {
     if !ns.is_finite() || ns.abs() > MAX_DURATION_NANOS as f64 {
         return Err(overflow(format!("{name}({n})")));
     }
-    from_nanos(ns.round() as i128).ok_or_else(|| overflow(format!("{name}({n})")))
+    from_nanos(ns.round() as i128, 0).ok_or_else(|| overflow(format!("{name}({n})")))
 }
 
 fn dur_from_i64(name: &str, unit_secs: i64, n: i64) -> RResult<Duration> {
-    from_nanos(n as i128 * unit_secs as i128 * NANOS_PER_SEC)
+    from_nanos(n as i128 * unit_secs as i128 * NANOS_PER_SEC, 0)
         .ok_or_else(|| overflow(format!("{name}({n})")))
 }
 
 fn dur_sum(a: Duration, b: Duration, minus: bool) -> RResult<Duration> {
     let (x, y) = (nanos(a.0), nanos(b.0));
-    from_nanos(if minus { x - y } else { x + y }).ok_or_else(|| {
+    let drift = drift_sum(a.1, b.1, minus);
+    from_nanos(if minus { x - y } else { x + y }, drift).ok_or_else(|| {
         overflow(format!(
             "{} {} {}",
             fmt_dur(&a),
@@ -399,15 +529,36 @@ fn dur_sum(a: Duration, b: Duration, minus: bool) -> RResult<Duration> {
 }
 
 fn dur_times(a: Duration, n: i64) -> RResult<Duration> {
+    let drift = a.1.checked_mul(n).unwrap_or_else(|| {
+        note_soon(1);
+        0
+    });
     nanos(a.0)
         .checked_mul(n as i128)
-        .and_then(from_nanos)
+        .and_then(|x| from_nanos(x, drift))
         .ok_or_else(|| overflow(format!("{} * {n}", fmt_dur(&a))))
 }
 
 fn dur_between(a: Timestamp, b: Timestamp) -> RResult<Duration> {
-    from_nanos(nanos(a.0.signed_duration_since(b.0)))
-        .ok_or_else(|| overflow(format!("{} - {}", fmt_ts(&a), fmt_ts(&b))))
+    from_nanos(
+        nanos(a.0.signed_duration_since(b.0)),
+        drift_sum(a.1, b.1, true),
+    )
+    .ok_or_else(|| overflow(format!("{} - {}", fmt_ts(&a), fmt_ts(&b))))
+}
+
+/// The first and last instants of the years rules may use, in nanoseconds.
+fn year_range() -> (i128, i128) {
+    let edge = |y: i32, first: bool| {
+        let d = if first {
+            chrono::NaiveDate::from_ymd_opt(y, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0))
+        } else {
+            chrono::NaiveDate::from_ymd_opt(y, 12, 31)
+                .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 999_999_999))
+        };
+        horizon::instant_nanos(d.expect("a valid date").and_utc())
+    };
+    (edge(MIN_YEAR, true), edge(MAX_YEAR, false))
 }
 
 /// `a` moved by `d` (backwards when `minus`), within the years rules may use.
@@ -417,17 +568,36 @@ fn shift(a: Timestamp, d: Duration, minus: bool) -> RResult<Timestamp> {
     } else {
         a.0.checked_add_signed(d.0)
     };
-    moved
-        .filter(|t| (MIN_YEAR..=MAX_YEAR).contains(&t.year()))
-        .map(Timestamp)
-        .ok_or_else(|| {
-            overflow(format!(
-                "{} {} {}",
-                fmt_ts(&a),
-                if minus { "-" } else { "+" },
-                fmt_dur(&d)
-            ))
-        })
+    let drift = drift_sum(a.1, d.1, minus);
+    let moved = moved.filter(|t| (MIN_YEAR..=MAX_YEAR).contains(&t.year()));
+    if let Some(t) = moved
+        && drift != 0
+    {
+        note(|now| {
+            let (lo, hi) = year_range();
+            horizon::leaves_range(now, horizon::instant_nanos(t), drift, lo, hi)
+        });
+    }
+    moved.map(|t| Timestamp(t, drift)).ok_or_else(|| {
+        overflow(format!(
+            "{} {} {}",
+            fmt_ts(&a),
+            if minus { "-" } else { "+" },
+            fmt_dur(&d)
+        ))
+    })
+}
+
+/// Whole units of `unit_secs` in `d`, rounded toward zero (as chrono's `num_days`),
+/// noting when a moving duration reaches the next.
+fn whole(d: &Duration, unit_secs: i64) -> i64 {
+    let unit = unit_secs as i128 * NANOS_PER_SEC;
+    let v = nanos(d.0);
+    if d.1 != 0 {
+        let drift = d.1;
+        note(|now| horizon::trunc_change(now, v, unit, drift));
+    }
+    (v / unit) as i64
 }
 
 /// The start of a window `within` long that ends at `now`: `count(kind, within)`.
@@ -460,6 +630,7 @@ pub fn register(engine: &mut Engine) {
     register_clock(engine);
     register_lead(engine);
     register_history(engine);
+    register_sends(engine);
     register_actions(engine);
 }
 
@@ -482,30 +653,40 @@ fn register_time_types(engine: &mut Engine) {
     engine.register_fn("-", |a: Duration| dur_times(a, -1));
     engine.register_fn("*", |a: Duration, n: i64| dur_times(a, n));
     engine.register_fn("*", |n: i64, a: Duration| dur_times(a, n));
+    // Each comparison notes when its answer may change (see `horizon`).
     macro_rules! compare {
-        ($t:ty) => {
-            engine.register_fn("==", |a: $t, b: $t| a == b);
-            engine.register_fn("!=", |a: $t, b: $t| a != b);
-            engine.register_fn("<", |a: $t, b: $t| a < b);
-            engine.register_fn("<=", |a: $t, b: $t| a <= b);
-            engine.register_fn(">", |a: $t, b: $t| a > b);
-            engine.register_fn(">=", |a: $t, b: $t| a >= b);
+        ($t:ty, $cmp:ident) => {
+            engine.register_fn("==", |a: $t, b: $t| $cmp(&a, &b).is_eq());
+            engine.register_fn("!=", |a: $t, b: $t| $cmp(&a, &b).is_ne());
+            engine.register_fn("<", |a: $t, b: $t| $cmp(&a, &b).is_lt());
+            engine.register_fn("<=", |a: $t, b: $t| $cmp(&a, &b).is_le());
+            engine.register_fn(">", |a: $t, b: $t| $cmp(&a, &b).is_gt());
+            engine.register_fn(">=", |a: $t, b: $t| $cmp(&a, &b).is_ge());
         };
     }
-    compare!(Timestamp);
-    compare!(Duration);
-    engine.register_fn("to_string", |t: &mut Timestamp| fmt_ts(t));
-    engine.register_fn("to_debug", |t: &mut Timestamp| fmt_ts(t));
+    compare!(Timestamp, cmp_ts);
+    compare!(Duration, cmp_dur);
+    // Text changes with every tick of a moving value: noted at once.
+    engine.register_fn("to_string", |t: &mut Timestamp| {
+        note_soon(t.1);
+        fmt_ts(t)
+    });
+    engine.register_fn("to_debug", |t: &mut Timestamp| {
+        note_soon(t.1);
+        fmt_ts(t)
+    });
     engine.register_fn("to_string", |d: &mut Duration| {
-        crate::domain::time::format_duration(d.0)
+        note_soon(d.1);
+        fmt_dur(d)
     });
     engine.register_fn("to_debug", |d: &mut Duration| {
-        crate::domain::time::format_duration(d.0)
+        note_soon(d.1);
+        fmt_dur(d)
     });
-    engine.register_get("days", |d: &mut Duration| d.0.num_days());
-    engine.register_get("hours", |d: &mut Duration| d.0.num_hours());
-    engine.register_get("minutes", |d: &mut Duration| d.0.num_minutes());
-    engine.register_get("seconds", |d: &mut Duration| d.0.num_seconds());
+    engine.register_get("days", |d: &mut Duration| whole(d, 86_400));
+    engine.register_get("hours", |d: &mut Duration| whole(d, 3_600));
+    engine.register_get("minutes", |d: &mut Duration| whole(d, 60));
+    engine.register_get("seconds", |d: &mut Duration| whole(d, 1));
     engine.register_fn("days", |n: i64| dur_from_i64("days", 86_400, n));
     engine.register_fn("hours", |n: i64| dur_from_i64("hours", 3_600, n));
     engine.register_fn("minutes", |n: i64| dur_from_i64("minutes", 60, n));
@@ -516,13 +697,19 @@ fn register_time_types(engine: &mut Engine) {
 
 /// A timestamp read on the lead's wall clock (`local(t)`).
 fn register_local_time(engine: &mut Engine) {
-    engine.register_get("year", |l: &mut LocalTime| l.year);
-    engine.register_get("month", |l: &mut LocalTime| l.month);
-    engine.register_get("day", |l: &mut LocalTime| l.day);
-    engine.register_get("weekday", |l: &mut LocalTime| l.weekday);
-    engine.register_get("hour", |l: &mut LocalTime| l.hour);
-    engine.register_get("minute", |l: &mut LocalTime| l.minute);
+    engine.register_get("year", |l: &mut LocalTime| l.read(Field::Year, l.year));
+    engine.register_get("month", |l: &mut LocalTime| l.read(Field::Month, l.month));
+    engine.register_get("day", |l: &mut LocalTime| l.read(Field::Day, l.day));
+    engine.register_get("weekday", |l: &mut LocalTime| {
+        l.read(Field::Weekday, l.weekday)
+    });
+    engine.register_get("hour", |l: &mut LocalTime| l.read(Field::Hour, l.hour));
+    engine.register_get("minute", |l: &mut LocalTime| {
+        l.read(Field::Minute, l.minute)
+    });
     engine.register_fn("to_string", |l: &mut LocalTime| {
+        // Down to the minute: changes when the minute does.
+        l.read(Field::Minute, 0);
         format!(
             "{:04}-{:02}-{:02} {:02}:{:02}",
             l.year, l.month, l.day, l.hour, l.minute
@@ -535,6 +722,11 @@ fn register_clock(engine: &mut Engine) {
     // Time helpers that depend on the clock or the lead's zone.
     volatile!(engine, "days_since", |t: Timestamp| with_ctx(|c| {
         let since = nanos(c.now.signed_duration_since(t.0));
+        c.note(|c| {
+            steep_or(c.now, 1i64.checked_sub(t.1), |s| {
+                horizon::floor_change(c.now, since, horizon::DAY, s)
+            })
+        });
         Ok(Dynamic::from(
             i64::try_from(since.div_euclid(86_400 * NANOS_PER_SEC))
                 .map_err(|_| overflow(format!("days_since({})", fmt_ts(&t))))?,
@@ -560,6 +752,13 @@ fn register_clock(engine: &mut Engine) {
                 local_date(t.0)
             };
             let today = local_date(c.now).filter(|d| d.year() < MAX_YEAR);
+            // Today's date changes at the lead's midnight; a moving date at once.
+            c.note(|c| {
+                Some(match t.1 {
+                    0 => horizon::local_change(c.now, zone, Field::Day),
+                    _ => horizon::soon(c.now),
+                })
+            });
             let (Some(date), Some(today)) = (date, today) else {
                 return Err(overflow(format!("days_until_anniversary({})", fmt_ts(&t))));
             };
@@ -578,7 +777,7 @@ fn register_clock(engine: &mut Engine) {
         t.0,
         c.zone()
     )
-    .map(Dynamic::from)
+    .map(|l| Dynamic::from(LocalTime { drift: t.1, ..l }))
     .ok_or_else(|| overflow(format!("local({})", fmt_ts(&t))))));
     volatile!(engine, "local", |_: ()| Ok::<_, Box<EvalAltResult>>(
         Dynamic::UNIT
@@ -623,15 +822,15 @@ fn register_lead(engine: &mut Engine) {
             .unwrap_or_default())
     }));
     volatile!(engine, "get$created_at", |_: &mut LeadHandle| with_ctx(
-        |c| Ok(Timestamp(c.lead.created_at))
+        |c| Ok(Timestamp::fixed(c.lead.created_at))
     ));
     volatile!(engine, "get$stage_entered_at", |_: &mut LeadHandle| {
-        with_ctx(|c| Ok(Timestamp(c.lead.stage_entered_at)))
+        with_ctx(|c| Ok(Timestamp::fixed(c.lead.stage_entered_at)))
     });
     engine.register_fn("to_string", |_: &mut LeadHandle| "lead".to_string());
 }
 
-/// What the lead did (events) and was sent, as the rules may read them.
+/// What the lead did (events), as the rules may read them.
 fn register_history(engine: &mut Engine) {
     // Events.
     volatile!(engine, "has_event", |kind: ImmutableString| with_ctx(|c| {
@@ -645,6 +844,15 @@ fn register_history(engine: &mut Engine) {
         "count",
         |kind: ImmutableString, within: Duration| with_ctx(|c| {
             let since = window_start(&format!("count(\"{kind}\", …)"), c.now, within)?;
+            // The count drops when its oldest event (or the first of the older ones
+            // only counted) leaves the window.
+            c.note(|c| {
+                let first_older = c.older.get(kind.as_str()).map(|o| o.first_at);
+                let times = c.events_of(&kind).map(|e| e.at).chain(first_older);
+                steep_or(c.now, 1i64.checked_sub(within.1), |s| {
+                    horizon::window_drop(c.now, since, s, times)
+                })
+            });
             Ok(c.events_of(&kind).filter(|e| e.at > since).count() as i64
                 + c.older_count(&kind, Some(since)))
         })
@@ -654,7 +862,7 @@ fn register_history(engine: &mut Engine) {
             Ok(c.events_of(&kind)
                 .map(|e| e.at)
                 .max()
-                .map(|t| Dynamic::from(Timestamp(t)))
+                .map(|t| Dynamic::from(Timestamp::fixed(t)))
                 .unwrap_or(Dynamic::UNIT))
         }
     ));
@@ -668,8 +876,10 @@ fn register_history(engine: &mut Engine) {
                 .unwrap_or_default())
         })
     );
+}
 
-    // Sends, counted by the time they were requested.
+/// What the lead was sent, counted by the time each email was requested.
+fn register_sends(engine: &mut Engine) {
     volatile!(engine, "sent", |t: ImmutableString| with_ctx(|c| {
         Ok(c.sends
             .iter()
@@ -690,11 +900,21 @@ fn register_history(engine: &mut Engine) {
             .filter(|s| s.template.as_str() == t.as_str() && s.requested_at <= c.now)
             .map(|s| s.requested_at)
             .max()
-            .map(|t| Dynamic::from(Timestamp(t)))
+            .map(|t| Dynamic::from(Timestamp::fixed(t)))
             .unwrap_or(Dynamic::UNIT))
     }));
     volatile!(engine, "sent_count", |within: Duration| with_ctx(|c| {
         let since = window_start("sent_count", c.now, within)?;
+        c.note(|c| {
+            let times = c
+                .sends
+                .iter()
+                .map(|s| s.requested_at)
+                .filter(|t| *t <= c.now);
+            steep_or(c.now, 1i64.checked_sub(within.1), |s| {
+                horizon::window_drop(c.now, since, s, times)
+            })
+        });
         Ok(c.sends
             .iter()
             .filter(|s| s.requested_at > since && s.requested_at <= c.now)

@@ -18,6 +18,12 @@ pub struct Evaluation {
     pub actions: Vec<(String, Action)>,
     /// Rules skipped for this lead, and a note if the stage never settled.
     pub errors: Vec<RuleError>,
+    /// The first instant after `now` at which anything these rules read from the
+    /// clock may read differently (see [`super::horizon`]); `None`: nothing they read
+    /// changes with time alone. Meaningful when the evaluation changed nothing and
+    /// had no error: until then, on the same data, it would change nothing again.
+    /// Always `None` unless the rule set's `track_horizon` is on.
+    pub horizon: Option<DateTime<Utc>>,
 }
 
 struct Snapshot {
@@ -71,6 +77,7 @@ impl RuleSet {
                         sends: Vec::new(),
                     },
                     actions: Vec::new(),
+                    horizon: None,
                     errors: vec![RuleError {
                         file,
                         rule,
@@ -85,6 +92,20 @@ impl RuleSet {
         }
     }
 
+    /// Installs the context of one lead's evaluation by these rules on this thread.
+    fn install(&self, loaded: LoadedLead, now: DateTime<Utc>, default_tz: Tz) {
+        let mut ctx = Ctx::new(
+            loaded,
+            now,
+            default_tz,
+            self.catalog.clone(),
+            String::new(),
+            false,
+        );
+        ctx.track = self.track_horizon;
+        install_ctx(ctx);
+    }
+
     fn run_rules(
         &self,
         loaded: LoadedLead,
@@ -93,14 +114,7 @@ impl RuleSet {
         only: Option<&[String]>,
     ) -> Evaluation {
         let before = loaded.lead.clone();
-        install_ctx(Ctx::new(
-            loaded,
-            now,
-            default_tz,
-            self.catalog.clone(),
-            String::new(),
-            false,
-        ));
+        self.install(loaded, now, default_tz);
         let selected: Vec<_> = self
             .rules
             .iter()
@@ -162,6 +176,7 @@ impl RuleSet {
             },
             actions: ctx.actions,
             errors,
+            horizon: ctx.horizon,
         }
     }
 }

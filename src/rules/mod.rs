@@ -8,6 +8,7 @@
 pub mod api;
 mod audience;
 mod eval;
+pub mod horizon;
 mod sandbox;
 
 pub use api::{Action, Catalog};
@@ -101,6 +102,9 @@ pub struct RuleSet {
     /// Wall-clock time each rule (and audience) may take for one lead
     /// ([`RULE_TIME_BUDGET`] unless a caller sets another).
     pub time_budget: std::time::Duration,
+    /// Whether evaluations report their [`Evaluation`]'s `horizon` (a simulation
+    /// asks; the daemon's passes do not, and pay nothing for it).
+    pub track_horizon: bool,
 }
 
 impl RuleSet {
@@ -164,6 +168,7 @@ impl RuleSet {
                 rules,
                 catalog: Arc::new(catalog),
                 time_budget: RULE_TIME_BUDGET,
+                track_horizon: false,
             },
             errors,
         )

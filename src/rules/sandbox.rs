@@ -188,7 +188,7 @@ pub fn engine() -> Engine {
 pub fn compile_scope() -> Scope<'static> {
     let mut s = Scope::new();
     s.push("lead", LeadHandle);
-    s.push("now", Timestamp(chrono::DateTime::UNIX_EPOCH));
+    s.push("now", Timestamp(chrono::DateTime::UNIX_EPOCH, 1));
     s
 }
 
@@ -196,6 +196,7 @@ pub fn compile_scope() -> Scope<'static> {
 pub fn run_scope(now: chrono::DateTime<chrono::Utc>) -> Scope<'static> {
     let mut s = Scope::new();
     s.push_constant("lead", LeadHandle);
-    s.push_constant("now", Timestamp(now));
+    // `now` moves with the clock: one nanosecond per nanosecond.
+    s.push_constant("now", Timestamp(now, 1));
     s
 }

@@ -890,3 +890,101 @@ fn counts_include_events_older_than_the_loaded_ones() {
     assert!(truth("has_event(\"page_view\")", l.clone()));
     assert_eq!(int("count(\"purchase\")", l), 0);
 }
+
+/// The horizon of a rule that reads `expr` (in `if EXPR {}`) for the default lead at
+/// NOW (Mexico City: UTC-6, no daylight saving since 2022).
+fn horizon_of(expr: &str, l: LoadedLead) -> Option<DateTime<Utc>> {
+    let (mut set, errs) = RuleSet::compile(
+        vec![("rules/r.rhai".into(), format!("if {expr} {{ }}"))],
+        catalog(),
+    );
+    assert!(errs.is_empty(), "compile errors: {errs:?}");
+    set.track_horizon = true;
+    // Not the clock's verdict on a busy machine: the horizon is the point here.
+    set.time_budget = std::time::Duration::from_secs(5);
+    let ev = set.evaluate(l, t(NOW), Tz::UTC);
+    assert!(ev.errors.is_empty(), "{expr}: {:?}", ev.errors);
+    ev.horizon
+}
+
+#[test]
+fn an_evaluation_reports_when_what_it_read_from_the_clock_can_next_change() {
+    let mut l = lead();
+    l.sends.push(sent("edu-welcome", "", TimeDelta::hours(50)));
+    l.events.push(event("page_view", TimeDelta::days(5)));
+    l.events.push(event("page_view", TimeDelta::days(2)));
+    // Nothing read from the clock: never.
+    assert_eq!(
+        horizon_of(
+            "lead.stage == \"interest\" && sent(\"edu-welcome\")",
+            lead()
+        ),
+        None
+    );
+    assert_eq!(
+        horizon_of("lead.created_at < lead.stage_entered_at", lead()),
+        None
+    );
+    // now against a fixed instant: when they meet (equal is already another answer to
+    // `==`), either way round, with arithmetic.
+    assert_eq!(
+        horizon_of("now > lead.created_at + days(12)", lead()),
+        Some(t("2026-03-04T10:00:00Z"))
+    );
+    assert_eq!(
+        horizon_of("lead.created_at - now < -days(10) - hours(3)", lead()),
+        Some(t("2026-03-02T13:00:00Z"))
+    );
+    // Both sides moving alike: never (but for the arithmetic limits, centuries away).
+    let far = |h: Option<DateTime<Utc>>| h.is_none_or(|h| h > t("2300-01-01T00:00:00Z"));
+    assert!(far(horizon_of("now - days(1) < now", lead())));
+    // days_since: the next whole day after the send (50 h ago: in 22 h).
+    assert_eq!(
+        horizon_of("days_since(last_sent(\"edu-welcome\")) >= 3", l.clone()),
+        Some(t("2026-03-03T08:00:00Z"))
+    );
+    // Whole hours of a moving duration: the next hour.
+    assert_eq!(
+        horizon_of("(now - last_sent(\"edu-welcome\")).hours > 60", l.clone()),
+        Some(t("2026-03-02T11:00:00Z"))
+    );
+    // The local hour (04:00 in Mexico City) changes at 05:00 local, 11:00 UTC; the
+    // weekday at local midnight, 06:00 UTC.
+    assert_eq!(
+        horizon_of("local(now).hour == 4", lead()),
+        Some(t("2026-03-02T11:00:00Z"))
+    );
+    assert_eq!(
+        horizon_of("local(now).weekday == 1", lead()),
+        Some(t("2026-03-03T06:00:00Z"))
+    );
+    // A fixed instant's local fields never change.
+    assert_eq!(horizon_of("local(lead.created_at).hour == 4", lead()), None);
+    // A window: when its oldest event leaves (5 days ago, in a 7-day window: in 2 days).
+    assert_eq!(
+        horizon_of("count(\"page_view\", days(7)) >= 2", l.clone()),
+        Some(t("2026-03-04T10:00:00Z"))
+    );
+    assert_eq!(
+        horizon_of("sent_count(days(3)) > 0", l.clone()),
+        Some(t("2026-03-03T08:00:00Z"))
+    );
+    // The earliest of several, and text of a moving value at once.
+    assert_eq!(
+        horizon_of(
+            "local(now).hour == 4 || days_since(last_sent(\"edu-welcome\")) > 0",
+            l
+        ),
+        Some(t("2026-03-03T08:00:00Z").min(t("2026-03-02T11:00:00Z")))
+    );
+    assert_eq!(
+        horizon_of("(\"\" + now).len() > 3", lead()),
+        Some(t(NOW) + TimeDelta::nanoseconds(1))
+    );
+}
+
+#[test]
+fn the_daemon_does_not_track_horizons() {
+    let ev = eval(&[("r", "if local(now).hour == 4 { }")], lead());
+    assert_eq!(ev.horizon, None);
+}

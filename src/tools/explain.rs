@@ -122,6 +122,7 @@ fn unchanged(lead: Lead, errors: Vec<RuleError>) -> Evaluation {
         },
         actions: Vec::new(),
         errors,
+        horizon: None,
     }
 }
 

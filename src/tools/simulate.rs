@@ -6,8 +6,15 @@
 //! Events from the events CSV are stored up front; read helpers never see rows later
 //! than `now`, and each event makes its lead's rules run at the event's time, as
 //! `embudo event` does.
+//!
+//! A tick evaluates only the leads whose outcome can change at it (see [`due`]): with
+//! a year of hourly ticks, most leads are quiet at most of them. [`Mode::Full`]
+//! evaluates every lead at every tick instead; tests/simulate_sparse.rs proves both
+//! give the same timeline.
 
-use crate::app::{App, AppError, Step};
+mod due;
+
+use crate::app::{App, AppError, Step, StepReport};
 use crate::clock::Clock;
 use crate::delivery::Mailer;
 use crate::delivery::signing::Signer;
@@ -25,6 +32,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
+
+/// The wall-clock budget of one rule for one lead in a simulation (the daemon's is
+/// [`crate::rules::RULE_TIME_BUDGET`]). A timeline must not depend on how busy the
+/// machine is (two runs of the same inputs, or a sparse and a full run, are the same):
+/// here the operation limit stops a runaway loop, and only a rule slower than this is
+/// stopped by the clock, as in rule tests.
+const SIMULATION_TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// More instants than this is almost certainly a mistake (a 1-second cron over a year).
 const MAX_INSTANTS: usize = 2_000_000;
@@ -108,8 +122,28 @@ pub struct TemplateSummary {
     pub states: BTreeMap<String, usize>,
 }
 
+/// How a simulated tick picks the leads it evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Only the leads whose outcome can change at the tick (the default).
+    #[default]
+    Sparse,
+    /// Every lead at every tick, as the daemon's tick does: the reference the sparse
+    /// mode is checked against.
+    Full,
+}
+
 /// Runs the simulation described by `opts` for the funnel at `config_path`.
 pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, AppError> {
+    simulate_in(config_path, opts, Mode::Sparse).await
+}
+
+/// [`simulate`], evaluating the leads `mode` says at each tick.
+pub async fn simulate_in(
+    config_path: &Path,
+    opts: &Options,
+    mode: Mode,
+) -> Result<Simulation, AppError> {
     check_options(opts)?;
     let (app, _scratch) = scratch_app(config_path, opts).await?;
     let mut bad_rows = Vec::new();
@@ -122,7 +156,7 @@ pub async fn simulate(config_path: &Path, opts: &Options) -> Result<Simulation, 
         );
     }
     let plan = plan(&app.funnel(), &app.store, opts).await?;
-    let counts = run_plan(&app, plan, opts).await?;
+    let counts = run_plan(&app, plan, opts, mode).await?;
     summarise(&app, opts, counts, bad_rows).await
 }
 
@@ -160,7 +194,11 @@ async fn scratch_app(config_path: &Path, opts: &Options) -> Result<(App, TempDir
     if opts.leads.is_none() {
         copy_real_database(&real_db, &scratch_db).await?;
     }
-    let app = App::builder_for(Funnel::from_config(config)?)
+    let mut funnel = Funnel::from_config(config)?;
+    funnel.rules.time_budget = SIMULATION_TIME_BUDGET;
+    // The sparse mode's sifting reads each evaluation's horizon.
+    funnel.rules.track_horizon = true;
+    let app = App::builder_for(funnel)
         .mailer(Mailer::Dry)
         .signer(Signer::new(b"simulate: links are never followed"))
         .clock(Clock::Held(opts.from))
@@ -180,23 +218,23 @@ struct Counts {
     errors: PassReport,
 }
 
-/// One `App::step` at every instant of the plan, adding the instants at which held or
-/// retried emails fall due as they appear.
+/// One step at every instant of the plan (campaigns due, rules, delivery), adding
+/// the instants at which held or retried emails fall due as they appear.
 async fn run_plan(
     app: &App,
     mut plan: BTreeMap<DateTime<Utc>, Instant>,
     opts: &Options,
+    mode: Mode,
 ) -> Result<Counts, AppError> {
     let bar = progress(plan.len() as u64);
     let mut counts = Counts::default();
+    let mut due = due::Due::everyone();
     let never = CancellationToken::new();
     while let Some((at, instant)) = plan.pop_first() {
-        let step = match (instant.tick, instant.leads.is_empty()) {
-            (true, _) => Step::Everyone,
-            (false, false) => Step::Leads(&instant.leads),
-            (false, true) => Step::DeliverOnly,
+        let report = match mode {
+            Mode::Full => full_step(app, at, &instant, &never).await?,
+            Mode::Sparse => sparse_step(app, at, &instant, &mut due, &never).await?,
         };
-        let report = app.step(step, at, &never).await?;
         for f in report.campaigns {
             counts.fired += usize::from(f.skipped.is_none());
             for e in f.errors {
@@ -208,17 +246,95 @@ async fn run_plan(
         counts.errors.add(report.pass.unwrap_or_default());
         // The daemon's sender never sleeps through a release (quiet hours ending, a
         // retry falling due): neither does the simulated one.
-        if let Some(due) = app.store.next_due_after(at).await?
-            && due <= opts.to
-            && plan.first_key_value().is_none_or(|(next, _)| due < *next)
+        if let Some(next) = app.store.next_due_after(at).await?
+            && next <= opts.to
+            && plan.first_key_value().is_none_or(|(n, _)| next < *n)
         {
-            plan.insert(due, Instant::default());
+            plan.insert(next, Instant::default());
             bar.inc_length(1);
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(counts)
+}
+
+/// The daemon's step: a tick evaluates every lead, an event its lead.
+async fn full_step(
+    app: &App,
+    at: DateTime<Utc>,
+    instant: &Instant,
+    never: &CancellationToken,
+) -> Result<StepReport, AppError> {
+    let step = match (instant.tick, instant.leads.is_empty()) {
+        (true, _) => Step::Everyone,
+        (false, false) => Step::Leads(&instant.leads),
+        (false, true) => Step::DeliverOnly,
+    };
+    app.step(step, at, never).await
+}
+
+/// A lead evaluated alone (loaded, evaluated, committed by itself) costs about as
+/// much as this many evaluated in a pass's pages.
+const ALONE_COST: u64 = 12;
+
+/// The same step, in the same order (campaigns, rules, delivery), with a tick's rules
+/// run only for the leads whose evaluation changes something: the others are
+/// evaluated without recording (which is how we know) and wait for their horizon.
+/// Event reactions run as in [`full_step`].
+async fn sparse_step(
+    app: &App,
+    at: DateTime<Utc>,
+    instant: &Instant,
+    due: &mut due::Due,
+    never: &CancellationToken,
+) -> Result<StepReport, AppError> {
+    let campaigns = app.fire_campaigns(at).await?;
+    if !campaigns.is_empty() {
+        due.mark_everyone();
+    }
+    let act = match instant.tick {
+        true => tick_leads(app, at, &instant.leads, due).await?,
+        false => instant.leads.clone(),
+    };
+    // Many leads to act on: the pass's pages do it cheaper, and the quiet leads among
+    // the rest change nothing in it.
+    let pass = if !act.is_empty() && act.len() as u64 * ALONE_COST > app.store.lead_count().await? {
+        app.evaluate(at).await?.unwrap_or_default()
+    } else {
+        app.evaluate_leads(&act, at).await?
+    };
+    for lead in act {
+        due.mark(lead);
+    }
+    let delivery = app.deliver_at(at, never).await?;
+    Ok(StepReport {
+        campaigns,
+        pass: Some(pass),
+        delivery,
+    })
+}
+
+/// The leads a tick must evaluate for real: of those due (see [`due`]) and those with
+/// an event at this instant, the ones whose evaluation changes something or fails. The
+/// others are given their next instant.
+async fn tick_leads(
+    app: &App,
+    at: DateTime<Utc>,
+    events: &[LeadId],
+    due: &mut due::Due,
+) -> Result<Vec<LeadId>, AppError> {
+    for lead in events {
+        due.mark(*lead);
+    }
+    let leads = due.take(at);
+    let sifted = due::sift(&app.store, &app.funnel(), leads.as_deref(), at).await?;
+    for (lead, horizon) in sifted.quiet {
+        if let Some(h) = horizon {
+            due.wake(lead, h);
+        }
+    }
+    Ok(sifted.act)
 }
 
 /// The timeline and the funnel at the end, read from the scratch database.
@@ -264,7 +380,8 @@ async fn summarise(
 }
 
 /// What happens at one instant: a tick (every lead), event reactions (some leads), or
-/// (neither) only the sender's round, when held or retried emails fall due.
+/// (neither) only the sender's round, when held or retried emails fall due. `leads`
+/// are the event leads, at a tick too.
 #[derive(Debug, Default)]
 struct Instant {
     tick: bool,
@@ -317,11 +434,10 @@ async fn plan(
             t = n;
         }
     }
+    // A tick evaluates every lead anyway; its event leads are kept for the sparse
+    // mode, whose tick evaluates them for sure.
     for (at, lead) in store.event_times(opts.from, opts.to).await? {
-        let step = plan.entry(at).or_default();
-        if !step.tick {
-            step.leads.push(lead);
-        }
+        plan.entry(at).or_default().leads.push(lead);
     }
     Ok(plan)
 }

@@ -2,7 +2,7 @@
 
 use super::args::{instant, span};
 use crate::app::AppError;
-use crate::tools::simulate::{Format, Options, simulate};
+use crate::tools::simulate::{Format, Mode, Options, simulate_in};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,10 @@ pub struct Args {
     events: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Evaluate every lead at every tick (the reference the default, which evaluates
+    /// only the leads whose outcome can change, is checked against).
+    #[arg(long, hide = true)]
+    full: bool,
 }
 
 pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
@@ -35,7 +39,8 @@ pub async fn run(config: &Path, args: Args) -> Result<i32, AppError> {
         leads: args.leads,
         events: args.events,
     };
-    let sim = simulate(config, &opts).await?;
+    let mode = if args.full { Mode::Full } else { Mode::Sparse };
+    let sim = simulate_in(config, &opts, mode).await?;
     print!("{}", sim.render(args.format));
     if args.format == Format::Csv {
         eprint!("{}", sim.summary_lines());
