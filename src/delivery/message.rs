@@ -7,10 +7,21 @@ use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 
-/// A Message-ID unique to one outbox row: kept across retries of that row.
+/// A Message-ID for an email that is no outbox row's (a preview, a test send).
 pub fn new_message_id(outbox_id: i64, from: &Mailbox) -> String {
     let nonce: u64 = rand::random();
     format!("<{outbox_id}.{nonce:016x}@{}>", from.email.domain())
+}
+
+/// The Message-ID of an outbox row: derived from the row's id with the link-signing
+/// key, so every attempt of the row carries the same one (unique across databases with
+/// different keys) and nothing is written before the send.
+pub fn row_message_id(outbox_id: i64, signer: &super::signing::Signer, from: &Mailbox) -> String {
+    format!(
+        "<{outbox_id}.{}@{}>",
+        signer.message_nonce(outbox_id),
+        from.email.domain()
+    )
 }
 
 pub struct Headers<'a> {

@@ -318,7 +318,7 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             let first = self.funnel.config.limits.retry_after.0;
             let at = now + backoff(row.attempts, first, self.sender.mailer.is_real());
             let why = "not tried: the SMTP server was unreachable a moment ago";
-            self.sender.store.mark_retry(row.id, at, why).await?;
+            self.sender.store.mark_retry(row.id, at, why, None).await?;
             self.report.retried += 1;
             batch.deferred += 1;
             return Ok(None);

@@ -105,12 +105,10 @@ impl Deliverer {
                 });
             }
         };
+        // A row sent by an older version kept the Message-ID it was given then.
         let mid = match &row.message_id {
             Some(m) => m.clone(),
-            None => {
-                let fresh = message::new_message_id(row.id, &funnel.config.smtp.from);
-                self.store.assign_message_id(row.id, &fresh).await?
-            }
+            None => message::row_message_id(row.id, &self.signer, &funnel.config.smtp.from),
         };
         let msg = match draft.message(funnel, &lead, &mid, now) {
             Ok(m) => m,
@@ -121,7 +119,7 @@ impl Deliverer {
         }
         // Recorded here, the moment the server has said 250: the window in which a
         // crash makes a duplicate is this one write, not a wait for the batch.
-        self.record_sent(row.id, now).await?;
+        self.record_sent(row.id, now, &mid).await?;
         tracing::info!(outbox = row.id, lead = lead.id.0, email = %lead.email, template = %row.template, message_id = %mid, "sent");
         Ok(Outcome::Sent)
     }
@@ -129,10 +127,15 @@ impl Deliverer {
     /// Records a row the server accepted. The email has left: the record must be
     /// written, so a busy database is waited out (up to about ten minutes) rather than
     /// leaving the row to be sent again.
-    async fn record_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn record_sent(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
         let mut tries = 0;
         loop {
-            match self.store.mark_sent(id, now).await {
+            match self.store.mark_sent(id, now, message_id).await {
                 Ok(()) => return Ok(()),
                 Err(
                     e @ (StoreError::Busy(_)
@@ -222,7 +225,8 @@ impl Deliverer {
         } else {
             tracing::warn!(outbox = row.id, attempts = row.attempts, retry_at = %at, error = %why, "temporary failure, will retry");
         }
-        self.store.mark_retry(row.id, at, why).await?;
+        let mid = message::row_message_id(row.id, &self.signer, &funnel.config.smtp.from);
+        self.store.mark_retry(row.id, at, why, Some(&mid)).await?;
         report.retried += 1;
         Ok(())
     }

@@ -61,6 +61,16 @@ impl Signer {
         mac.finalize().into_bytes()[..TAG_LEN].to_vec()
     }
 
+    /// The Message-ID part that makes an outbox row's id unique to this key: the same
+    /// for every attempt of the row (so a retry repeats its Message-ID and receivers can
+    /// tell a duplicate) without a write before the send to remember it.
+    pub fn message_nonce(&self, outbox_id: i64) -> String {
+        self.tag("message-id", &outbox_id.to_string())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// A token for `payload`, valid only for `purpose`.
     pub fn sign(&self, purpose: &str, payload: &str) -> String {
         format!(

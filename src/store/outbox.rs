@@ -222,14 +222,19 @@ operations! {
         since: DateTime<Utc>,
     ) -> Result<Vec<(LeadId, i64, String, DateTime<Utc>)>>;
 
-    /// Gives a claimed row its Message-ID unless it has one; returns the row's id.
-    fn assign_message_id(&self, id: i64, message_id: &str) -> Result<String>;
+    /// Records a row as sent at `sent_at` with the Message-ID it went with (a row that
+    /// already has one keeps it).
+    fn mark_sent(&self, id: i64, sent_at: DateTime<Utc>, message_id: &str) -> Result<()>;
 
-    /// Records a row as sent at `sent_at`.
-    fn mark_sent(&self, id: i64, sent_at: DateTime<Utc>) -> Result<()>;
-
-    /// Puts a row back for another attempt at `at`.
-    fn mark_retry(&self, id: i64, at: DateTime<Utc>, error: &str) -> Result<()>;
+    /// Puts a row back for another attempt at `at`; an attempt that was made records
+    /// the Message-ID it went with, for the next attempt to repeat.
+    fn mark_retry(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        error: &str,
+        message_id: Option<&str>,
+    ) -> Result<()>;
 
     /// Ends a row without sending it (failed, stale, expired), with the reason.
     fn mark_final(

@@ -174,27 +174,16 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(in crate::store) async fn assign_message_id(
+    pub(in crate::store) async fn mark_sent(
         &self,
         id: i64,
+        sent_at: DateTime<Utc>,
         message_id: &str,
-    ) -> Result<String> {
-        sqlx::query("UPDATE outbox SET message_id = ? WHERE id = ? AND message_id IS NULL")
+    ) -> Result<()> {
+        sqlx::query("UPDATE outbox SET state = 'sent', sent_at = ?, ended_at = ?, message_id = COALESCE(message_id, ?), lease_until = NULL, last_error = NULL WHERE id = ?")
+            .bind(ms(sent_at))
+            .bind(ms(sent_at))
             .bind(message_id)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        let mid: Option<String> = sqlx::query_scalar("SELECT message_id FROM outbox WHERE id = ?")
-            .bind(id)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(mid.unwrap_or_else(|| message_id.to_string()))
-    }
-
-    pub(in crate::store) async fn mark_sent(&self, id: i64, sent_at: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE outbox SET state = 'sent', sent_at = ?, ended_at = ?, lease_until = NULL, last_error = NULL WHERE id = ?")
-            .bind(ms(sent_at))
-            .bind(ms(sent_at))
             .bind(id)
             .execute(self.pool())
             .await?;
@@ -206,10 +195,12 @@ impl SqliteStore {
         id: i64,
         at: DateTime<Utc>,
         error: &str,
+        message_id: Option<&str>,
     ) -> Result<()> {
-        sqlx::query("UPDATE outbox SET state = 'retry', next_attempt_at = ?, lease_until = NULL, last_error = ? WHERE id = ?")
+        sqlx::query("UPDATE outbox SET state = 'retry', next_attempt_at = ?, lease_until = NULL, last_error = ?, message_id = COALESCE(message_id, ?) WHERE id = ?")
             .bind(ms(at))
             .bind(error)
+            .bind(message_id)
             .bind(id)
             .execute(self.pool())
             .await?;
