@@ -164,6 +164,11 @@ struct Round<'a, F> {
     next_slot: tokio::time::Instant,
     /// Sends the last batch started (`None` before the first).
     last_sends: Option<usize>,
+    /// The day's marketing sends as counted from the database at the round's first
+    /// batch of that day (its start), plus those this round has recorded since: the
+    /// database is read once a day, not once a batch (a count that grew with every
+    /// email of the day). Only one sender holds the lease, so no one else adds to it.
+    today: Option<(DateTime<Utc>, u32)>,
     report: DeliveryReport,
 }
 
@@ -196,6 +201,7 @@ impl Deliverer {
             pace: Pace::of(self.mailer.is_real(), funnel.config.limits.rate_per_second),
             next_slot: tokio::time::Instant::now(),
             last_sends: None,
+            today: None,
             report: DeliveryReport::default(),
         };
         let report = round.run().instrument(span.clone()).await?;
@@ -261,7 +267,7 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
     async fn batch(&mut self, claimed: Vec<Claimed>) -> Result<BatchEnd, StoreError> {
         let store = &self.sender.store;
         let t = (self.now)();
-        let today = self.sender.marketing_sent_today(self.funnel, t).await?;
+        let today = self.marketing_sent_today(t).await?;
         let known = self.sender.known(self.funnel, &claimed, t, None).await?;
         let mut batch = Batch::new(today, known);
         let mut rows = claimed.into_iter();
@@ -303,6 +309,19 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             batch.deferred
         );
         Ok(BatchEnd::Down)
+    }
+
+    /// The day's marketing sends before this batch.
+    async fn marketing_sent_today(&mut self, now: DateTime<Utc>) -> Result<u32, StoreError> {
+        let day = crate::engine::policy::day_start(self.funnel.config.schedule.timezone.0, now);
+        match self.today {
+            Some((d, n)) if d == day => Ok(n),
+            _ => {
+                let n = self.sender.marketing_sent_today(self.funnel, now).await?;
+                self.today = Some((day, n));
+                Ok(n)
+            }
+        }
     }
 
     /// Decides whether a claimed row is sent now; when not, puts it where it goes
@@ -411,6 +430,10 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             email: brief.email,
             attempts: row.attempts,
             requested_at: row.requested_at,
+            marketing: !self
+                .funnel
+                .templates
+                .is_transactional(row.template.as_str()),
         };
         let span = tracing::info_span!(
             "send",
@@ -439,6 +462,9 @@ impl<F: Fn() -> DateTime<Utc>> Round<'_, F> {
             return Ok(());
         };
         let now = (self.now)();
+        if let (Outcome::Sent, true, Some((_, n))) = (&outcome, row.marketing, &mut self.today) {
+            *n += 1;
+        }
         self.sender
             .record(
                 self.funnel,

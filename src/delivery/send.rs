@@ -72,6 +72,8 @@ pub(super) struct InFlight {
     pub(super) email: EmailAddress,
     pub(super) attempts: i64,
     pub(super) requested_at: DateTime<Utc>,
+    /// Counts against the daily capacity (not a receipt).
+    pub(super) marketing: bool,
 }
 
 impl Deliverer {
