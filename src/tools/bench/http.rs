@@ -6,8 +6,7 @@
 use super::data::{Rng, email};
 use super::measure::Stopwatch;
 use super::setup::{self, Limits};
-use super::{BenchError, Options, Row, SEED, Target, data, expect, shown, t0};
-use crate::ingest::csv::import_file;
+use super::{BenchError, Options, Row, SEED, Target, expect, shown, t0};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -66,11 +65,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
 
 /// The funnel's leads, their first pass done and sending paused, before the daemon starts.
 async fn prepare(dir: &Path, yaml: &Path, leads: usize) -> Result<(), BenchError> {
-    let csv = dir.join("leads.csv");
-    data::write_leads(&csv, leads, t0(), SEED).map_err(|e| BenchError::io("write leads.csv", e))?;
-    let app = setup::app(yaml).await?;
-    let funnel = app.funnel();
-    import_file(&app.store, &funnel.config, &csv, false, t0()).await?;
+    let app = setup::app_with_leads(dir, yaml, leads).await?;
     app.evaluate(t0()).await?;
     app.store.set_paused(None, true).await?;
     Ok(())
@@ -84,10 +79,7 @@ struct Daemon {
 
 impl Daemon {
     async fn start(yaml: &Path, dir: &Path) -> Result<Daemon, BenchError> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| BenchError::io("find a free port", e))?
-            .port();
+        let port = setup::free_port()?;
         let log = std::fs::File::create(dir.join("daemon.log"))
             .map_err(|e| BenchError::io("create daemon.log", e))?;
         let exe = std::env::current_exe().map_err(|e| BenchError::io("find this program", e))?;

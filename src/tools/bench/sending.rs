@@ -5,9 +5,8 @@
 
 use super::measure::Stopwatch;
 use super::setup::{self, Limits};
-use super::{BenchError, Options, Row, SEED, Target, data, expect, shown, t0};
+use super::{BenchError, Options, Row, Target, data, expect, shown, t0};
 use crate::app::{App, Step};
-use crate::ingest::csv::import_file;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -78,11 +77,8 @@ pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
 
 /// Imports `n` leads and runs the first pass: each queues its welcome.
 async fn queue(dir: &Path, yaml: &Path, n: usize) -> Result<App, BenchError> {
-    let csv = dir.join("leads.csv");
-    data::write_leads(&csv, n, t0(), SEED).map_err(|e| BenchError::io("write leads.csv", e))?;
-    let app = setup::app(yaml).await?;
+    let app = setup::app_with_leads(dir, yaml, n).await?;
     let funnel = app.funnel();
-    import_file(&app.store, &funnel.config, &csv, false, t0()).await?;
     let p = crate::engine::pass::evaluate_all(&app.store, &funnel, t0()).await?;
     expect("send: queue", p.queued == n, || {
         format!("{} of {n} emails queued", p.queued)
@@ -109,10 +105,7 @@ impl Sink {
         let Some(exe) = postfix_tool("smtp-sink") else {
             return Ok(None);
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| BenchError::io("find a free port", e))?
-            .port();
+        let port = setup::free_port()?;
         let mut cmd = std::process::Command::new(exe);
         // As root, smtp-sink insists on dropping to another user once it listens.
         if is_root() {

@@ -77,6 +77,30 @@ pub async fn app(yaml: &Path) -> Result<crate::app::App, BenchError> {
         .await?)
 }
 
+/// `n` generated leads written to the funnel's folder and imported at `t0`, untimed:
+/// the starting point of the scenarios that measure something else.
+pub async fn app_with_leads(
+    dir: &Path,
+    yaml: &Path,
+    n: usize,
+) -> Result<crate::app::App, BenchError> {
+    let csv = dir.join("leads.csv");
+    super::data::write_leads(&csv, n, super::t0(), super::SEED)
+        .map_err(|e| BenchError::io("write leads.csv", e))?;
+    let app = app(yaml).await?;
+    let cfg = &app.funnel().config;
+    crate::ingest::csv::import_file(&app.store, cfg, &csv, false, super::t0()).await?;
+    Ok(app)
+}
+
+/// A port free on the loopback now, for a server the bench starts.
+pub fn free_port() -> Result<u16, BenchError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| BenchError::io("find a free port", e))
+}
+
 /// The link-signing key of every bench funnel (and of the daemon the HTTP part starts).
 pub const SIGNING_KEY: &str = "bench-signing-key-0123456789abcdef";
 
