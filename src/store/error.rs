@@ -30,6 +30,22 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
 }
 
+/// What a failure says about the database, as far as the caller can act on it: each
+/// backend maps its own codes to one of these, and the class picks the variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Class {
+    /// Another connection holds the lock (past the busy timeout).
+    Busy,
+    /// The file or its file system cannot be written.
+    ReadOnly,
+    /// The disk is full.
+    Full,
+    /// The disk or the file failed (I/O, cannot open, corrupt), or the server is gone.
+    Io,
+    /// The statement failed for its own reasons.
+    Sql,
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {

@@ -2,7 +2,7 @@
 //! are declared here, concern by concern (`leads`, `ingest`, `outbox`, `consent`,
 //! `campaigns`, `timeline`, `report`, `settings`, `lease`), with the rows they read and
 //! write and one error type, [`StoreError`]. SQL lives only in a backend: today
-//! `sqlite/` (SQLite through sqlx).
+//! `sqlite/` (SQLite through sqlx) or `postgres/` (PostgreSQL through sqlx).
 //!
 //! **Why an enum of backends behind a declared interface.** Every operation is declared
 //! once, with its documentation, in an `operations!` block of the concern it belongs
@@ -39,6 +39,7 @@ macro_rules! operations {
                 pub async fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
                     match &self.backend {
                         $crate::store::Backend::Sqlite(db) => db.$name($($arg),*).await,
+                        $crate::store::Backend::Postgres(db) => db.$name($($arg),*).await,
                     }
                 }
             )*
@@ -53,6 +54,7 @@ mod ingest;
 mod leads;
 pub mod lease;
 mod outbox;
+mod postgres;
 mod report;
 mod settings;
 mod sqlite;
@@ -67,6 +69,7 @@ pub use error::{Result, StoreError};
 pub use ingest::{IDEMPOTENCY_TTL, IdempotencyKey, Recorded, Replay};
 pub use leads::{HistoryEntry, LeadUpsert, UpsertResult};
 pub use outbox::{Claimed, Origin, OutboxFilter, OutboxRow, OutboxState, Unsent};
+pub use postgres::{postgres_is_local, redact_url};
 pub use sqlite::sqlite_file;
 pub use timeline::MoveRow;
 
@@ -80,15 +83,27 @@ pub struct Store {
 #[derive(Clone, Debug)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url`. Does not migrate. Every URL
-    /// goes to SQLite for now: the configuration refuses others before this.
+    /// Opens the database at `url`: `postgres://` and `postgresql://` on a PostgreSQL
+    /// server, anything else as SQLite (creating the file if needed). Does not migrate.
     pub async fn open(url: &str) -> Result<Store> {
-        Ok(Store {
-            backend: Backend::Sqlite(sqlite::SqliteStore::open(url).await?),
-        })
+        let backend = if is_postgres(url) {
+            Backend::Postgres(postgres::PgStore::open(url).await?)
+        } else {
+            Backend::Sqlite(sqlite::SqliteStore::open(url).await?)
+        };
+        Ok(Store { backend })
+    }
+
+    /// The name of the engine behind this handle, for logs and `health`.
+    pub fn engine(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// Opens and brings the schema up to date: what every command does first.
@@ -97,6 +112,11 @@ impl Store {
         store.migrate().await?;
         Ok(store)
     }
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 operations! {

@@ -41,6 +41,33 @@ pub enum Tls {
 /// How to let embudo talk to a server without STARTTLS (for errors and `check`).
 pub const STARTTLS_HELP: &str = "smtp:// requires STARTTLS unless the URL says otherwise: for a local server without TLS write smtp://host:port?tls=none (never encrypt) or ?tls=opportunistic (encrypt when offered); `embudo check --smtp` shows what the server offers";
 
+/// A `postgres://` URL, checked: it parses, and a password never travels to another
+/// machine unencrypted. To a remote host with a password, `sslmode` must be `require`,
+/// `verify-ca` or `verify-full`, or absent (the store then requires TLS); to this
+/// machine (localhost, a loopback address or a Unix socket) anything goes.
+fn postgres_url(url: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(url).map_err(|e| {
+        format!(
+            "database `{}` is not a valid URL: {e}",
+            crate::store::redact_url(url)
+        )
+    })?;
+    let local = crate::store::postgres_is_local(&parsed);
+    let sslmode = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "sslmode")
+        .map(|(_, v)| v.into_owned());
+    let weak = matches!(sslmode.as_deref(), Some("disable" | "allow" | "prefer"));
+    if !local && parsed.password().is_some() && weak {
+        return Err(format!(
+            "database `{}` would send its password to a remote server unencrypted (sslmode={}); use sslmode=require (or verify-full) or leave sslmode out",
+            crate::store::redact_url(url),
+            sslmode.unwrap_or_default()
+        ));
+    }
+    Ok(url.to_string())
+}
+
 /// The `sqlite:` URL of `url` with a relative file made absolute from `root`.
 /// Hand-read rather than by `url`: `sqlite:relative.db` and `sqlite://./x.db` are
 /// not URLs a URL parser keeps as written.
@@ -70,7 +97,7 @@ pub(super) fn resolve_database(url: &str, root: &Path) -> Result<String, String>
         }
         Ok(out)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err("PostgreSQL is not supported by this build yet; use sqlite://FILE".into())
+        postgres_url(url)
     } else {
         Err(format!(
             "database `{url}` is neither sqlite:// nor postgres://"
@@ -302,10 +329,16 @@ mod tests {
             resolve_database("sqlite::memory:", r).unwrap(),
             "sqlite::memory:"
         );
+        assert_eq!(
+            resolve_database("postgres://u:p@localhost/shop?sslmode=disable", r).unwrap(),
+            "postgres://u:p@localhost/shop?sslmode=disable"
+        );
+        assert!(resolve_database("postgres://u:p@db.example/shop", r).is_ok());
+        let err =
+            resolve_database("postgres://u:secret@db.example/shop?sslmode=prefer", r).unwrap_err();
         assert!(
-            resolve_database("postgres://x", r)
-                .unwrap_err()
-                .contains("PostgreSQL")
+            err.contains("unencrypted") && !err.contains("secret"),
+            "{err}"
         );
         assert!(
             resolve_database("mysql://x", r)

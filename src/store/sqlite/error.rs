@@ -2,6 +2,7 @@
 //! the text of its message (which changes between versions and locales).
 
 use crate::store::StoreError;
+use crate::store::error::Class;
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::SqliteError;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,21 +16,6 @@ const SQLITE_CORRUPT: i64 = 11;
 const SQLITE_FULL: i64 = 13;
 const SQLITE_CANTOPEN: i64 = 14;
 
-/// What a failure says about the database, as far as the caller can act on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    /// Another connection holds the lock (past the busy timeout).
-    Busy,
-    /// The file or its file system cannot be written.
-    ReadOnly,
-    /// The disk is full.
-    Full,
-    /// The disk or the file failed (I/O, cannot open, corrupt).
-    Io,
-    /// The statement failed for its own reasons.
-    Sql,
-}
-
 /// The class of a SQLite result code. SQLite reports extended codes (the primary code
 /// plus `n << 8`, e.g. SQLITE_IOERR_FSYNC = 10 | 4 << 8): the low byte decides.
 fn class_of_code(code: i64) -> Class {
@@ -42,18 +28,22 @@ fn class_of_code(code: i64) -> Class {
     }
 }
 
-/// The class of an error from sqlx: SQLite's own error by its (extended) result code,
-/// an I/O error as such, anything else (a pool timeout, a decoding error) as a
-/// statement's failure. Only a [`SqliteError`]'s code is read as SQLite's: another
-/// backend's codes (PostgreSQL's SQLSTATEs) mean other things, and its module
-/// classifies them.
-fn class_of(e: &sqlx::Error) -> Class {
+/// The class of an error from sqlx: a database's own error by its code (SQLite's
+/// extended result code here, PostgreSQL's SQLSTATE in `postgres::error`), an I/O
+/// error as such, anything else (a pool timeout, a decoding error) as a statement's
+/// failure. A code is read only by the backend whose error type carries it: the same
+/// number means other things elsewhere.
+pub(in crate::store) fn class_of(e: &sqlx::Error) -> Class {
     match e {
-        sqlx::Error::Database(db) => db
-            .try_downcast_ref::<SqliteError>()
-            .and_then(|e| e.code())
-            .and_then(|c| c.parse::<i64>().ok())
-            .map_or(Class::Sql, class_of_code),
+        sqlx::Error::Database(db) => {
+            if let Some(e) = db.try_downcast_ref::<SqliteError>() {
+                e.code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .map_or(Class::Sql, class_of_code)
+            } else {
+                crate::store::postgres::class_of(db.as_ref())
+            }
+        }
         sqlx::Error::Io(_) => Class::Io,
         _ => Class::Sql,
     }

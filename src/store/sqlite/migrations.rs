@@ -8,27 +8,27 @@ use chrono::Utc;
 const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_init",
-        include_str!("../../../migrations/0001_init.sql"),
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
     ),
     (
         "0002_outbox_ended",
-        include_str!("../../../migrations/0002_outbox_ended.sql"),
+        include_str!("../../../migrations/sqlite/0002_outbox_ended.sql"),
     ),
     (
         "0003_consent",
-        include_str!("../../../migrations/0003_consent.sql"),
+        include_str!("../../../migrations/sqlite/0003_consent.sql"),
     ),
     (
         "0004_campaigns",
-        include_str!("../../../migrations/0004_campaigns.sql"),
+        include_str!("../../../migrations/sqlite/0004_campaigns.sql"),
     ),
     (
         "0005_ingest_idempotency",
-        include_str!("../../../migrations/0005_ingest_idempotency.sql"),
+        include_str!("../../../migrations/sqlite/0005_ingest_idempotency.sql"),
     ),
     (
         "0006_outbox_claim_order",
-        include_str!("../../../migrations/0006_outbox_claim_order.sql"),
+        include_str!("../../../migrations/sqlite/0006_outbox_claim_order.sql"),
     ),
 ];
 
