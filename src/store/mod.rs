@@ -58,6 +58,8 @@ mod postgres;
 mod report;
 mod settings;
 mod sqlite;
+#[cfg(test)]
+pub mod testing;
 mod timeline;
 
 pub use crate::domain::evaluation::{

@@ -15,6 +15,7 @@
 
 mod campaigns;
 mod consent;
+mod copy;
 mod ingest;
 mod leads;
 mod leases;
@@ -124,7 +125,14 @@ pub fn postgres_is_local(url: &url::Url) -> bool {
     }
     match url.host() {
         None => true,
-        Some(url::Host::Domain(d)) => d.is_empty() || d == "localhost",
+        // A postgres:// URL is not a "special" URL: its host comes back as a name,
+        // even when it is an address.
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_start_matches('[').trim_end_matches(']');
+            d.is_empty()
+                || d == "localhost"
+                || d.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+        }
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
         Some(url::Host::Ipv6(a)) => a.is_loopback(),
     }
@@ -181,6 +189,24 @@ mod tests {
             ("42601", Class::Sql),
         ] {
             assert_eq!(class_of_sqlstate(code), class, "{code}");
+        }
+    }
+
+    #[test]
+    fn loopback_servers_are_local() {
+        for (u, local) in [
+            ("postgres://u@127.0.0.1:5432/db", true),
+            ("postgres://u@localhost/db", true),
+            ("postgres://u@[::1]/db", true),
+            ("postgres:///db?host=/run/postgresql", true),
+            ("postgres://u@db.example/db", false),
+            ("postgres://u@10.0.0.5/db", false),
+        ] {
+            assert_eq!(
+                postgres_is_local(&url::Url::parse(u).unwrap()),
+                local,
+                "{u}"
+            );
         }
     }
 

@@ -30,8 +30,4 @@ impl PgStore {
     ) -> Result<Vec<(DateTime<Utc>, LeadId)>> {
         Err(super::not_yet("event_times"))
     }
-
-    pub(in crate::store) async fn copy_into(&self, path: &Path) -> Result<()> {
-        Err(super::not_yet("copy_into"))
-    }
 }

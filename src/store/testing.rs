@@ -1,0 +1,46 @@
+//! Stores for unit tests: every backend this machine can offer, so a test of the
+//! store interface runs against each. SQLite in memory always; PostgreSQL when
+//! `EMBUDO_TEST_POSTGRES` names a server (`postgres://user@host:port`, as the test
+//! command sets it), in a new database of its own.
+
+use super::Store;
+
+/// The server the test command started, if any.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("EMBUDO_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A new, empty, migrated database on the test PostgreSQL server, if there is one.
+pub async fn postgres() -> Option<Store> {
+    let server = postgres_server()?;
+    let url = new_postgres_database(&server).await;
+    Some(Store::open_and_migrate(&url).await.unwrap())
+}
+
+/// Creates a database with a fresh name on `server`; returns its URL.
+pub async fn new_postgres_database(server: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("t_{:016x}", rand::random::<u64>());
+    let admin = format!("{}/postgres", server.trim_end_matches('/'));
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("the test PostgreSQL server {server}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    format!("{}/{name}", server.trim_end_matches('/'))
+}
+
+/// SQLite in memory, and PostgreSQL when the test command started one: a test of the
+/// interface loops over these.
+pub async fn stores() -> Vec<Store> {
+    let mut out = vec![Store::open_and_migrate("sqlite::memory:").await.unwrap()];
+    if let Some(pg) = postgres().await {
+        out.push(pg);
+    }
+    out
+}
