@@ -6,6 +6,7 @@
 mod builder;
 pub mod events;
 pub mod health;
+mod shared_pass;
 mod step;
 
 pub use builder::AppBuilder;
@@ -127,6 +128,12 @@ impl App {
         if self.scratch {
             return Ok(Some(evaluate_all(&self.store, &self.funnel(), now).await?));
         }
+        if self.store.shares_passes() {
+            let started = std::time::Instant::now();
+            let report = self.evaluate_shared(now).await?;
+            log_pass(&report, now, started);
+            return Ok(Some(report));
+        }
         // Renewed while the pass runs, however long; a holder that died is not waited for.
         let lease = NamedLease::new("tick", TimeDelta::seconds(60));
         match lease.acquire(&self.store).await? {
@@ -147,17 +154,7 @@ impl App {
         drop(keep);
         lease.release(&self.store).await?;
         let report = result?;
-        report.log_errors();
-        tracing::info!(
-            at = %now,
-            leads = report.leads,
-            changed = report.changed,
-            queued = report.queued,
-            moves = report.moves,
-            rule_errors = report.errors.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "evaluation pass"
-        );
+        log_pass(&report, now, started);
         Ok(Some(report))
     }
 
@@ -195,4 +192,19 @@ impl App {
         lease.release(&self.store).await?;
         Ok(Some(report?))
     }
+}
+
+/// The log of a pass: its errors, one line each, and what it did.
+fn log_pass(report: &PassReport, now: DateTime<Utc>, started: std::time::Instant) {
+    report.log_errors();
+    tracing::info!(
+        at = %now,
+        leads = report.leads,
+        changed = report.changed,
+        queued = report.queued,
+        moves = report.moves,
+        rule_errors = report.errors.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "evaluation pass"
+    );
 }

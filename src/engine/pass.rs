@@ -81,10 +81,41 @@ pub async fn evaluate_all(
     funnel: &Arc<Funnel>,
     now: DateTime<Utc>,
 ) -> Result<PassReport, StoreError> {
+    evaluate_range(store, funnel, now, Ids::ALL).await
+}
+
+/// Lead ids from `first` to `last`, both included: a batch of a shared pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ids {
+    pub first: i64,
+    pub last: i64,
+}
+
+impl Ids {
+    pub const ALL: Ids = Ids {
+        first: i64::MIN,
+        last: i64::MAX,
+    };
+}
+
+/// Evaluates the leads with ids in `ids` at `now`, as [`evaluate_all`] does every
+/// lead: one batch of a pass that several daemons share.
+pub async fn evaluate_range(
+    store: &Store,
+    funnel: &Arc<Funnel>,
+    now: DateTime<Utc>,
+    ids: Ids,
+) -> Result<PassReport, StoreError> {
     let pass = PASSES.fetch_add(1, Ordering::Relaxed) + 1;
-    let span = tracing::info_span!("pass", pass, at = %now);
+    let span = if ids == Ids::ALL {
+        tracing::info_span!("pass", pass, at = %now)
+    } else {
+        tracing::info_span!("pass", pass, at = %now, first = ids.first, last = ids.last)
+    };
     let eval = rules_of(funnel, now);
-    evaluate_pages(store, &eval, now).instrument(span).await
+    evaluate_pages(store, &eval, now, ids)
+        .instrument(span)
+        .await
 }
 
 /// The pipeline: each stage stops when the one before it is done or the one after it
@@ -94,11 +125,12 @@ async fn evaluate_pages(
     store: &Store,
     eval: &Evaluator,
     now: DateTime<Utc>,
+    ids: Ids,
 ) -> Result<PassReport, StoreError> {
     let (loaded_tx, loaded_rx) = mpsc::channel(AHEAD);
     let (evaluated_tx, evaluated_rx) = mpsc::channel(AHEAD);
     let (loaded, (), committed) = tokio::join!(
-        load_pages(store, now, loaded_tx),
+        load_pages(store, now, ids, loaded_tx),
         evaluate_pages_of(eval, loaded_rx, evaluated_tx),
         commit_pages(store, now, evaluated_rx),
     );
@@ -107,20 +139,24 @@ async fn evaluate_pages(
     Ok(report)
 }
 
-/// Loads every lead, a page at a time in id order, into `out`.
+/// Loads the leads of `ids`, a page at a time in id order, into `out`.
 async fn load_pages(
     store: &Store,
     now: DateTime<Utc>,
+    ids: Ids,
     out: mpsc::Sender<Vec<LoadedLead>>,
 ) -> Result<(), StoreError> {
-    let mut after = 0;
+    let mut after = ids.first.saturating_sub(1).max(0);
     loop {
-        let page = store.load_page(after, PAGE, now).await?;
+        let mut page = store.load_page(after, PAGE, now).await?;
+        page.retain(|l| l.lead.id.0 <= ids.last);
         let Some(last) = page.last() else {
             return Ok(());
         };
         after = last.lead.id.0;
-        if out.send(page).await.is_err() {
+        let full = page.len() == PAGE as usize;
+        if out.send(page).await.is_err() || !full && after < ids.last {
+            // A short page: either the table's end, or the batch's.
             return Ok(());
         }
     }
@@ -294,7 +330,7 @@ mod tests {
         let n = 2 * PAGE as usize + 7;
         let (store, funnel, now) = demo(dir.path(), n).await;
         let bad = LeadId(PAGE + 3);
-        let r = evaluate_pages(&store, &panicking_for(&funnel, now, bad), now)
+        let r = evaluate_pages(&store, &panicking_for(&funnel, now, bad), now, Ids::ALL)
             .await
             .unwrap();
         assert_eq!((r.leads, r.changed, r.queued), (n, n - 1, n - 1));

@@ -52,12 +52,7 @@ impl NamedLease {
     pub fn new(name: &'static str, ttl: TimeDelta) -> NamedLease {
         NamedLease {
             name,
-            holder: format!(
-                "{}:{}:{:08x}",
-                host(),
-                std::process::id(),
-                rand::random::<u32>()
-            ),
+            holder: new_holder(),
             ttl,
         }
     }
@@ -155,6 +150,17 @@ impl Drop for KeepAlive {
     }
 }
 
+/// A new holder name for this process: `host:pid:random`, so a holder on this machine
+/// whose process is gone can be told apart ([`dead_on_this_host`]).
+pub fn new_holder() -> String {
+    format!(
+        "{}:{}:{:08x}",
+        host(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
 fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -165,7 +171,7 @@ fn host() -> String {
 
 /// A holder on this machine whose process is gone (a crash, kill -9): its lease need
 /// not be waited out. Elsewhere, or where /proc is missing, the lease's time decides.
-fn dead_on_this_host(holder: &str) -> bool {
+pub fn dead_on_this_host(holder: &str) -> bool {
     let mut parts = holder.split(':');
     let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
         return false;

@@ -54,6 +54,7 @@ mod ingest;
 mod leads;
 pub mod lease;
 mod outbox;
+mod passes;
 mod postgres;
 mod report;
 mod settings;
@@ -71,6 +72,7 @@ pub use error::{Result, StoreError};
 pub use ingest::{IDEMPOTENCY_TTL, IdempotencyKey, Recorded, Replay};
 pub use leads::{HistoryEntry, LeadUpsert, UpsertResult};
 pub use outbox::{Claimed, Origin, OutboxFilter, OutboxRow, OutboxState, Unsent};
+pub use passes::{PassBatch, PassProgress};
 pub use postgres::{postgres_is_local, redact_url};
 pub use sqlite::sqlite_file;
 pub use timeline::MoveRow;
@@ -98,6 +100,13 @@ impl Store {
             Backend::Sqlite(sqlite::SqliteStore::open(url).await?)
         };
         Ok(Store { backend })
+    }
+
+    /// Whether several daemons share each tick's pass (PostgreSQL, where daemons on
+    /// several machines write side by side) rather than take turns (SQLite: one
+    /// machine, one writer, one pass at a time under the `tick` lease).
+    pub fn shares_passes(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// The name of the engine behind this handle, for logs and `health`.

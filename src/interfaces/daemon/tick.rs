@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 /// One step of the tick: the pass for `firing`, then the sender is woken and the next
 /// firing computed. The schedule is read each time: a reload may change it.
 pub async fn step(app: App, clock: Clock, wake: Arc<Notify>, firing: Firing) -> Next {
-    run_pass(&app, &clock).await;
+    run_pass(&app, &clock, pass_instant(&app, &clock, &firing)).await;
     wake.notify_one();
     let funnel = app.funnel();
     let cron = &funnel.config.schedule.tick;
@@ -38,9 +38,25 @@ pub async fn step(app: App, clock: Clock, wake: Arc<Notify>, firing: Firing) -> 
     }
 }
 
-/// One evaluation pass at the daemon's clock; tells `/healthz` when the next is due.
-async fn run_pass(app: &App, clock: &Clock) {
-    match app.evaluate(clock.now()).await {
+/// The instant a pass runs at: the daemon's clock, except where daemons share passes
+/// (PostgreSQL): there a firing's pass runs at the firing's own instant, which every
+/// daemon computes alike, so they find the same pass to share. A firing run late (a
+/// minute or more) runs at the clock instead, on its own.
+fn pass_instant(app: &App, clock: &Clock, firing: &Firing) -> chrono::DateTime<chrono::Utc> {
+    let now = clock.now();
+    match firing {
+        Firing::Due(at)
+            if app.store.shares_passes() && now - *at < chrono::TimeDelta::minutes(1) =>
+        {
+            *at
+        }
+        _ => now,
+    }
+}
+
+/// One evaluation pass at `at`; tells `/healthz` when the next is due.
+async fn run_pass(app: &App, clock: &Clock, at: chrono::DateTime<chrono::Utc>) {
+    match app.evaluate(at).await {
         Ok(_) => {
             // Overdue when the next pass has not finished within two tick intervals.
             let funnel = app.funnel();

@@ -32,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_outbox_claim_order",
         include_str!("../../../migrations/postgres/0006_outbox_claim_order.sql"),
     ),
+    (
+        "0007_pass_batches",
+        include_str!("../../../migrations/postgres/0007_pass_batches.sql"),
+    ),
 ];
 
 impl PgStore {

@@ -20,6 +20,7 @@ mod ingest;
 mod leads;
 mod leases;
 mod outbox;
+mod passes;
 mod report;
 mod settings;
 mod timeline;

@@ -30,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_outbox_claim_order",
         include_str!("../../../migrations/sqlite/0006_outbox_claim_order.sql"),
     ),
+    (
+        "0007_pass_batches",
+        include_str!("../../../migrations/sqlite/0007_pass_batches.sql"),
+    ),
 ];
 
 impl SqliteStore {

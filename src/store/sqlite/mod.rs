@@ -13,6 +13,7 @@ mod load;
 mod migrations;
 mod operator;
 mod outbox;
+mod passes;
 mod report;
 mod settings;
 mod timeline;
