@@ -1,6 +1,8 @@
 //! Leads: their upsert from CSV rows and the API, their loading with the history their
 //! rules read, and the commit of what an evaluation changed.
 
+pub(super) mod plan;
+
 use super::{LeadChanges, LoadedLead, Result};
 use crate::domain::{EmailAddress, LeadId, StageId, ValueMap};
 use chrono::{DateTime, Utc};
