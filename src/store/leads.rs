@@ -2,6 +2,8 @@
 //! rules read, and the commit of what an evaluation changed.
 
 pub(super) mod plan;
+#[cfg(test)]
+mod tests;
 
 use super::{LeadChanges, LoadedLead, Result};
 use crate::domain::{EmailAddress, LeadId, StageId, ValueMap};

@@ -210,6 +210,3 @@ async fn write_attrs(
 pub(super) fn json(rows: &impl serde::Serialize) -> String {
     serde_json::to_string(rows).expect("rows of strings and numbers always serialise")
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,9 +1,14 @@
-//! A batch upserts as its rows would one by one: the same leads, tags, attributes and
-//! stage history, whatever repeats of an address or stored leads it holds.
+//! The leads concern through the [`Store`] interface, on every backend the machine
+//! offers ([`stores`]): a batch upserts as its rows would one by one (the same leads,
+//! tags, attributes and stage history, whatever repeats of an address or stored leads
+//! it holds), look-ups, page loads and the commit of a page of changes.
 
-use crate::domain::{EmailAddress, Lead, StageId, Value};
+use crate::domain::{
+    EmailAddress, Event, Lead, LeadChanges, LeadId, NewSend, StageId, TemplateName, Value,
+};
+use crate::store::testing::stores;
 use crate::store::{HistoryEntry, LeadUpsert, Store, UpsertResult};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
@@ -35,10 +40,6 @@ fn row(
     }
 }
 
-async fn store() -> Store {
-    Store::open_and_migrate("sqlite::memory:").await.unwrap()
-}
-
 /// The lead of `email` and its stage history.
 async fn lead(store: &Store, email: &str) -> (Lead, Vec<HistoryEntry>) {
     let id = store
@@ -64,7 +65,12 @@ fn moves(h: &[HistoryEntry]) -> Vec<(Option<&str>, &str, &str)> {
 
 #[tokio::test]
 async fn an_address_twice_in_one_batch_is_created_then_updated() {
-    let s = store().await;
+    for s in stores().await {
+        an_address_twice_in_one_batch_is_created_then_updated_on(&s).await;
+    }
+}
+
+async fn an_address_twice_in_one_batch_is_created_then_updated_on(s: &Store) {
     let rows = [
         row(
             "ana@example.com",
@@ -89,7 +95,7 @@ async fn an_address_twice_in_one_batch_is_created_then_updated() {
     assert!(
         matches!(r[..], [UpsertResult::Created(a), UpsertResult::Created(b), UpsertResult::Updated(c)] if a == c && a != b)
     );
-    let (ana, h) = lead(&s, "ana@example.com").await;
+    let (ana, h) = lead(s, "ana@example.com").await;
     assert_eq!(
         ana.name.as_deref(),
         Some("Ana"),
@@ -110,13 +116,18 @@ async fn an_address_twice_in_one_batch_is_created_then_updated() {
             (Some("interest"), "customer", "import --update-stage")
         ]
     );
-    let (bob, h) = lead(&s, "bob@example.com").await;
+    let (bob, h) = lead(s, "bob@example.com").await;
     assert_eq!((bob.stage.as_str(), h.len()), ("evaluation", 1));
 }
 
 #[tokio::test]
 async fn a_stored_lead_in_a_big_batch_is_updated_and_moves_only_when_asked() {
-    let s = store().await;
+    for s in stores().await {
+        a_stored_lead_in_a_big_batch_is_updated_and_moves_only_when_asked_on(&s).await;
+    }
+}
+
+async fn a_stored_lead_in_a_big_batch_is_updated_and_moves_only_when_asked_on(s: &Store) {
     let first = [row(
         "old@example.com",
         Some("Old"),
@@ -153,7 +164,7 @@ async fn a_stored_lead_in_a_big_batch_is_updated_and_moves_only_when_asked() {
         .filter(|r| matches!(r, UpsertResult::Updated(_)))
         .count();
     assert_eq!((r.len() - updated, updated), (3000, 2));
-    let (old, h) = lead(&s, "old@example.com").await;
+    let (old, h) = lead(s, "old@example.com").await;
     assert_eq!(old.name.as_deref(), Some("New"));
     assert_eq!(
         old.stage.as_str(),
@@ -168,7 +179,7 @@ async fn a_stored_lead_in_a_big_batch_is_updated_and_moves_only_when_asked() {
     s.upsert_leads(&rows, &stage("interest"), true, now())
         .await
         .unwrap();
-    let (old, h) = lead(&s, "old@example.com").await;
+    let (old, h) = lead(s, "old@example.com").await;
     assert_eq!(old.stage.as_str(), "evaluation");
     assert_eq!(
         moves(&h)[1..],
@@ -177,7 +188,7 @@ async fn a_stored_lead_in_a_big_batch_is_updated_and_moves_only_when_asked() {
             (Some("customer"), "evaluation", "import --update-stage")
         ]
     );
-    assert_eq!(lead(&s, "n7@example.com").await.1.len(), 1);
+    assert_eq!(lead(s, "n7@example.com").await.1.len(), 1);
 }
 
 /// Rows with repeated addresses, stages and overlapping tags and attributes, some of
@@ -202,8 +213,13 @@ async fn a_batch_gives_what_its_rows_give_one_at_a_time() {
             r
         })
         .collect();
-    let (batched, single) = (store().await, store().await);
-    for s in [&batched, &single] {
+    for (batched, single) in stores().await.into_iter().zip(stores().await) {
+        batch_against_single(&rows, &batched, &single).await;
+    }
+}
+
+async fn batch_against_single(rows: &[LeadUpsert], batched: &Store, single: &Store) {
+    for s in [batched, single] {
         s.upsert_leads(&rows[..40], &stage("interest"), false, now())
             .await
             .unwrap();
@@ -225,16 +241,22 @@ async fn a_batch_gives_what_its_rows_give_one_at_a_time() {
     for i in 0..61 {
         let email = format!("p{i}@example.com");
         assert_eq!(
-            lead(&batched, &email).await,
-            lead(&single, &email).await,
-            "{email}"
+            lead(batched, &email).await,
+            lead(single, &email).await,
+            "{email} on {}",
+            batched.engine()
         );
     }
 }
 
 #[tokio::test]
 async fn events_with_an_id_seen_before_or_earlier_in_the_batch_are_duplicates() {
-    let s = store().await;
+    for s in stores().await {
+        events_with_an_id_seen_before_or_earlier_in_the_batch_are_duplicates_on(&s).await;
+    }
+}
+
+async fn events_with_an_id_seen_before_or_earlier_in_the_batch_are_duplicates_on(s: &Store) {
     let r = s
         .upsert_leads(
             &[row("ana@example.com", None, None, &[], &[])],
@@ -274,4 +296,136 @@ async fn events_with_an_id_seen_before_or_earlier_in_the_batch_are_duplicates() 
         .await
         .unwrap();
     assert_eq!(found, [None, Some(id)]);
+}
+
+fn tagged(email: &str) -> LeadUpsert {
+    LeadUpsert {
+        email: EmailAddress::parse(email).unwrap(),
+        name: None,
+        stage: None,
+        tags: vec!["old".into(), "kept".into()],
+        locale: None,
+        timezone: None,
+        created_at: None,
+        attrs: [
+            ("gone".to_string(), Value::Int(1)),
+            ("same".to_string(), Value::Int(2)),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+fn send(template: &str, key: &str, stage: &StageId) -> NewSend {
+    NewSend {
+        template: TemplateName::parse(template).unwrap(),
+        key: key.into(),
+        stage: stage.clone(),
+        rule: "10_r".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_page_of_changes_is_written_table_by_table_as_each_lead_made_them() {
+    for store in stores().await {
+        a_page_of_changes_is_written_on(&store).await;
+    }
+}
+
+async fn a_page_of_changes_is_written_on(store: &Store) {
+    let t: DateTime<Utc> = "2026-03-02T10:00:00Z".parse().unwrap();
+    let interest = StageId::parse("interest").unwrap();
+    let rows = [tagged("a@x.es"), tagged("b@x.es"), tagged("c@x.es")];
+    let ids: Vec<LeadId> = store
+        .upsert_leads(&rows, &interest, false, t - Duration::days(1))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id())
+        .collect();
+    let loaded = store.load_leads(&ids, t).await.unwrap();
+    assert_eq!(loaded.iter().map(|l| l.lead.id).collect::<Vec<_>>(), ids);
+
+    // Lead a moves twice, swaps a tag and an attribute, and asks for two sends, one
+    // of them twice; lead b only asks for a send; lead c is left alone.
+    let evaluation = StageId::parse("evaluation").unwrap();
+    let customer = StageId::parse("customer").unwrap();
+    let mut a = loaded[0].lead.clone();
+    a.stage = customer.clone();
+    a.stage_entered_at = t;
+    a.tags.remove("old");
+    a.tags.insert("new".into());
+    a.attrs.remove("gone");
+    a.attrs.insert("score".into(), Value::Int(7));
+    let changes = [
+        LeadChanges {
+            before: loaded[0].lead.clone(),
+            after: a,
+            moves: vec![
+                (interest.clone(), evaluation.clone(), "rule:10_r".into()),
+                (evaluation.clone(), customer.clone(), "rule:20_r".into()),
+            ],
+            sends: vec![
+                send("edu-welcome", "", &interest),
+                send("edu-welcome", "", &interest),
+                send("eval-comparison", "k", &customer),
+            ],
+        },
+        LeadChanges {
+            before: loaded[1].lead.clone(),
+            after: loaded[1].lead.clone(),
+            moves: vec![],
+            sends: vec![send("edu-welcome", "", &interest)],
+        },
+    ];
+    assert_eq!(
+        store.apply_all(&changes, t).await.unwrap(),
+        3,
+        "a repeated key inserts once"
+    );
+    assert_eq!(
+        store.apply_all(&changes[1..], t).await.unwrap(),
+        0,
+        "already asked for"
+    );
+
+    let after = store.load_leads(&ids, t).await.unwrap();
+    let a = &after[0];
+    assert_eq!(
+        (a.lead.stage.as_str(), a.lead.stage_entered_at),
+        ("customer", t)
+    );
+    assert_eq!(a.lead.tags.iter().collect::<Vec<_>>(), ["kept", "new"]);
+    let attrs: Vec<_> = a
+        .lead
+        .attrs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    assert_eq!(attrs, [("same", Value::Int(2)), ("score", Value::Int(7))]);
+    let sent: Vec<_> = a
+        .sends
+        .iter()
+        .map(|s| (s.template.as_str(), s.key.as_str()))
+        .collect();
+    assert_eq!(sent, [("edu-welcome", ""), ("eval-comparison", "k")]);
+    let history: Vec<_> = store
+        .stage_history(ids[0])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.to, h.cause))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (interest.clone(), "import".to_string()),
+            (evaluation, "rule:10_r".into()),
+            (customer, "rule:20_r".into())
+        ]
+    );
+    assert_eq!(after[1].sends.len(), 1);
+    assert_eq!(after[1].lead, loaded[1].lead);
+    assert!(after[2].sends.is_empty());
+    assert_eq!(after[2].lead, loaded[2].lead);
 }
