@@ -429,3 +429,157 @@ async fn a_page_of_changes_is_written_on(store: &Store) {
     assert!(after[2].sends.is_empty());
     assert_eq!(after[2].lead, loaded[2].lead);
 }
+
+/// Events of `kind` at each of `minutes` after `t0`.
+fn events(lead: LeadId, kind: &str, t0: DateTime<Utc>, minutes: &[i64]) -> Vec<(LeadId, Event)> {
+    minutes
+        .iter()
+        .map(|m| {
+            let props = [("m".to_string(), Value::Int(*m))].into_iter().collect();
+            let e = Event {
+                kind: kind.into(),
+                at: t0 + Duration::minutes(*m),
+                props,
+            };
+            (lead, e)
+        })
+        .collect()
+}
+
+/// What a loaded lead holds, comparable across backends.
+type Loaded = (
+    Lead,
+    Vec<Event>,
+    Vec<(String, crate::domain::OlderEvents)>,
+    Vec<crate::domain::SendRecord>,
+);
+
+fn comparable(l: crate::domain::LoadedLead) -> Loaded {
+    let mut older: Vec<_> = l.older.into_iter().collect();
+    older.sort_by(|a, b| a.0.cmp(&b.0));
+    (l.lead, l.events, older, l.sends)
+}
+
+/// Five leads with tags and attributes; the first with more views than a page keeps,
+/// a click, an event after `now` and a send; the third with a send after `now`.
+async fn history(s: &Store, now: DateTime<Utc>) -> Vec<LeadId> {
+    let rows: Vec<LeadUpsert> = (0..5)
+        .map(|i| {
+            row(
+                &format!("h{i}@example.com"),
+                None,
+                None,
+                &["t"],
+                &[("n", "1")],
+            )
+        })
+        .collect();
+    let r = s
+        .upsert_leads(&rows, &stage("interest"), false, now - Duration::days(30))
+        .await
+        .unwrap();
+    let ids: Vec<LeadId> = r.iter().map(|r| r.id()).collect();
+    let t0 = now - Duration::days(20);
+    let views: Vec<i64> = (0..crate::domain::EVENTS_PER_KIND + 3).rev().collect();
+    let mut evs = events(ids[0], "view", t0, &views);
+    evs.extend(events(ids[0], "click", t0, &[5, 5]));
+    evs.extend(events(ids[0], "view", now, &[1]));
+    evs.extend(events(ids[1], "click", t0, &[7]));
+    assert_eq!(s.insert_events(&evs, now).await.unwrap(), evs.len());
+    let lead = |i: usize| s.load_lead(ids[i], now);
+    let (a, c) = (
+        lead(0).await.unwrap().unwrap(),
+        lead(2).await.unwrap().unwrap(),
+    );
+    let change = |l: &Lead, key: &str| LeadChanges {
+        before: l.clone(),
+        after: l.clone(),
+        moves: vec![],
+        sends: vec![send("edu-welcome", key, &l.stage)],
+    };
+    s.apply_all(&[change(&a.lead, "")], now - Duration::days(1))
+        .await
+        .unwrap();
+    s.apply_all(&[change(&c.lead, "later")], now + Duration::days(1))
+        .await
+        .unwrap();
+    ids
+}
+
+#[tokio::test]
+async fn pages_load_the_history_up_to_now_and_every_backend_loads_the_same() {
+    let now = now();
+    let mut seen: Vec<(&str, Vec<Loaded>)> = Vec::new();
+    for s in stores().await {
+        let ids = history(&s, now).await;
+        let first = s.load_page(0, 2, now).await.unwrap();
+        let rest = s.load_page(ids[1].0, 10, now).await.unwrap();
+        assert_eq!(first.len() + rest.len(), 5);
+        assert!(s.load_page(ids[4].0, 10, now).await.unwrap().is_empty());
+        let paged: Vec<Loaded> = first.into_iter().chain(rest).map(comparable).collect();
+        let mut wanted = vec![ids[3], ids[0], ids[3], LeadId(999_999), ids[1]];
+        wanted.extend([ids[2], ids[4]]);
+        let listed = s.load_leads(&wanted, now).await.unwrap();
+        let listed: Vec<Loaded> = listed.into_iter().map(comparable).collect();
+        assert_eq!(paged, listed, "a page and a list load alike");
+        let one = s.load_lead(ids[0], now).await.unwrap().unwrap();
+        assert_eq!(comparable(one), paged[0]);
+        assert!(s.load_lead(LeadId(999_999), now).await.unwrap().is_none());
+
+        let (lead, evs, older, sends) = &paged[0];
+        assert_eq!(lead.tags.iter().collect::<Vec<_>>(), ["t"]);
+        assert_eq!(lead.attrs.get("n"), Some(&Value::Int(1)));
+        let views = evs.iter().filter(|e| e.kind == "view").count();
+        assert_eq!(views as i64, crate::domain::EVENTS_PER_KIND);
+        assert!(evs.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+        assert!(evs.iter().all(|e| e.at <= now));
+        let first_at = now - Duration::days(20);
+        assert_eq!(older.len(), 1);
+        assert_eq!((older[0].1.count, older[0].1.first_at), (3, first_at));
+        assert_eq!(sends.len(), 1);
+        assert!(paged[2].3.is_empty(), "a send after now is not loaded");
+        assert_eq!(paged[1].1.len(), 1);
+        seen.push((s.engine(), paged));
+    }
+    for w in seen.windows(2) {
+        assert_eq!(w[0].1, w[1].1, "{} and {}", w[0].0, w[1].0);
+    }
+}
+
+#[tokio::test]
+async fn leads_are_found_by_id_or_address_and_stages_counted() {
+    for s in stores().await {
+        let rows = [
+            row("a@example.com", None, Some("customer"), &[], &[]),
+            row("b@example.com", None, None, &[], &[]),
+            row("c@example.com", None, Some("Evaluation_2"), &[], &[]),
+        ];
+        let r = s
+            .upsert_leads(&rows, &stage("interest"), false, now())
+            .await
+            .unwrap();
+        let (a, b) = (r[0].id(), r[1].id());
+        assert_eq!(s.lead_count().await.unwrap(), 3);
+        assert_eq!(s.find_lead_id(&a.0.to_string()).await.unwrap(), Some(a));
+        assert_eq!(s.find_lead_id(" B@example.com").await.unwrap(), Some(b));
+        assert_eq!(s.find_lead_id("999999").await.unwrap(), None);
+        assert_eq!(s.find_lead_id("not an address").await.unwrap(), None);
+        let who: Vec<String> = [
+            &b.0.to_string(),
+            "nobody@example.com",
+            "??",
+            "a@example.com",
+        ]
+        .iter()
+        .map(|w| w.to_string())
+        .chain([" 424242 ".to_string()])
+        .collect();
+        let found = s.find_lead_ids(&who).await.unwrap();
+        assert_eq!(found, [Some(b), None, None, Some(a), None]);
+        assert_eq!(s.find_lead_ids(&[]).await.unwrap(), []);
+        let in_use = s.stages_in_use().await.unwrap();
+        let want = [("Evaluation_2", 1), ("customer", 1), ("interest", 1)];
+        let want: Vec<(String, i64)> = want.iter().map(|(s, n)| (s.to_string(), *n)).collect();
+        assert_eq!(in_use, want, "{}: by bytes, as SQLite orders", s.engine());
+    }
+}
