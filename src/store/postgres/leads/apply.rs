@@ -28,20 +28,28 @@ use std::collections::HashMap;
 struct Writes<'a> {
     /// Lead, stage, entered at: one entry a lead (the last change of it wins).
     stages: HashMap<i64, (&'a str, i64)>,
-    moves: (Vec<i64>, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>),
+    /// Lead, from, to, cause.
+    moves: (Vec<i64>, Texts<'a>, Texts<'a>, Texts<'a>),
     tags_added: (Vec<i64>, Vec<&'a str>),
     tags_removed: (Vec<i64>, Vec<&'a str>),
     /// Lead and key → the JSON stored: one entry a key (the last change wins), since
     /// PostgreSQL refuses to update a row twice in one statement.
     attrs_set: HashMap<(i64, &'a str), &'a str>,
     attrs_removed: (Vec<i64>, Vec<&'a str>),
-    sends: (
-        Vec<i64>,
-        Vec<&'a str>,
-        Vec<&'a str>,
-        Vec<&'a str>,
-        Vec<&'a str>,
-    ),
+    sends: Sends<'a>,
+}
+
+/// One text column's values.
+type Texts<'a> = Vec<&'a str>;
+
+/// The outbox rows asked for, a column each.
+#[derive(Default)]
+struct Sends<'a> {
+    leads: Vec<i64>,
+    templates: Texts<'a>,
+    keys: Texts<'a>,
+    stages: Texts<'a>,
+    rules: Texts<'a>,
 }
 
 impl<'a> Writes<'a> {
@@ -78,11 +86,11 @@ impl<'a> Writes<'a> {
             }
         }
         for s in &c.sends {
-            self.sends.0.push(id);
-            self.sends.1.push(s.template.as_str());
-            self.sends.2.push(&s.key);
-            self.sends.3.push(s.stage.as_str());
-            self.sends.4.push(&s.rule);
+            self.sends.leads.push(id);
+            self.sends.templates.push(s.template.as_str());
+            self.sends.keys.push(&s.key);
+            self.sends.stages.push(s.stage.as_str());
+            self.sends.rules.push(&s.rule);
         }
     }
 
@@ -206,7 +214,7 @@ impl<'a> Writes<'a> {
 
     /// The sends asked for, in order (a repeated key: the first is kept).
     async fn write_sends(&self, tx: &mut PgConnection, now: i64) -> Result<usize> {
-        if self.sends.0.is_empty() {
+        if self.sends.leads.is_empty() {
             return Ok(0);
         }
         let done = sqlx::query(
@@ -217,11 +225,11 @@ impl<'a> Writes<'a> {
              ORDER BY n
              ON CONFLICT (lead_id, template, dedupe_key) DO NOTHING",
         )
-        .bind(&self.sends.0)
-        .bind(&self.sends.1)
-        .bind(&self.sends.2)
-        .bind(&self.sends.3)
-        .bind(&self.sends.4)
+        .bind(&self.sends.leads)
+        .bind(&self.sends.templates)
+        .bind(&self.sends.keys)
+        .bind(&self.sends.stages)
+        .bind(&self.sends.rules)
         .bind(now)
         .execute(&mut *tx)
         .await?;
