@@ -85,3 +85,6 @@ operations! {
     /// known after its own transaction).
     fn idempotency_update(&self, k: &IdempotencyKey, status: u16, response: &str) -> Result<()>;
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,10 @@
 //! Leads: their upsert from CSV rows and the API, their loading with the history their
 //! rules read, and the commit of what an evaluation changed.
 
+pub(super) mod plan;
+#[cfg(test)]
+mod tests;
+
 use super::{LeadChanges, LoadedLead, Result};
 use crate::domain::{EmailAddress, LeadId, StageId, ValueMap};
 use chrono::{DateTime, Utc};

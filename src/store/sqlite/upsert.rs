@@ -7,14 +7,12 @@
 //! statement each for the new leads, the updated ones, the stage history, the tags and
 //! the attributes. Each takes its rows as one JSON array read by `json_each` (one
 //! parameter, so one statement text, prepared once and cached by sqlx, serves every
-//! batch size). The rows of a batch are folded in memory in their order, so the
-//! outcome is the one of upserting them one by one: the first row of a new address
-//! creates the lead, a later row of the same address updates it (name, locale and time
-//! zone overwrite when given, tags union, attributes merge, `update_stage` moves and
-//! records the move), and history rows are written in the order they happened.
+//! batch size). The fold of the rows (the outcome of upserting them one by one) is
+//! [`Plan`], shared with the PostgreSQL backend.
 
 use super::ms;
-use crate::domain::{EmailAddress, LeadId, StageId};
+use crate::domain::{EmailAddress, StageId};
+use crate::store::leads::plan::{Fields, Plan, Target};
 use crate::store::{LeadUpsert, Result, StoreError, UpsertResult};
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
@@ -64,160 +62,12 @@ pub(super) async fn upsert_leads_in(
         plan.add(row, initial);
     }
     let created = insert_leads(tx, &plan.creates, now).await?;
-    let id = |t: Target| match t {
-        Target::Old(id) => id,
-        Target::New(i) => created[i],
-    };
+    let id = |t: Target| t.id(&created);
     update_leads(tx, &plan.updates, now).await?;
     write_history(tx, &plan.moves, id, now).await?;
     write_tags(tx, &plan.tags, id).await?;
     write_attrs(tx, &plan.attrs, id).await?;
-    Ok(plan
-        .results
-        .iter()
-        .map(|&(t, new)| {
-            let lead = LeadId(id(t));
-            if new {
-                UpsertResult::Created(lead)
-            } else {
-                UpsertResult::Updated(lead)
-            }
-        })
-        .collect())
-}
-
-/// A lead a row names: one already stored (its id), or the `i`th created by this batch.
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    Old(i64),
-    New(usize),
-}
-
-/// A lead as it will be written: created by the batch, or stored and updated by it.
-struct Fields<'a> {
-    email: &'a str,
-    name: Option<&'a str>,
-    locale: Option<&'a str>,
-    timezone: Option<&'static str>,
-    stage: String,
-    /// Moved by `update_stage` (a stored lead's stage and stage_entered_at change).
-    moved: bool,
-    created_at: Option<i64>,
-}
-
-/// What a batch writes, in the order its rows asked for it.
-struct Plan<'a> {
-    update_stage: bool,
-    /// The stored leads of the batch's addresses: id and stage.
-    stored: HashMap<String, (i64, String)>,
-    /// Each address seen so far, and where its lead's fields are kept.
-    seen: HashMap<&'a str, Slot>,
-    creates: Vec<Fields<'a>>,
-    updates: Vec<(i64, Fields<'a>)>,
-    /// Stage history: lead, from, to, cause.
-    moves: Vec<(Target, Option<String>, String, &'static str)>,
-    tags: Vec<(Target, &'a str)>,
-    attrs: Vec<(Target, &'a str, String)>,
-    /// Per row: its lead, and whether the row created it.
-    results: Vec<(Target, bool)>,
-}
-
-/// Where a seen address's fields are: `creates[i]` or `updates[i]`.
-#[derive(Clone, Copy)]
-enum Slot {
-    Create(usize),
-    Update(usize),
-}
-
-impl<'a> Plan<'a> {
-    fn new(stored: HashMap<String, (i64, String)>, update_stage: bool) -> Plan<'a> {
-        Plan {
-            update_stage,
-            stored,
-            seen: HashMap::new(),
-            creates: Vec::new(),
-            updates: Vec::new(),
-            moves: Vec::new(),
-            tags: Vec::new(),
-            attrs: Vec::new(),
-            results: Vec::new(),
-        }
-    }
-
-    /// One row, as if upserted alone after the rows before it.
-    fn add(&mut self, row: &'a LeadUpsert, initial: &StageId) {
-        let email = row.email.as_str();
-        let slot = match self.seen.get(email) {
-            Some(&slot) => slot,
-            None => self.first_sight(row, initial),
-        };
-        let first = !self.seen.contains_key(email);
-        let created = first && matches!(slot, Slot::Create(_));
-        let (target, fields) = match slot {
-            Slot::Create(i) => (Target::New(i), &mut self.creates[i]),
-            Slot::Update(i) => (Target::Old(self.updates[i].0), &mut self.updates[i].1),
-        };
-        if !created {
-            // An update: what the row gives overwrites, the stage moves only if asked.
-            fields.name = row.name.as_deref().or(fields.name);
-            fields.locale = row.locale.as_deref().or(fields.locale);
-            fields.timezone = row.timezone.map(|t| t.name()).or(fields.timezone);
-            if self.update_stage
-                && let Some(new) = &row.stage
-                && new.as_str() != fields.stage
-            {
-                let from = std::mem::replace(&mut fields.stage, new.as_str().to_string());
-                fields.moved = true;
-                let to = new.as_str().to_string();
-                self.moves
-                    .push((target, Some(from), to, "import --update-stage"));
-            }
-        }
-        self.seen.insert(email, slot);
-        self.tags
-            .extend(row.tags.iter().map(|t| (target, t.as_str())));
-        self.attrs.extend(
-            row.attrs
-                .iter()
-                .map(|(k, v)| (target, k.as_str(), v.to_json())),
-        );
-        self.results.push((target, created));
-    }
-
-    /// The first row of an address in the batch: its stored lead to update, or a new
-    /// lead (in the row's stage or `initial`) with its first history entry.
-    fn first_sight(&mut self, row: &'a LeadUpsert, initial: &StageId) -> Slot {
-        let email = row.email.as_str();
-        if let Some((id, stage)) = self.stored.remove(email) {
-            self.updates.push((
-                id,
-                Fields {
-                    email,
-                    name: None,
-                    locale: None,
-                    timezone: None,
-                    stage,
-                    moved: false,
-                    created_at: None,
-                },
-            ));
-            return Slot::Update(self.updates.len() - 1);
-        }
-        let stage = row.stage.as_ref().unwrap_or(initial).as_str().to_string();
-        let i = self.creates.len();
-        self.moves
-            .push((Target::New(i), None, stage.clone(), "import"));
-        self.creates.push(Fields {
-            email,
-            name: row.name.as_deref(),
-            locale: row.locale.as_deref(),
-            timezone: row.timezone.map(|t| t.name()),
-            stage,
-            moved: false,
-            created_at: row.created_at.map(ms),
-        });
-        Slot::Create(i)
-    }
+    Ok(plan.results(&created))
 }
 
 /// The batch's new leads, in one statement; their ids in the order given. The ids are
@@ -239,7 +89,7 @@ async fn insert_leads(
         .iter()
         .zip(&ids)
         .map(|(f, id)| {
-            let created = f.created_at.unwrap_or(ms(now));
+            let created = ms(f.created_at.unwrap_or(now));
             (id, f.email, f.name, &f.stage, f.locale, f.timezone, created)
         })
         .collect();
@@ -360,6 +210,3 @@ async fn write_attrs(
 pub(super) fn json(rows: &impl serde::Serialize) -> String {
     serde_json::to_string(rows).expect("rows of strings and numbers always serialise")
 }
-
-#[cfg(test)]
-mod tests;
