@@ -370,3 +370,123 @@ impl PgStore {
         self.pool()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::testing::postgres;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    fn pg(store: &Store) -> PgStore {
+        match &store.backend {
+            crate::store::Backend::Postgres(db) => db.clone(),
+            crate::store::Backend::Sqlite(_) => unreachable!("a PostgreSQL store"),
+        }
+    }
+
+    /// Lead 1, with rows 1..=300 queued and due (at 0..49 ms), 301..=310 left `sending`
+    /// by a crashed sender (lapsed), 311..=320 not yet due and 321..=330 still leased.
+    async fn queue(db: &PgStore) {
+        let rows = |ids: &str, state: &str, next: &str, lease: &str| {
+            format!(
+                "INSERT INTO outbox (id, lead_id, template, dedupe_key, requested_at, stage,
+                                     state, attempts, next_attempt_at, lease_until)
+                 SELECT g, 1, 'welcome', g::text, 0, 'interest', '{state}', 0, {next}, {lease}
+                 FROM generate_series({ids}) g"
+            )
+        };
+        for sql in [
+            "INSERT INTO leads (id, email, stage, created_at, stage_entered_at, updated_at)
+             VALUES (1, 'ana@example.com', 'interest', 0, 0, 0)"
+                .to_string(),
+            rows("1, 300", "queued", "g % 50", "NULL"),
+            rows("301, 310", "sending", "0", "500"),
+            rows("311, 320", "retry", "5000", "NULL"),
+            rows("321, 330", "sending", "0", "9000"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Several senders on one database, started together, each claiming batches of 7
+    /// until nothing is left: the ids each claimed.
+    async fn claim_together(store: &Store, senders: usize, now: DateTime<Utc>) -> Vec<Vec<i64>> {
+        let start = Arc::new(tokio::sync::Barrier::new(senders));
+        let mut tasks = Vec::new();
+        for _ in 0..senders {
+            let (store, start) = (store.clone(), start.clone());
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                let mut mine = Vec::new();
+                loop {
+                    let lease = TimeDelta::minutes(5);
+                    let batch = store.claim_due(now, 7, lease, &[]).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|c| c.id));
+                }
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_claims_get_disjoint_rows_that_together_are_every_due_row() {
+        let Some(store) = postgres().await else {
+            return;
+        };
+        queue(&pg(&store)).await;
+        let now = from_ms(1_000);
+        let claims = claim_together(&store, 6, now).await;
+        let total: usize = claims.iter().map(Vec::len).sum();
+        let seen: BTreeSet<i64> = claims.into_iter().flatten().collect();
+        assert_eq!(total, seen.len(), "a row was claimed twice");
+        assert_eq!(seen, (1..=310).collect::<BTreeSet<i64>>());
+        let sending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'sending' AND attempts = 1 AND lease_until = $1",
+        )
+        .bind(ms(now + TimeDelta::minutes(5)))
+        .fetch_one(pg(&store).pool())
+        .await
+        .unwrap();
+        assert_eq!(sending, 310);
+    }
+
+    #[tokio::test]
+    async fn a_claim_skips_rows_another_claim_holds_without_waiting_for_them() {
+        let Some(store) = postgres().await else {
+            return;
+        };
+        let db = pg(&store);
+        queue(&db).await;
+        // Another claim, still open, holds rows 1 and 301.
+        let mut other = db.begin().await.unwrap();
+        sqlx::query("SELECT id FROM outbox WHERE id IN (1, 301) FOR UPDATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let lease = TimeDelta::minutes(5);
+        let claim = store.claim_due(from_ms(1_000), 400, lease, &[]);
+        let claimed = tokio::time::timeout(std::time::Duration::from_secs(10), claim)
+            .await
+            .expect("a claim waited on a row another claim holds")
+            .unwrap();
+        let ids: BTreeSet<i64> = claimed.iter().map(|c| c.id).collect();
+        let want: BTreeSet<i64> = (2..=300).chain(302..=310).collect();
+        assert_eq!(ids, want);
+        other.rollback().await.unwrap();
+        let rest = store.claim_due(from_ms(1_000), 400, lease, &[]).await;
+        let rest: Vec<i64> = rest.unwrap().iter().map(|c| c.id).collect();
+        assert_eq!(rest, [1, 301]);
+    }
+}
