@@ -83,6 +83,12 @@ fn ids<T>(rows: &[T], id: impl Fn(&T) -> i64) -> Vec<i64> {
     rows.iter().map(id).collect()
 }
 
+/// id, state, next_attempt_at, lease_until, last_error.
+type Recovered = (i64, String, i64, Option<i64>, Option<String>);
+
+/// id, state, next_attempt_at, released_at, ended_at, message_id.
+type Operated = (i64, String, i64, Option<i64>, Option<i64>, Option<String>);
+
 async fn states(raw: &Raw) -> Vec<(i64, String, i64, i64)> {
     fetch!(
         raw,
@@ -270,7 +276,7 @@ async fn unclaimed_rows_wait_again_as_they_were_and_lost_claims_are_recovered() 
             .await;
         assert_eq!(s.recover_expired_claims(at(200)).await.unwrap(), 2);
         assert_eq!(s.recover_in_flight(at(300)).await.unwrap(), 1);
-        let after: Vec<(i64, String, i64, Option<i64>, Option<String>)> = fetch!(
+        let after: Vec<Recovered> = fetch!(
             &raw,
             "SELECT id, state, next_attempt_at, lease_until, last_error FROM outbox ORDER BY id"
         );
@@ -376,7 +382,7 @@ async fn the_operator_lists_retries_and_cancels_the_rows_of_a_filter() {
             ..Default::default()
         };
         assert_eq!(s.outbox_cancel(&mine, at(950)).await.unwrap(), 3);
-        let after: Vec<(i64, String, i64, Option<i64>, Option<i64>, Option<String>)> = fetch!(
+        let after: Vec<Operated> = fetch!(
             &raw,
             "SELECT id, state, next_attempt_at, released_at, ended_at, message_id FROM outbox ORDER BY id"
         );
