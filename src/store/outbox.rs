@@ -269,3 +269,6 @@ operations! {
     /// Cancels matching rows that have not gone yet (queued, retry, held).
     fn outbox_cancel(&self, filter: &OutboxFilter, now: DateTime<Utc>) -> Result<u64>;
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,6 +19,7 @@ mod copy;
 mod ingest;
 mod leads;
 mod leases;
+mod operator;
 mod outbox;
 mod passes;
 mod report;

@@ -357,6 +357,14 @@ fn claimed_row(r: &SqliteRow) -> Result<Claimed> {
     })
 }
 
+/// Tests reach the database beside the interface, to set up rows and read them back.
+#[cfg(test)]
+impl SqliteStore {
+    pub(in crate::store) fn test_pool(&self) -> &sqlx::SqlitePool {
+        self.pool()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,27 +380,6 @@ mod tests {
         .await
         .unwrap();
         s
-    }
-
-    /// A row of lead 1 in `state`, due at `next` ms, leased until `lease`.
-    async fn row(s: &SqliteStore, id: i64, state: &str, next: i64, lease: Option<i64>) {
-        sqlx::query(
-            "INSERT INTO outbox (id, lead_id, template, dedupe_key, requested_at, stage, state,
-                                 attempts, next_attempt_at, lease_until)
-             VALUES (?, 1, 'welcome', ?, 0, 'interest', ?, 1, ?, ?)",
-        )
-        .bind(id)
-        .bind(id.to_string())
-        .bind(state)
-        .bind(next)
-        .bind(lease)
-        .execute(s.pool())
-        .await
-        .unwrap();
-    }
-
-    fn at(ms: i64) -> DateTime<Utc> {
-        from_ms(ms)
     }
 
     async fn plan(s: &SqliteStore, sql: &str) -> String {
@@ -419,106 +406,5 @@ mod tests {
             assert!(plan.contains("USING INDEX outbox_waiting"), "{plan}");
             assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         }
-    }
-
-    async fn states(s: &SqliteStore) -> Vec<(i64, String, i64, i64)> {
-        sqlx::query_as("SELECT id, state, next_attempt_at, attempts FROM outbox ORDER BY id")
-            .fetch_all(s.pool())
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_claim_takes_lapsed_leases_then_due_rows_oldest_first_and_leaves_the_rest() {
-        let s = store().await;
-        row(&s, 1, "queued", 300, None).await;
-        row(&s, 2, "retry", 100, None).await;
-        row(&s, 3, "held", 5_000, None).await; // released later
-        row(&s, 4, "sending", 0, Some(900)).await; // a crashed sender's, lapsed at 900
-        row(&s, 5, "sending", 0, Some(5_000)).await; // still leased
-        row(&s, 6, "held", 200, None).await;
-        row(&s, 7, "sent", 0, None).await;
-        let lease = TimeDelta::milliseconds(60_000);
-        let first = s.claim_due(at(1_000), 2, lease, &[]).await.unwrap();
-        // The lapsed lease first, then the oldest due row.
-        assert_eq!(first.iter().map(|c| c.id).collect::<Vec<_>>(), [2, 4]);
-        let rest = s.claim_due(at(1_000), 10, lease, &[]).await.unwrap();
-        assert_eq!(rest.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 6]);
-        assert!(
-            s.claim_due(at(1_000), 10, lease, &[])
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let leased: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT id, lease_until FROM outbox WHERE state = 'sending' ORDER BY id",
-        )
-        .fetch_all(s.pool())
-        .await
-        .unwrap();
-        assert_eq!(
-            leased,
-            [
-                (1, 61_000),
-                (2, 61_000),
-                (4, 61_000),
-                (5, 5_000),
-                (6, 61_000)
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn rows_set_aside_together_are_held_or_ended_each_as_decided() {
-        let s = store().await;
-        for id in 1..=3 {
-            row(&s, id, "queued", 0, None).await;
-        }
-        let lease = TimeDelta::minutes(5);
-        assert_eq!(s.claim_due(at(10), 10, lease, &[]).await.unwrap().len(), 3);
-        let aside = [
-            Unsent::Held {
-                id: 1,
-                until: at(7_000),
-                reason: "quiet hours".into(),
-            },
-            Unsent::Ended {
-                id: 2,
-                state: OutboxState::Stale,
-                reason: "moved on".into(),
-                at: at(10),
-            },
-            Unsent::Held {
-                id: 3,
-                until: at(9_000),
-                reason: "daily capacity".into(),
-            },
-        ];
-        s.set_aside(&aside).await.unwrap();
-        // A hold is not an attempt: the claim's is undone. An ending keeps it.
-        assert_eq!(
-            states(&s).await,
-            [
-                (1, "held".into(), 7_000, 1),
-                (2, "stale".into(), 0, 2),
-                (3, "held".into(), 9_000, 1)
-            ]
-        );
-        let why: Vec<(Option<String>, Option<i64>)> =
-            sqlx::query_as("SELECT last_error, ended_at FROM outbox ORDER BY id")
-                .fetch_all(s.pool())
-                .await
-                .unwrap();
-        assert_eq!(why[0], (Some("quiet hours".into()), None));
-        assert_eq!(why[1], (Some("moved on".into()), Some(10)));
-        // Held rows are not looked at again before their release.
-        assert!(
-            s.claim_due(at(6_999), 10, lease, &[])
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let released = s.claim_due(at(7_000), 10, lease, &[]).await.unwrap();
-        assert_eq!(released.iter().map(|c| c.id).collect::<Vec<_>>(), [1]);
     }
 }
