@@ -88,11 +88,14 @@ impl PgStore {
     }
 
     pub(in crate::store) async fn held(&self) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
+        // Ties (as many rows held for two reasons) in reverse byte order of the
+        // reason: what SQLite's sort gives the SQLite backend's query, which leaves
+        // them unordered.
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(
             r#"SELECT reason, n, first FROM (
                  SELECT COALESCE(last_error, '') AS reason, COUNT(*) AS n, MIN(next_attempt_at) AS first
                  FROM outbox WHERE state = 'held' GROUP BY 1) h
-               ORDER BY n DESC, reason COLLATE "C""#,
+               ORDER BY n DESC, reason COLLATE "C" DESC"#,
         )
         .fetch_all(self.pool())
         .await?;
