@@ -118,9 +118,19 @@ mod tests {
         for store in stores().await {
             let e = store.engine();
             assert_eq!(store.campaign_seen("sale").await.unwrap(), None, "{e}");
-            assert_eq!(store.campaign_first_seen("sale", at(10)).await.unwrap(), at(10));
-            assert_eq!(store.campaign_first_seen("sale", at(20)).await.unwrap(), at(10));
-            assert_eq!(store.campaign_seen("sale").await.unwrap(), Some(at(10)), "{e}");
+            assert_eq!(
+                store.campaign_first_seen("sale", at(10)).await.unwrap(),
+                at(10)
+            );
+            assert_eq!(
+                store.campaign_first_seen("sale", at(20)).await.unwrap(),
+                at(10)
+            );
+            assert_eq!(
+                store.campaign_seen("sale").await.unwrap(),
+                Some(at(10)),
+                "{e}"
+            );
         }
     }
 
@@ -128,26 +138,68 @@ mod tests {
     async fn a_firing_is_begun_once_resumed_while_running_and_never_after_it_ends() {
         for store in stores().await {
             let e = store.engine();
-            assert!(store.begin_firing("sale", "k1", at(100), at(101)).await.unwrap());
+            assert!(
+                store
+                    .begin_firing("sale", "k1", at(100), at(101))
+                    .await
+                    .unwrap()
+            );
             // A second start finds it running (a crash's leftover): it resumes, and
             // the firing keeps its first record.
-            assert!(store.begin_firing("sale", "k1", at(999), at(1000)).await.unwrap());
+            assert!(
+                store
+                    .begin_firing("sale", "k1", at(999), at(1000))
+                    .await
+                    .unwrap()
+            );
             let f = store.firing("sale", "k1").await.unwrap().unwrap();
-            assert_eq!((f.scheduled_at, f.state), (at(100), FiringState::Running), "{e}");
+            assert_eq!(
+                (f.scheduled_at, f.state),
+                (at(100), FiringState::Running),
+                "{e}"
+            );
             store
-                .finish_firing("sale", "k1", at(100), FiringState::Done, 5, 5, Some("n"), at(200))
+                .finish_firing(
+                    "sale",
+                    "k1",
+                    at(100),
+                    FiringState::Done,
+                    5,
+                    5,
+                    Some("n"),
+                    at(200),
+                )
                 .await
                 .unwrap();
-            assert!(!store.begin_firing("sale", "k1", at(100), at(300)).await.unwrap());
+            assert!(
+                !store
+                    .begin_firing("sale", "k1", at(100), at(300))
+                    .await
+                    .unwrap()
+            );
             let f = store.firing("sale", "k1").await.unwrap().unwrap();
             assert_eq!(f.state, FiringState::Done, "{e}");
             assert_eq!((f.audience, f.queued, f.note.as_deref()), (5, 0, Some("n")));
             // A missed firing is recorded skipped without having begun.
             store
-                .finish_firing("sale", "k0", at(50), FiringState::Skipped, 0, 0, None, at(300))
+                .finish_firing(
+                    "sale",
+                    "k0",
+                    at(50),
+                    FiringState::Skipped,
+                    0,
+                    0,
+                    None,
+                    at(300),
+                )
                 .await
                 .unwrap();
-            assert!(!store.begin_firing("sale", "k0", at(50), at(301)).await.unwrap());
+            assert!(
+                !store
+                    .begin_firing("sale", "k0", at(50), at(301))
+                    .await
+                    .unwrap()
+            );
             let last = store.last_firing("sale").await.unwrap().unwrap();
             assert_eq!(last.key, "k1", "{e}");
             assert!(store.last_firing("other").await.unwrap().is_none(), "{e}");
@@ -161,7 +213,9 @@ mod tests {
             for i in 0..8 {
                 let store = store.clone();
                 tries.spawn(async move {
-                    store.begin_firing("sale", "k", at(100 + i), at(1000 + i)).await
+                    store
+                        .begin_firing("sale", "k", at(100 + i), at(1000 + i))
+                        .await
                 });
             }
             for r in tries.join_all().await {
@@ -200,11 +254,33 @@ mod tests {
             let first = "SELECT requested_at + next_attempt_at FROM outbox WHERE lead_id = 1";
             assert_eq!(f.count(first).await, 400 + 501, "{e}");
             let keyed = store.leads_with_key("sale", "2026").await.unwrap();
-            assert_eq!(keyed, HashSet::from([LeadId(1), LeadId(2), LeadId(3)]), "{e}");
-            assert!(store.leads_with_key("sale", "2027").await.unwrap().is_empty());
-            store.begin_firing("spring", "2026", at(0), at(1)).await.unwrap();
+            assert_eq!(
+                keyed,
+                HashSet::from([LeadId(1), LeadId(2), LeadId(3)]),
+                "{e}"
+            );
+            assert!(
+                store
+                    .leads_with_key("sale", "2027")
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
             store
-                .finish_firing("spring", "2026", at(0), FiringState::Done, 4, 1, None, at(2))
+                .begin_firing("spring", "2026", at(0), at(1))
+                .await
+                .unwrap();
+            store
+                .finish_firing(
+                    "spring",
+                    "2026",
+                    at(0),
+                    FiringState::Done,
+                    4,
+                    1,
+                    None,
+                    at(2),
+                )
                 .await
                 .unwrap();
             let fired = store.firing("spring", "2026").await.unwrap().unwrap();

@@ -138,7 +138,14 @@ mod tests {
             // The lead is unsubscribed from the first suppression on.
             let since = "SELECT unsubscribed_at FROM leads WHERE id = 7";
             assert_eq!(f.count(since).await, 1000, "{e}");
-            assert!(store.lead_brief(LeadId(7)).await.unwrap().unwrap().unsubscribed);
+            assert!(
+                store
+                    .lead_brief(LeadId(7))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unsubscribed
+            );
         }
     }
 
@@ -158,7 +165,12 @@ mod tests {
                 .map(|(id, b)| (id.0, b.email.to_string(), b.stage.to_string(), b.timezone))
                 .collect();
             let want = vec![
-                (1, "a@example.com".into(), "lead".into(), Some(chrono_tz::Europe::Madrid)),
+                (
+                    1,
+                    "a@example.com".into(),
+                    "lead".into(),
+                    Some(chrono_tz::Europe::Madrid),
+                ),
                 (3, "c@example.com".into(), "customer".into(), None),
             ];
             assert_eq!(got, want, "{e}");
@@ -188,14 +200,25 @@ mod tests {
             assert_eq!(erased, Some(ana.clone()), "{e}");
             let supp = store.suppression(&ana).await.unwrap();
             assert_eq!(supp, Some(Suppression::Forgotten), "{e}");
-            for table in ["leads", "lead_tags", "lead_attrs", "events", "stage_history", "outbox"] {
+            for table in [
+                "leads",
+                "lead_tags",
+                "lead_attrs",
+                "events",
+                "stage_history",
+                "outbox",
+            ] {
                 let total = f.count(&format!("SELECT COUNT(*) FROM {table}")).await;
                 assert_eq!(total, 1, "{e}: {table} keeps only the other lead's row");
             }
             let hash = "SELECT COUNT(*) FROM suppressions WHERE email_hash = '";
             let kept = f.count(&format!("{hash}{}'", ana.digest())).await;
             assert_eq!(kept, 1, "{e}");
-            assert_eq!(store.forget(LeadId(1), at(9001)).await.unwrap(), None, "{e}");
+            assert_eq!(
+                store.forget(LeadId(1), at(9001)).await.unwrap(),
+                None,
+                "{e}"
+            );
         }
     }
 }

@@ -200,25 +200,43 @@ mod tests {
         let ttl = TimeDelta::seconds(30);
         for store in crate::store::testing::stores().await {
             let e = store.engine();
-            assert!(store.try_lock("tick", "a", t0, t0 + ttl).await.unwrap(), "{e}");
-            assert!(!store.try_lock("tick", "b", t0, t0 + ttl).await.unwrap(), "{e}");
+            assert!(
+                store.try_lock("tick", "a", t0, t0 + ttl).await.unwrap(),
+                "{e}"
+            );
+            assert!(
+                !store.try_lock("tick", "b", t0, t0 + ttl).await.unwrap(),
+                "{e}"
+            );
             let held = store.lock_holder("tick").await.unwrap().unwrap();
             assert_eq!(held.0, "a", "{e}");
             assert_eq!(held.1.timestamp_millis(), (t0 + ttl).timestamp_millis());
             // Its holder renews it; another name is another lease.
             let t1 = t0 + TimeDelta::seconds(10);
-            assert!(store.try_lock("tick", "a", t1, t1 + ttl).await.unwrap(), "{e}");
-            assert!(store.try_lock("sender", "b", t1, t1 + ttl).await.unwrap(), "{e}");
+            assert!(
+                store.try_lock("tick", "a", t1, t1 + ttl).await.unwrap(),
+                "{e}"
+            );
+            assert!(
+                store.try_lock("sender", "b", t1, t1 + ttl).await.unwrap(),
+                "{e}"
+            );
             // Not renewed for its whole time: another holder takes it.
             let t2 = t1 + ttl + TimeDelta::milliseconds(1);
-            assert!(store.try_lock("tick", "b", t2, t2 + ttl).await.unwrap(), "{e}");
+            assert!(
+                store.try_lock("tick", "b", t2, t2 + ttl).await.unwrap(),
+                "{e}"
+            );
             assert_eq!(store.lock_holder("tick").await.unwrap().unwrap().0, "b");
             // Only its holder gives it up.
             store.unlock("tick", "a").await.unwrap();
             assert_eq!(store.lock_holder("tick").await.unwrap().unwrap().0, "b");
             store.unlock("tick", "b").await.unwrap();
             assert!(store.lock_holder("tick").await.unwrap().is_none(), "{e}");
-            assert!(store.try_lock("tick", "a", t2, t2 + ttl).await.unwrap(), "{e}");
+            assert!(
+                store.try_lock("tick", "a", t2, t2 + ttl).await.unwrap(),
+                "{e}"
+            );
         }
     }
 

@@ -93,7 +93,10 @@ mod tests {
             funnel(&f).await;
             // Means are truncated to whole milliseconds: (2000 + 1499) / 2 = 1749.5.
             let stages = store.stage_now(now).await.unwrap();
-            let want = vec![("customer".into(), 1, ms(3000)), ("lead".into(), 2, ms(1749))];
+            let want = vec![
+                ("customer".into(), 1, ms(3000)),
+                ("lead".into(), 2, ms(1749)),
+            ];
             assert_eq!(stages, want, "{e}");
             let stays = store.stage_stays().await.unwrap();
             let want = vec![("lead".into(), 3, ms(367)), ("trial".into(), 2, ms(700))];

@@ -82,7 +82,14 @@ mod tests {
             let sends = store.sends_since(at(500)).await.unwrap();
             let got: Vec<_> = sends
                 .iter()
-                .map(|r| (r.lead.0, r.template.to_string(), r.state.as_str(), r.origin.clone()))
+                .map(|r| {
+                    (
+                        r.lead.0,
+                        r.template.to_string(),
+                        r.state.as_str(),
+                        r.origin.clone(),
+                    )
+                })
                 .collect();
             let rule = |r: &str| Some(Origin::Rule(r.into()));
             let spring = Some(Origin::Campaign("spring".into()));
@@ -93,15 +100,30 @@ mod tests {
             ];
             assert_eq!(got, want, "{e}");
             let first = &sends[0];
-            assert_eq!((first.sent_at, first.ended_at), (Some(at(600)), Some(at(600))));
-            assert_eq!((first.attempts, first.message_id.as_deref()), (1, Some("<m@x>")));
+            assert_eq!(
+                (first.sent_at, first.ended_at),
+                (Some(at(600)), Some(at(600)))
+            );
+            assert_eq!(
+                (first.attempts, first.message_id.as_deref()),
+                (1, Some("<m@x>"))
+            );
             assert_eq!(sends[1].reason.as_deref(), Some("quiet hours"), "{e}");
             assert_eq!(sends[1].next_attempt_at, at(800), "{e}");
 
             let moves = store.moves_since(at(100)).await.unwrap();
             let got: Vec<_> = moves
                 .iter()
-                .map(|m| (m.lead.0, m.email.as_str(), m.from.as_str(), m.to.as_str(), m.at, m.cause.as_str()))
+                .map(|m| {
+                    (
+                        m.lead.0,
+                        m.email.as_str(),
+                        m.from.as_str(),
+                        m.to.as_str(),
+                        m.at,
+                        m.cause.as_str(),
+                    )
+                })
                 .collect();
             let want = vec![
                 (1, "a@example.com", "lead", "trial", at(100), "rule r1"),
@@ -116,7 +138,11 @@ mod tests {
             assert_eq!(stages, want.to_vec(), "{e}");
 
             let times = store.event_times(at(100), at(300)).await.unwrap();
-            let want = vec![(at(200), LeadId(1)), (at(200), LeadId(2)), (at(300), LeadId(3))];
+            let want = vec![
+                (at(200), LeadId(1)),
+                (at(200), LeadId(2)),
+                (at(300), LeadId(3)),
+            ];
             assert_eq!(times, want, "{e}");
         }
     }
