@@ -199,4 +199,99 @@ mod tests {
         assert!(!dead_on_this_host("elsewhere.example:1:00000000"));
         assert!(!dead_on_this_host("1234:abc"));
     }
+
+    #[tokio::test]
+    async fn a_lease_is_held_by_one_holder_until_it_expires() {
+        let t0 = Utc::now();
+        let ttl = TimeDelta::seconds(30);
+        for store in crate::store::testing::stores().await {
+            let e = store.engine();
+            assert!(
+                store.try_lock("tick", "a", t0, t0 + ttl).await.unwrap(),
+                "{e}"
+            );
+            assert!(
+                !store.try_lock("tick", "b", t0, t0 + ttl).await.unwrap(),
+                "{e}"
+            );
+            let held = store.lock_holder("tick").await.unwrap().unwrap();
+            assert_eq!(held.0, "a", "{e}");
+            assert_eq!(held.1.timestamp_millis(), (t0 + ttl).timestamp_millis());
+            // Its holder renews it; another name is another lease.
+            let t1 = t0 + TimeDelta::seconds(10);
+            assert!(
+                store.try_lock("tick", "a", t1, t1 + ttl).await.unwrap(),
+                "{e}"
+            );
+            assert!(
+                store.try_lock("sender", "b", t1, t1 + ttl).await.unwrap(),
+                "{e}"
+            );
+            // Not renewed for its whole time: another holder takes it.
+            let t2 = t1 + ttl + TimeDelta::milliseconds(1);
+            assert!(
+                store.try_lock("tick", "b", t2, t2 + ttl).await.unwrap(),
+                "{e}"
+            );
+            assert_eq!(store.lock_holder("tick").await.unwrap().unwrap().0, "b");
+            // Only its holder gives it up.
+            store.unlock("tick", "a").await.unwrap();
+            assert_eq!(store.lock_holder("tick").await.unwrap().unwrap().0, "b");
+            store.unlock("tick", "b").await.unwrap();
+            assert!(store.lock_holder("tick").await.unwrap().is_none(), "{e}");
+            assert!(
+                store.try_lock("tick", "a", t2, t2 + ttl).await.unwrap(),
+                "{e}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn of_holders_trying_at_once_one_gets_the_lease() {
+        let now = Utc::now();
+        for store in crate::store::testing::stores().await {
+            for round in 0..5 {
+                let name = format!("race{round}");
+                let mut tries = tokio::task::JoinSet::new();
+                for h in 0..8 {
+                    let (store, name) = (store.clone(), name.clone());
+                    tries.spawn(async move {
+                        let until = now + TimeDelta::seconds(30);
+                        let got = store.try_lock(&name, &format!("h{h}"), now, until).await;
+                        (format!("h{h}"), got.unwrap())
+                    });
+                }
+                let winners: Vec<String> = tries
+                    .join_all()
+                    .await
+                    .into_iter()
+                    .filter(|(_, got)| *got)
+                    .map(|(h, _)| h)
+                    .collect();
+                assert_eq!(winners.len(), 1, "{}: {winners:?}", store.engine());
+                let holder = store.lock_holder(&name).await.unwrap().unwrap().0;
+                assert_eq!(holder, winners[0], "{}", store.engine());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn acquire_renews_its_own_lease_and_waits_for_a_live_one() {
+        for store in crate::store::testing::stores().await {
+            let a = NamedLease::new("tick", TimeDelta::seconds(30));
+            let b = NamedLease::new("tick", TimeDelta::seconds(30));
+            let fresh = Acquired::Fresh {
+                dead: None,
+                expired: None,
+            };
+            assert_eq!(a.acquire(&store).await.unwrap(), fresh);
+            assert_eq!(a.acquire(&store).await.unwrap(), Acquired::Renewed);
+            let busy = Acquired::Busy {
+                holder: a.holder().to_string(),
+            };
+            assert_eq!(b.acquire(&store).await.unwrap(), busy);
+            a.release(&store).await.unwrap();
+            assert_eq!(b.acquire(&store).await.unwrap(), fresh);
+        }
+    }
 }

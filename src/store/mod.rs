@@ -50,6 +50,8 @@ macro_rules! operations {
 mod campaigns;
 mod consent;
 mod error;
+#[cfg(test)]
+pub mod fixture;
 mod ingest;
 mod leads;
 pub mod lease;
