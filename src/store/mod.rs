@@ -1,6 +1,6 @@
 //! The database, as the rest of embudo sees it: one [`Store`] handle whose operations
 //! are declared here, concern by concern (`leads`, `ingest`, `outbox`, `consent`,
-//! `campaigns`, `timeline`, `report`, `settings`, `lease`), with the rows they read and
+//! `campaigns`, `timeline`, `report`, `settings`, `lease`, `copy`), with the rows they read and
 //! write and one error type, [`StoreError`]. SQL lives only in a backend: today
 //! `sqlite/` (SQLite through sqlx) or `postgres/` (PostgreSQL through sqlx).
 //!
@@ -49,6 +49,7 @@ macro_rules! operations {
 
 mod campaigns;
 mod consent;
+pub mod copy;
 mod error;
 mod ingest;
 mod leads;
@@ -67,6 +68,7 @@ pub use crate::domain::evaluation::{
 };
 pub use campaigns::{Firing, FiringState};
 pub use consent::{LeadBrief, Suppression};
+pub use copy::{Cell, Copied, CopyError};
 pub use error::{Result, StoreError};
 pub use ingest::{IDEMPOTENCY_TTL, IdempotencyKey, Recorded, Replay};
 pub use leads::{HistoryEntry, LeadUpsert, UpsertResult};
