@@ -317,3 +317,143 @@ fn foreign_key_order(mut tables: Vec<Table>) -> std::result::Result<Vec<Table>, 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    /// Every copied table's rows, in key order.
+    async fn contents(store: &Store) -> Vec<(String, Vec<Row>)> {
+        let mut tables = store.copy_tables().await.unwrap();
+        tables.retain(|t| !NOT_COPIED.contains(&t.name.as_str()));
+        let mut s = store.copy_read().await.unwrap();
+        let mut out = Vec::new();
+        for t in tables {
+            let rows = store.copy_page(&mut s, &t, None, 1_000_000).await.unwrap();
+            out.push((t.name.clone(), rows));
+        }
+        out
+    }
+
+    /// A source with leads, events (more than a page), settings, a lease and NULLs.
+    async fn source() -> Store {
+        let src = Store::open_and_migrate("sqlite::memory:").await.unwrap();
+        let tables = src.copy_tables().await.unwrap();
+        let t = |n: &str| tables.iter().find(|t| t.name == n).unwrap().clone();
+        let mut w = src.copy_write().await.unwrap();
+        let text = |s: &str| Cell::Text(s.to_string());
+        let leads: Vec<Row> = (1..=3)
+            .map(|i| {
+                let mut r = vec![Cell::Int(i), text(&format!("l{i}@x.test")), Cell::Null];
+                r.extend([text("new"), Cell::Null, Cell::Null]);
+                r.extend([Cell::Int(1), Cell::Int(2), Cell::Int(3), Cell::Null]);
+                r
+            })
+            .collect();
+        src.copy_insert(&mut w, &t("leads"), &leads).await.unwrap();
+        let events: Vec<Row> = (1..=2500)
+            .map(|i| {
+                let props = text(&format!("{{\"n\":\"it's \\\"{i}\\\" é\"}}"));
+                let ext = if i % 2 == 0 {
+                    text(&format!("e{i}"))
+                } else {
+                    Cell::Null
+                };
+                vec![
+                    Cell::Int(i),
+                    Cell::Int(1 + i % 3),
+                    text("click"),
+                    Cell::Int(i),
+                    props,
+                    Cell::Int(i),
+                    ext,
+                ]
+            })
+            .collect();
+        for chunk in events.chunks(rows_per_insert(7)) {
+            src.copy_insert(&mut w, &t("events"), chunk).await.unwrap();
+        }
+        let settings = vec![vec![text("signing_key"), text("k")]];
+        src.copy_insert(&mut w, &t("settings"), &settings)
+            .await
+            .unwrap();
+        let lock = vec![vec![text("sender"), text("h:1:0"), Cell::Int(i64::MAX)]];
+        src.copy_insert(&mut w, &t("locks"), &lock).await.unwrap();
+        let tags = vec![vec![Cell::Int(2), text("b")], vec![Cell::Int(1), text("a")]];
+        src.copy_insert(&mut w, &t("lead_tags"), &tags)
+            .await
+            .unwrap();
+        src.copy_commit(w).await.unwrap();
+        src
+    }
+
+    #[tokio::test]
+    async fn a_copy_round_trips_through_every_backend() {
+        let src = source().await;
+        let expected = contents(&src).await;
+        for mid in testing::stores().await {
+            let copied = src.copy_to(&mid, |_, _, _| {}).await.unwrap();
+            let events = copied.iter().find(|c| c.table == "events").unwrap();
+            assert_eq!((events.source, events.target), (2500, 2500));
+            assert!(
+                copied
+                    .iter()
+                    .all(|c| !NOT_COPIED.contains(&c.table.as_str()))
+            );
+            assert_eq!(contents(&mid).await, expected, "{}", mid.engine());
+            let back = Store::open_and_migrate("sqlite::memory:").await.unwrap();
+            mid.copy_to(&back, |_, _, _| {}).await.unwrap();
+            assert_eq!(
+                contents(&back).await,
+                expected,
+                "back from {}",
+                mid.engine()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_target_with_leads_is_refused_and_other_rows_are_replaced() {
+        let src = source().await;
+        for target in testing::stores().await {
+            src.copy_to(&target, |_, _, _| {}).await.unwrap();
+            let again = src.copy_to(&target, |_, _, _| {}).await;
+            assert!(
+                matches!(
+                    again,
+                    Err(CopyError::NotEmpty {
+                        leads: 3,
+                        outbox: 0
+                    })
+                ),
+                "{again:?}"
+            );
+        }
+        // A target holding only a signing key of its own gets the source's.
+        let target = Store::open_and_migrate("sqlite::memory:").await.unwrap();
+        target
+            .setting_or_insert("signing_key", "other")
+            .await
+            .unwrap();
+        src.copy_to(&target, |_, _, _| {}).await.unwrap();
+        assert_eq!(
+            target.setting("signing_key").await.unwrap().as_deref(),
+            Some("k")
+        );
+    }
+
+    #[test]
+    fn parents_come_first() {
+        let t = |n: &str, p: &[&str]| Table {
+            name: n.into(),
+            columns: vec![],
+            key: vec![],
+            parents: p.iter().map(|s| s.to_string()).collect(),
+        };
+        let order = foreign_key_order(vec![t("a", &["c"]), t("b", &[]), t("c", &["b"])]).unwrap();
+        let names: Vec<_> = order.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["b", "c", "a"]);
+        assert!(foreign_key_order(vec![t("a", &["b"]), t("b", &["a"])]).is_err());
+    }
+}

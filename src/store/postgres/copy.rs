@@ -313,3 +313,46 @@ async fn reset_identities(tx: &mut Tx) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::copy::Cell;
+    use crate::store::{Backend, Store, testing};
+
+    /// After a copy, a lead inserted without an id gets one past the copied ids, and
+    /// `copy_into` makes a SQLite file with the same rows.
+    #[tokio::test]
+    async fn new_ids_follow_the_copied_ones_and_copy_into_makes_a_sqlite_file() {
+        let Some(pg) = testing::postgres().await else {
+            return;
+        };
+        let src = Store::open_and_migrate("sqlite::memory:").await.unwrap();
+        let leads = src.copy_tables().await.unwrap();
+        let leads = leads.into_iter().find(|t| t.name == "leads").unwrap();
+        let mut w = src.copy_write().await.unwrap();
+        let mut row = vec![Cell::Int(41), Cell::Text("a@x.test".into()), Cell::Null];
+        row.extend([Cell::Text("new".into()), Cell::Null, Cell::Null]);
+        row.extend([Cell::Int(1), Cell::Int(2), Cell::Int(3), Cell::Null]);
+        src.copy_insert(&mut w, &leads, &[row]).await.unwrap();
+        src.copy_commit(w).await.unwrap();
+        src.copy_to(&pg, |_, _, _| {}).await.unwrap();
+        let Backend::Postgres(db) = &pg.backend else {
+            unreachable!()
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO leads (email, stage, created_at, stage_entered_at, updated_at) VALUES ('b@x.test', 'new', 1, 1, 1) RETURNING id",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(id, 42);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("scratch.db");
+        pg.copy_into(&file).await.unwrap();
+        let copy = Store::open(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        let mut s = copy.copy_read().await.unwrap();
+        assert_eq!(copy.copy_count(&mut s, "leads").await.unwrap(), 2);
+    }
+}
