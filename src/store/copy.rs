@@ -14,6 +14,7 @@
 //! never arrives without its parent. The target is written in one write transaction:
 //! a failed copy leaves it as it was, and the count check runs before the commit.
 
+pub use super::CopySession as Session;
 use super::{Result, Store, StoreError};
 
 /// One stored value, whatever the backend.
@@ -64,15 +65,6 @@ impl Table {
             .filter_map(|k| self.columns.iter().position(|c| &c.name == k))
             .collect()
     }
-}
-
-/// An open transaction of a copy: a snapshot of the source, or the target's write
-/// transaction. Dropped unfinished, it rolls back.
-pub struct Session(pub(super) SessionTx);
-
-pub(super) enum SessionTx {
-    Sqlite(super::sqlite::copy::Session),
-    Postgres(super::postgres::copy::Session),
 }
 
 /// Tables never copied: the schema's own bookkeeping (the target is migrated to the

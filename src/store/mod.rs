@@ -90,6 +90,16 @@ enum Backend {
     Postgres(postgres::PgStore),
 }
 
+/// An open transaction of a copy ([`copy`]): a snapshot of the source, or the
+/// target's write transaction. Dropped unfinished, it rolls back. Declared here, with
+/// [`Backend`], as it holds a transaction of either backend.
+pub struct CopySession(SessionTx);
+
+enum SessionTx {
+    Sqlite(sqlite::copy::Session),
+    Postgres(postgres::copy::Session),
+}
+
 impl Store {
     /// Opens the database at `url`: `postgres://` and `postgresql://` on a PostgreSQL
     /// server, anything else as SQLite (creating the file if needed). Does not migrate.

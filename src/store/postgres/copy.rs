@@ -4,8 +4,8 @@
 
 use super::{PgStore, Tx};
 use crate::store::copy::quote;
-use crate::store::copy::{Cell, Column, Kind, Row, Session as CopySession, SessionTx, Table};
-use crate::store::{Backend, Result, Store, StoreError};
+use crate::store::copy::{Cell, Column, Kind, Row, Table};
+use crate::store::{Backend, CopySession, Result, SessionTx, Store, StoreError};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{PgConnection, Postgres, Row as _, TypeInfo, ValueRef};
 use std::path::Path;

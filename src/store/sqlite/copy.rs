@@ -4,8 +4,8 @@
 use super::tx::WriteTx;
 use super::{SqliteStore, placeholders};
 use crate::store::copy::quote;
-use crate::store::copy::{Cell, Column, Kind, Row, Session as CopySession, SessionTx, Table};
-use crate::store::{Result, StoreError};
+use crate::store::copy::{Cell, Column, Kind, Row, Table};
+use crate::store::{CopySession, Result, SessionTx, StoreError};
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
 use sqlx::{Row as _, SqliteConnection, Transaction, TypeInfo, ValueRef};
 
