@@ -1,6 +1,6 @@
 //! The database, as the rest of embudo sees it: one [`Store`] handle whose operations
 //! are declared here, concern by concern (`leads`, `ingest`, `outbox`, `consent`,
-//! `campaigns`, `timeline`, `report`, `settings`, `lease`), with the rows they read and
+//! `campaigns`, `timeline`, `report`, `settings`, `lease`, `copy`), with the rows they read and
 //! write and one error type, [`StoreError`]. SQL lives only in a backend: today
 //! `sqlite/` (SQLite through sqlx) or `postgres/` (PostgreSQL through sqlx).
 //!
@@ -49,6 +49,7 @@ macro_rules! operations {
 
 mod campaigns;
 mod consent;
+pub mod copy;
 mod error;
 #[cfg(test)]
 pub mod fixture;
@@ -70,6 +71,7 @@ pub use crate::domain::evaluation::{
 };
 pub use campaigns::{Firing, FiringState};
 pub use consent::{LeadBrief, Suppression};
+pub use copy::{Cell, Copied, CopyError};
 pub use error::{Result, StoreError};
 pub use ingest::{IDEMPOTENCY_TTL, IdempotencyKey, Recorded, Replay};
 pub use leads::{HistoryEntry, LeadUpsert, UpsertResult};
@@ -90,6 +92,16 @@ pub struct Store {
 enum Backend {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
+}
+
+/// An open transaction of a copy ([`copy`]): a snapshot of the source, or the
+/// target's write transaction. Dropped unfinished, it rolls back. Declared here, with
+/// [`Backend`], as it holds a transaction of either backend.
+pub struct CopySession(SessionTx);
+
+enum SessionTx {
+    Sqlite(sqlite::copy::Session),
+    Postgres(postgres::copy::Session),
 }
 
 impl Store {

@@ -71,7 +71,7 @@ fn postgres_url(url: &str) -> Result<String, String> {
 /// The `sqlite:` URL of `url` with a relative file made absolute from `root`.
 /// Hand-read rather than by `url`: `sqlite:relative.db` and `sqlite://./x.db` are
 /// not URLs a URL parser keeps as written.
-pub(super) fn resolve_database(url: &str, root: &Path) -> Result<String, String> {
+pub fn resolve_database(url: &str, root: &Path) -> Result<String, String> {
     if let Some(rest) = url.strip_prefix("sqlite:") {
         if rest == ":memory:" {
             return Ok(url.to_string());

@@ -62,8 +62,9 @@ pub enum Command {
     Event(event::Args),
     /// Run the rule tests in rules/tests/*.yaml.
     Test(test::Args),
-    /// Create or upgrade the database schema.
-    Migrate,
+    /// Create or upgrade the database schema; with --to URL, copy the database into
+    /// another (SQLite or PostgreSQL).
+    Migrate(migrate::Args),
     /// The funnel as it stands: leads per stage, conversion, time in stage, emails per
     /// template, and what the sending policy holds back.
     Report(report::Args),
@@ -124,7 +125,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         Command::Import(args) => import::run(config, args).await,
         Command::Event(args) => event::run(config, args).await,
         Command::Test(args) => test::run(config, args),
-        Command::Migrate => migrate::run(config).await,
+        Command::Migrate(args) => migrate::run(config, args).await,
         Command::Report(args) => report::run(config, args).await,
         Command::Explain(args) => explain::run(config, args).await,
         Command::Campaign { action } => campaign::run(config, action).await,

@@ -15,7 +15,7 @@
 
 mod campaigns;
 mod consent;
-mod copy;
+pub(super) mod copy;
 mod ingest;
 mod leads;
 mod leases;

@@ -5,6 +5,7 @@
 mod apply;
 mod campaigns;
 mod consent;
+pub(super) mod copy;
 pub(super) mod error;
 mod ingest;
 mod leads;
