@@ -102,6 +102,9 @@ fn the_password_never_crosses_a_connection_without_tls() {
 #[test]
 fn a_new_database_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
+    if sqlite_only("the permissions of the SQLite file") {
+        return;
+    }
     let f = Folder::welcome_funnel("file://./mail", "{}", 1);
     // No EMBUDO_SIGNING_KEY: one is generated and stored in the database.
     let out = f

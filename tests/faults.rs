@@ -141,6 +141,9 @@ async fn a_hard_bounce_suppresses_that_address_and_records_an_event_the_rules_re
 
 #[test]
 fn a_locked_database_is_a_clear_error_and_the_next_run_loses_nothing() {
+    if sqlite_only("another process locks the SQLite file") {
+        return;
+    }
     let smtp = SmtpServer::start();
     let f = folder(&smtp.url(), "{}", 2);
     f.run(&["import", "leads.csv", "--now", "2026-03-02T09:00:00Z"], 0);
@@ -162,6 +165,9 @@ fn a_locked_database_is_a_clear_error_and_the_next_run_loses_nothing() {
 
 #[test]
 fn a_read_only_database_is_a_clear_error_and_nothing_stored_changes() {
+    if sqlite_only("a SQLite file opened read-only (mode=ro)") {
+        return;
+    }
     let f = folder("file://./mail", "{}", 2);
     f.run(&["import", "leads.csv", "--now", "2026-03-02T09:00:00Z"], 0);
     let before = std::fs::read(f.path().join("embudo.db")).unwrap();
@@ -186,6 +192,9 @@ fn a_read_only_database_is_a_clear_error_and_nothing_stored_changes() {
 /// on when the lock goes: no crash loop.
 #[test]
 fn a_running_daemon_rides_out_a_locked_database() {
+    if sqlite_only("another process locks the SQLite file") {
+        return;
+    }
     let smtp = SmtpServer::start();
     let f = folder(&smtp.url(), "{}", 1);
     f.write(

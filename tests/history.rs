@@ -6,10 +6,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use embudo::domain::{EmailAddress, Event, StageId, ValueMap};
 use embudo::store::{EVENTS_PER_KIND, LeadUpsert, Store};
 
+mod support;
+
 #[tokio::test]
 async fn a_lead_with_more_events_than_the_bound_loads_the_latest_and_counts_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("h.db").display());
+    let url = support::new_database()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("h.db").display()));
     let store = Store::open_and_migrate(&url).await.unwrap();
     let now: DateTime<Utc> = "2026-03-02T10:00:00Z".parse().unwrap();
     let ids = store

@@ -20,7 +20,7 @@ async fn preview_shows_writes_and_test_sends_without_touching_the_outbox() {
     assert!(o.contains("--- text ---\nHola, Lucía:"), "{o}");
     assert!(o.contains("--- html ---\n"), "{o}");
     assert!(o.contains("Unsubscribe: https://"), "{o}");
-    assert!(!f.path().join("embudo.db").exists());
+    assert!(!f.has_database());
 
     // A stored lead, by email, in its own locale.
     f.run(&["import", "leads.csv", "--now", "2026-03-01T08:00:00Z"], 0);

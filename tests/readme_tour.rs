@@ -123,10 +123,15 @@ impl Drop for Guard {
     }
 }
 
-fn embudo(cwd: &Path) -> Command {
+/// The binary in `cwd` as a reader of the README runs it; on the PostgreSQL run, on
+/// the tour's own database `db`.
+fn embudo(cwd: &Path, db: Option<&str>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_embudo"));
+    match db {
+        Some(url) => c.env("EMBUDO_DATABASE_URL", url),
+        None => c.env_remove("EMBUDO_DATABASE_URL"),
+    };
     c.current_dir(cwd)
-        .env_remove("EMBUDO_DATABASE_URL")
         .env_remove("EMBUDO_CONFIG")
         .env_remove("EMBUDO_LOG")
         .env_remove("EMBUDO_SIGNING_KEY")
@@ -137,7 +142,7 @@ fn embudo(cwd: &Path) -> Command {
 }
 
 /// Runs `lines` from `start`, checking every claim; returns the last folder.
-fn walk(lines: &[String], start: &Path) -> PathBuf {
+fn walk(lines: &[String], start: &Path, db: Option<&str>) -> PathBuf {
     let mut cwd = start.to_path_buf();
     for step in steps(lines) {
         let w = &step.words;
@@ -173,10 +178,10 @@ fn walk(lines: &[String], start: &Path) -> PathBuf {
             }
         };
         if command == Some("run") {
-            run_daemon(&cwd, args, &step);
+            run_daemon(&cwd, db, args, &step);
             continue;
         }
-        let out = embudo(&cwd).args(args).output().unwrap();
+        let out = embudo(&cwd, db).args(args).output().unwrap();
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert_eq!(out.status.code(), Some(0), "`{}`:\n{text}", step.line);
         for c in &step.claims {
@@ -191,9 +196,9 @@ fn walk(lines: &[String], start: &Path) -> PathBuf {
 }
 
 /// `embudo run`: waits for the claims in its log, then stops it as Ctrl-C would.
-fn run_daemon(cwd: &Path, args: &[String], step: &Step) {
+fn run_daemon(cwd: &Path, db: Option<&str>, args: &[String], step: &Step) {
     let log = cwd.join("tour-daemon.log");
-    let child = embudo(cwd)
+    let child = embudo(cwd, db)
         .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -225,7 +230,7 @@ fn the_readme_tour_does_what_it_says() {
     let lines = block(&readme, "## A five-minute tour");
     assert!(lines.len() > 10, "{lines:?}");
     let dir = tempfile::tempdir().unwrap();
-    let shop = walk(&lines, dir.path());
+    let shop = walk(&lines, dir.path(), new_database().as_deref());
     assert!(shop.ends_with("shop"));
 }
 
@@ -236,8 +241,9 @@ fn the_tienda_walkthrough_does_what_it_says() {
     let copy = Folder::copy_of("examples/tienda");
     std::fs::create_dir_all(dir.path().join("examples")).unwrap();
     std::fs::rename(copy.path(), dir.path().join("examples/tienda")).unwrap();
+    let db = new_database();
     for heading in ["## Run it", "### Replay two months", "### Campaigns"] {
-        walk(&block(&readme, heading), dir.path());
+        walk(&block(&readme, heading), dir.path(), db.as_deref());
     }
 }
 

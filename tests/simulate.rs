@@ -108,7 +108,7 @@ fn the_tienda_example_over_120_days_matches_the_hand_worked_timeline() {
     assert!(!summary.contains("rule error"), "{summary}");
 
     // Never the real database, never the mail folder.
-    assert!(!f.path().join("embudo.db").exists());
+    assert!(!f.has_database());
     let mail = f.path().join("outbox-mail");
     assert!(
         !mail.exists() || std::fs::read_dir(&mail).unwrap().next().is_none(),
@@ -180,7 +180,7 @@ fn without_leads_it_runs_on_a_copy_of_the_real_database_at_the_tick_schedule() {
             .replace("0 */5 * * * *", "0 0 9 * * *"),
     );
     f.run(&["import", "leads.csv", "--now", "2026-03-01T08:00:00Z"], 0);
-    let before = std::fs::read(f.path().join("embudo.db")).unwrap();
+    let before = f.snapshot();
     let out = f.run(
         &[
             "simulate",
@@ -204,11 +204,7 @@ fn without_leads_it_runs_on_a_copy_of_the_real_database_at_the_tick_schedule() {
             .any(|e| e["what"] == "edu-welcome" && e["state"] == "sent"),
         "{v}"
     );
-    assert_eq!(
-        std::fs::read(f.path().join("embudo.db")).unwrap(),
-        before,
-        "simulate changed the real database"
-    );
+    assert_eq!(f.snapshot(), before, "simulate changed the real database");
 
     // An empty folder has nothing to copy: the error says what to pass.
     let empty = Folder::demo();

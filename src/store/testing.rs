@@ -44,3 +44,26 @@ pub async fn stores() -> Vec<Store> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The PostgreSQL run of the test command (EMBUDO_TEST_BACKEND=postgres) must test
+    /// PostgreSQL, not quietly SQLite alone: its stores are both backends, each new.
+    #[tokio::test]
+    async fn the_stores_are_every_backend_the_test_command_offers() {
+        let postgres_run = std::env::var("EMBUDO_TEST_BACKEND").as_deref() == Ok("postgres");
+        assert!(
+            !postgres_run || postgres_server().is_some(),
+            "EMBUDO_TEST_BACKEND=postgres without EMBUDO_TEST_POSTGRES"
+        );
+        let engines: Vec<&str> = stores().await.iter().map(Store::engine).collect();
+        let expected = if postgres_server().is_some() {
+            vec!["sqlite", "postgres"]
+        } else {
+            vec!["sqlite"]
+        };
+        assert_eq!(engines, expected);
+    }
+}

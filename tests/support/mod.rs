@@ -1,5 +1,10 @@
 //! Test support: the real binary, a copy of a funnel folder, and a real SMTP server
 //! (aiosmtpd, installed by tests/run.sh) whose mailbox the tests read back.
+//!
+//! The suite runs once per backend (tests/run.sh): on SQLite, each folder keeps its
+//! database in its own `embudo.db`; with `EMBUDO_TEST_BACKEND=postgres`, each folder
+//! gets a new database of its own on the server `EMBUDO_TEST_POSTGRES` names, which
+//! every command the folder runs is given through `EMBUDO_DATABASE_URL`.
 #![allow(dead_code)]
 
 use std::net::TcpStream;
@@ -15,17 +20,135 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A funnel folder in a temporary directory.
+/// Whether this run of the suite stores in PostgreSQL (`EMBUDO_TEST_BACKEND=postgres`)
+/// rather than SQLite.
+pub fn on_postgres() -> bool {
+    match std::env::var("EMBUDO_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite" | "") | Err(_) => false,
+        Ok(other) => panic!("EMBUDO_TEST_BACKEND={other}: it is sqlite or postgres"),
+    }
+}
+
+/// For a test (or a part of one) about SQLite itself, a file on disk: true, with the
+/// reason printed, when the run is on PostgreSQL and it must be skipped.
+pub fn sqlite_only(why: &str) -> bool {
+    let skip = on_postgres();
+    if skip {
+        eprintln!("SKIPPED on PostgreSQL: {why}");
+    }
+    skip
+}
+
+/// A new, empty database for one test on the PostgreSQL run (its URL), none on SQLite
+/// (where the funnel's own `database:` file is used).
+pub fn new_database() -> Option<String> {
+    on_postgres().then(pg::create)
+}
+
+/// Runs `f` to completion on a runtime of its own (on a thread of its own, so it works
+/// both in plain tests and inside a test's own runtime).
+pub fn block_on<F>(f: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f)
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// The test PostgreSQL server: a database per folder, dropped with it.
+mod pg {
+    use sqlx::Connection;
+
+    /// The server tests/run.sh started.
+    fn server() -> String {
+        std::env::var("EMBUDO_TEST_POSTGRES")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| {
+                panic!(
+                    "EMBUDO_TEST_BACKEND=postgres needs EMBUDO_TEST_POSTGRES=postgres://USER@HOST:PORT (tests/run.sh starts a server and sets both)"
+                )
+            })
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    async fn admin() -> sqlx::PgConnection {
+        let server = server();
+        sqlx::PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .unwrap_or_else(|e| panic!("the test PostgreSQL server {server}: {e}"))
+    }
+
+    /// Creates a database with a fresh name; returns its URL.
+    pub fn create() -> String {
+        let name = format!("f_{:016x}", rand::random::<u64>());
+        super::block_on(async {
+            let mut c = admin().await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            let _ = c.close().await;
+        });
+        format!("{}/{name}", server())
+    }
+
+    /// Drops the database at `url`, with whatever is still connected to it (a daemon
+    /// killed a moment ago): the server is a throwaway, but its disk is not endless.
+    pub fn drop(url: &str) {
+        let name = url.rsplit('/').next().unwrap().to_string();
+        super::block_on(async {
+            let mut c = admin().await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut c)
+            .await;
+            let _ = c.close().await;
+        });
+    }
+}
+
+/// A funnel folder in a temporary directory, with its database (see the module's doc).
 pub struct Folder {
     pub dir: tempfile::TempDir,
+    /// The folder's PostgreSQL database on the PostgreSQL run.
+    database: Option<String>,
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        if let Some(url) = &self.database {
+            pg::drop(url);
+        }
+    }
 }
 
 impl Folder {
+    fn in_dir(dir: tempfile::TempDir) -> Folder {
+        Folder {
+            dir,
+            database: new_database(),
+        }
+    }
+
     /// A copy of `src` (relative to the repository root) without its database or mail.
     pub fn copy_of(src: &str) -> Folder {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&repo().join(src), dir.path());
-        Folder { dir }
+        Folder::in_dir(dir)
     }
 
     /// The demo funnel, as `embudo init` writes it, without its `seed:` sample data
@@ -58,7 +181,7 @@ impl Folder {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, c).unwrap();
         }
-        Folder { dir }
+        Folder::in_dir(dir)
     }
 
     pub fn path(&self) -> &Path {
@@ -125,8 +248,11 @@ impl Folder {
             .env("EMBUDO_SIGNING_KEY", SIGNING_KEY)
             .env("EMBUDO_API_TOKEN", API_TOKEN)
             .env("EMBUDO_LOG", "info")
-            .env_remove("EMBUDO_DATABASE_URL")
             .env_remove("EMBUDO_CONFIG");
+        match &self.database {
+            Some(url) => c.env("EMBUDO_DATABASE_URL", url),
+            None => c.env_remove("EMBUDO_DATABASE_URL"),
+        };
         c
     }
 
@@ -169,14 +295,111 @@ impl Folder {
 
     /// The library's view of this folder's database.
     pub async fn store(&self) -> embudo::store::Store {
-        let cfg = embudo::funnel::config::Config::load(
-            &self.path().join("embudo.yaml"),
-            chrono::Utc::now(),
-        )
-        .unwrap();
-        embudo::store::Store::open_and_migrate(&cfg.database)
+        embudo::store::Store::open_and_migrate(&self.database_url())
             .await
             .unwrap()
+    }
+
+    /// The URL of this folder's database: its PostgreSQL database, or on SQLite the
+    /// file `database:` in embudo.yaml names.
+    pub fn database_url(&self) -> String {
+        if let Some(url) = &self.database {
+            return url.clone();
+        }
+        embudo::funnel::config::Config::load(&self.path().join("embudo.yaml"), chrono::Utc::now())
+            .unwrap()
+            .database
+    }
+
+    /// Whether a command has created this folder's database: on SQLite the file
+    /// `embudo.db` exists, on PostgreSQL the database has tables (it was migrated).
+    pub fn has_database(&self) -> bool {
+        if self.database.is_none() {
+            return self.path().join("embudo.db").exists();
+        }
+        let tables: Vec<(String,)> = block_on(self.fetch_all(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+        ));
+        !tables.is_empty()
+    }
+
+    /// Everything stored in this folder's database, to compare before and after a
+    /// command that must not write: on SQLite the file's bytes, on PostgreSQL every
+    /// table's rows as JSON, in order.
+    pub fn snapshot(&self) -> Vec<u8> {
+        if self.database.is_none() {
+            return std::fs::read(self.path().join("embudo.db")).unwrap();
+        }
+        let tables: Vec<(String,)> = block_on(self.fetch_all(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+        ));
+        let mut out = Vec::new();
+        for (t,) in tables {
+            let rows: Vec<(String,)> = block_on(self.fetch_all(&format!(
+                "SELECT to_jsonb(r)::text AS j FROM \"{t}\" r ORDER BY j"
+            )));
+            out.extend(format!("{t}\n").into_bytes());
+            for (r,) in rows {
+                out.extend(format!("{r}\n").into_bytes());
+            }
+        }
+        out
+    }
+
+    /// Runs one SQL statement (written for both backends) on this folder's database.
+    pub async fn execute(&self, sql: &str) {
+        let url = self.database_url();
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        if url.starts_with("postgres") {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        } else {
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+    }
+
+    /// The rows of a query (written for both backends) on this folder's database; none
+    /// while the database or the table does not exist yet. The SQLite file is opened
+    /// read-only, so reading never creates it.
+    pub async fn fetch_all<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    {
+        let url = self.database_url();
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        if url.starts_with("postgres") {
+            let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await else {
+                return Vec::new();
+            };
+            sqlx::query_as(sql)
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_default()
+        } else {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .split('?')
+                .next()
+                .unwrap();
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true);
+            let Ok(mut c) = sqlx::ConnectOptions::connect(&options).await else {
+                return Vec::new();
+            };
+            sqlx::query_as(sql)
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_default()
+        }
     }
 }
 
