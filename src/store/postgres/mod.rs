@@ -60,11 +60,6 @@ fn from_ms(v: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// Scaffold: an operation not yet written for PostgreSQL.
-fn not_yet(op: &str) -> StoreError {
-    StoreError::Corrupt(format!("{op} is not yet written for PostgreSQL"))
-}
-
 impl PgStore {
     /// Connects to the database at `url` (`postgres://` or `postgresql://`). Does not
     /// migrate. A remote server without an `sslmode` is required to speak TLS.
