@@ -128,12 +128,6 @@ impl App {
         if self.scratch {
             return Ok(Some(evaluate_all(&self.store, &self.funnel(), now).await?));
         }
-        if self.store.shares_passes() {
-            let started = std::time::Instant::now();
-            let report = self.evaluate_shared(now).await?;
-            log_pass(&report, now, started);
-            return Ok(Some(report));
-        }
         // Renewed while the pass runs, however long; a holder that died is not waited for.
         let lease = NamedLease::new("tick", TimeDelta::seconds(60));
         match lease.acquire(&self.store).await? {
@@ -155,6 +149,20 @@ impl App {
         lease.release(&self.store).await?;
         let report = result?;
         log_pass(&report, now, started);
+        Ok(Some(report))
+    }
+
+    /// The pass of a daemon's tick firing at `at`: shared with the other daemons where
+    /// they share passes (PostgreSQL: every daemon computes the same firing instant and
+    /// takes its share of the same pass), else [`App::evaluate`]. Only firings share:
+    /// `embudo tick --now T` run twice evaluates twice, as it always has.
+    pub async fn evaluate_firing(&self, at: DateTime<Utc>) -> Result<Option<PassReport>, AppError> {
+        if self.scratch || !self.store.shares_passes() {
+            return self.evaluate(at).await;
+        }
+        let started = std::time::Instant::now();
+        let report = self.evaluate_shared(at).await?;
+        log_pass(&report, at, started);
         Ok(Some(report))
     }
 

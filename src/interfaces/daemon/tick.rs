@@ -42,21 +42,30 @@ pub async fn step(app: App, clock: Clock, wake: Arc<Notify>, firing: Firing) -> 
 /// (PostgreSQL): there a firing's pass runs at the firing's own instant, which every
 /// daemon computes alike, so they find the same pass to share. A firing run late (a
 /// minute or more) runs at the clock instead, on its own.
-fn pass_instant(app: &App, clock: &Clock, firing: &Firing) -> chrono::DateTime<chrono::Utc> {
+fn pass_instant(
+    app: &App,
+    clock: &Clock,
+    firing: &Firing,
+) -> (chrono::DateTime<chrono::Utc>, bool) {
     let now = clock.now();
     match firing {
         Firing::Due(at)
             if app.store.shares_passes() && now - *at < chrono::TimeDelta::minutes(1) =>
         {
-            *at
+            (*at, true)
         }
-        _ => now,
+        _ => (now, false),
     }
 }
 
 /// One evaluation pass at `at`; tells `/healthz` when the next is due.
-async fn run_pass(app: &App, clock: &Clock, at: chrono::DateTime<chrono::Utc>) {
-    match app.evaluate(at).await {
+async fn run_pass(app: &App, clock: &Clock, (at, shared): (chrono::DateTime<chrono::Utc>, bool)) {
+    let pass = if shared {
+        app.evaluate_firing(at).await
+    } else {
+        app.evaluate(at).await
+    };
+    match pass {
         Ok(_) => {
             // Overdue when the next pass has not finished within two tick intervals.
             let funnel = app.funnel();
