@@ -442,17 +442,31 @@ async fn plan(
     Ok(plan)
 }
 
-/// Copies the funnel's own database, read-only, as the scratch starting point.
+/// Copies the funnel's own database, read-only, as the scratch starting point: the
+/// SQLite file opened read-only, or the PostgreSQL database read in one snapshot.
 async fn copy_real_database(url: &str, scratch: &Path) -> Result<(), AppError> {
-    let Some(file) = crate::store::sqlite_file(url).filter(|f| f.exists()) else {
-        return Err(AppError::Usage(format!(
-            "no leads to simulate: {url} does not exist; pass --leads CSV (and --events CSV), or import leads first"
-        )));
+    let none = |why: &str| {
+        AppError::Usage(format!(
+            "no leads to simulate: {} {why}; pass --leads CSV (and --events CSV), or import leads first",
+            crate::store::redact_url(url)
+        ))
     };
-    let real = Store::open(&format!("sqlite://{}?mode=ro", file.display())).await?;
-    real.copy_into(scratch).await?;
+    let real = if crate::store::is_postgres(url) {
+        let real = Store::open(url).await?;
+        if real.schema_version().await? == 0 {
+            real.close().await;
+            return Err(none("holds no embudo tables yet"));
+        }
+        real
+    } else {
+        let Some(file) = crate::store::sqlite_file(url).filter(|f| f.exists()) else {
+            return Err(none("does not exist"));
+        };
+        Store::open(&format!("sqlite://{}?mode=ro", file.display())).await?
+    };
+    let copied = real.copy_into(scratch).await;
     real.close().await;
-    Ok(())
+    Ok(copied?)
 }
 
 fn progress(len: u64) -> ProgressBar {

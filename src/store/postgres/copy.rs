@@ -153,6 +153,13 @@ impl PgStore {
     }
 
     pub(in crate::store) async fn schema_version(&self) -> Result<i64> {
+        let migrated: bool =
+            sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
+                .fetch_one(self.pool())
+                .await?;
+        if !migrated {
+            return Ok(0);
+        }
         Ok(
             sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
                 .fetch_one(self.pool())

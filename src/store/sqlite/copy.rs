@@ -132,6 +132,12 @@ impl SqliteStore {
     }
 
     pub(in crate::store) async fn schema_version(&self) -> Result<i64> {
+        let migrated: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')")
+            .fetch_one(self.pool())
+            .await?;
+        if !migrated {
+            return Ok(0);
+        }
         Ok(
             sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
                 .fetch_one(self.pool())
