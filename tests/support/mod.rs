@@ -40,6 +40,16 @@ pub fn sqlite_only(why: &str) -> bool {
     skip
 }
 
+/// For a test about what only PostgreSQL does (daemons sharing a pass): true, with the
+/// reason printed, when the run is on SQLite and it must be skipped.
+pub fn postgres_only(why: &str) -> bool {
+    let skip = !on_postgres();
+    if skip {
+        eprintln!("SKIPPED on SQLite: {why}");
+    }
+    skip
+}
+
 /// A new, empty database for one test on the PostgreSQL run (its URL), none on SQLite
 /// (where the funnel's own `database:` file is used).
 pub fn new_database() -> Option<String> {
