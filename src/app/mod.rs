@@ -166,12 +166,31 @@ impl App {
         Ok(Some(report))
     }
 
-    /// Fires the campaigns due at or before `now` and not yet fired.
+    /// Fires the campaigns due at or before `now` and not yet fired, under the
+    /// `campaigns` lease: with several daemons on a database each reaches a firing on
+    /// its own clock, and only one at a time may look at what is due, or two would
+    /// both find a firing not yet done and both run it (their emails deduped by key,
+    /// but the firing's record overwritten by the one that found nothing left to
+    /// queue). A daemon that finds the lease held fires nothing: the holder does, and
+    /// should it die, the next look (within a minute) resumes its firing.
     pub async fn fire_campaigns(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<crate::engine::campaigns::FireReport>, AppError> {
-        Ok(crate::engine::campaigns::fire_due(&self.store, &self.funnel(), now).await?)
+        let funnel = self.funnel();
+        if self.scratch || funnel.config.campaigns.is_empty() {
+            return Ok(crate::engine::campaigns::fire_due(&self.store, &funnel, now).await?);
+        }
+        let lease = NamedLease::new("campaigns", TimeDelta::seconds(60));
+        if let Acquired::Busy { holder } = lease.acquire(&self.store).await? {
+            tracing::debug!(%holder, "another process fires the campaigns");
+            return Ok(Vec::new());
+        }
+        let keep = lease.keep_alive(&self.store, CancellationToken::new());
+        let fired = crate::engine::campaigns::fire_due(&self.store, &funnel, now).await;
+        drop(keep);
+        lease.release(&self.store).await?;
+        Ok(fired?)
     }
 
     /// Delivers what is due at `now` with the fixed clock `now` (for `tick --now`);

@@ -4,12 +4,19 @@
 use tracing_subscriber::EnvFilter;
 
 pub fn init(default: &str) {
-    let filter = std::env::var("EMBUDO_LOG")
+    let mut filter = std::env::var("EMBUDO_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        // sqlx warns about every slow statement (a locked database makes many); our own
-        // errors already say what happened. tokio-cron-scheduler logs each job it adds
-        // at `info`, and the daemon adds one per firing.
-        .unwrap_or_else(|_| format!("{default},sqlx=error,tokio_cron_scheduler=warn"));
+        .unwrap_or_else(|_| default.to_string());
+    // sqlx warns about every slow statement (a locked database makes many); our own
+    // errors already say what happened. tokio-cron-scheduler logs each job it adds
+    // at `info`, and the daemon adds one per firing. Quietened unless the filter
+    // names them.
+    for quiet in ["sqlx=error", "tokio_cron_scheduler=warn"] {
+        let target = quiet.split('=').next().unwrap_or(quiet);
+        if !filter.contains(target) {
+            filter = format!("{filter},{quiet}");
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
