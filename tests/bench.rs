@@ -66,3 +66,49 @@ fn the_quick_bench_runs_every_scenario_and_writes_its_table() {
         stdout(&run)
     );
 }
+
+/// The daemons' part on the PostgreSQL run: one and three `embudo run` on one database
+/// share a tick's pass and deliver every welcome once, and the rows go to a section of
+/// BENCHMARKS.md of their own, leaving the SQLite table as it was.
+#[test]
+fn the_quick_bench_measures_one_and_three_daemons_on_postgresql() {
+    if postgres_only("the daemons' part needs a PostgreSQL server") {
+        return;
+    }
+    let server = std::env::var("EMBUDO_TEST_POSTGRES").unwrap();
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("BENCHMARKS.md");
+    let sqlite_table = "<!-- bench:start (written by `embudo bench`; edit outside the markers) -->\nkept\n<!-- bench:end -->";
+    std::fs::write(&out, format!("# Benchmarks\n\n{sqlite_table}\n")).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_embudo"))
+        .args(["bench", "--quick", "--only", "daemons", "--postgres", &server])
+        .args(["--smtp", &format!("127.0.0.1:{}", smtp.port)])
+        .arg("--out")
+        .arg(&out)
+        .arg("--dir")
+        .arg(dir.path().join("work"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains(sqlite_table), "{text}");
+    for row in [
+        "| PostgreSQL tick, 1 daemon(s) | 2000 leads |",
+        "| PostgreSQL send, 1 daemon(s) | 2000 emails |",
+        "| PostgreSQL tick, 3 daemon(s) | 2000 leads |",
+        "| PostgreSQL send, 3 daemon(s) | 2000 emails |",
+    ] {
+        assert!(text.contains(row), "no `{row}` in:\n{text}");
+    }
+    assert!(
+        text.contains("<!-- bench:postgres:end -->"),
+        "the PostgreSQL section has its markers:\n{text}"
+    );
+    // Each count of daemons delivered every welcome, once.
+    let got = by_recipient(&smtp);
+    assert_eq!(got.len(), 2000, "every lead welcomed");
+    for (to, ids) in &got {
+        assert_eq!(ids.len(), 2, "{to}: once with one daemon, once with three: {ids:?}");
+    }
+}

@@ -77,7 +77,7 @@ pub use ingest::{IDEMPOTENCY_TTL, IdempotencyKey, Recorded, Replay};
 pub use leads::{HistoryEntry, LeadUpsert, UpsertResult};
 pub use outbox::{Claimed, Origin, OutboxFilter, OutboxRow, OutboxState, Unsent};
 pub use passes::{PassBatch, PassProgress};
-pub use postgres::{postgres_is_local, redact_url};
+pub use postgres::{postgres_is_local, recreate_database, redact_url};
 pub use sqlite::sqlite_file;
 pub use timeline::MoveRow;
 

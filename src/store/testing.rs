@@ -21,18 +21,10 @@ pub async fn postgres() -> Option<Store> {
 
 /// Creates a database with a fresh name on `server`; returns its URL.
 pub async fn new_postgres_database(server: &str) -> String {
-    use sqlx::Connection;
     let name = format!("t_{:016x}", rand::random::<u64>());
-    let admin = format!("{}/postgres", server.trim_end_matches('/'));
-    let mut conn = sqlx::PgConnection::connect(&admin)
+    super::recreate_database(server, &name)
         .await
-        .unwrap_or_else(|e| panic!("the test PostgreSQL server {server}: {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let _ = conn.close().await;
-    format!("{}/{name}", server.trim_end_matches('/'))
+        .unwrap_or_else(|e| panic!("the test PostgreSQL server {server}: {e}"))
 }
 
 /// SQLite in memory, and PostgreSQL when the test command started one: a test of the

@@ -5,6 +5,10 @@
 #   pg_start || ...        # sets and exports EMBUDO_TEST_POSTGRES=postgres://postgres@127.0.0.1:PORT
 #   pg_stop                # stops it and removes its directory; safe to call twice
 #
+# With pg_durable=1 set before pg_start, the server syncs its writes as a production one
+# does (the bench measures that); by default it does not (the tests' data is thrown
+# away).
+#
 # The server lives in a fresh temporary directory (data, socket, log), listens on a free
 # port of 127.0.0.1 only, trusts every local connection and never fsyncs: it holds
 # nothing worth keeping, and is gone when pg_stop returns. Debian's postgresql package
@@ -13,6 +17,7 @@
 
 pg_dir=""
 pg_bin=""
+pg_durable=${pg_durable:-0}
 
 # The directory holding initdb and pg_ctl: on PATH, else the newest Debian install.
 pg_find_bin() {
@@ -79,11 +84,13 @@ pg_start() {
         echo "postgres.sh: initdb failed" >&2
         return 1
     fi
+    nosync="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    if [ "$pg_durable" = 1 ]; then nosync=""; fi
     # A port can be taken between choosing and binding it: try a few.
     for attempt in 1 2 3; do
         port=$(pg_free_port)
         if pg_as_owner "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $port -k $pg_dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $pg_dir $nosync -c max_connections=300" \
             start >/dev/null 2>&1; then
             break
         fi

@@ -2,7 +2,7 @@
 
 use crate::app::AppError;
 use crate::clock::Clock;
-use crate::tools::bench::{self, BenchError, Options, Part};
+use crate::tools::bench::{self, BenchError, Options, Part, Section};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -25,6 +25,11 @@ pub struct Args {
     /// smtp-sink; smtp-source's ceiling is then not measured.
     #[arg(long)]
     smtp: Option<String>,
+    /// The PostgreSQL server of the `daemons` part (postgres://USER@HOST:PORT): a
+    /// database `embudo_bench_1` and `embudo_bench_3` is (re)created on it. Without
+    /// it the part is skipped. `bench/run` starts a throwaway server for it.
+    #[arg(long)]
+    postgres: Option<String>,
     /// Write the table into this file, between its bench markers (BENCHMARKS.md).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -62,6 +67,7 @@ pub async fn run(args: Args) -> Result<i32, AppError> {
         opts.events_per_lead = n;
     }
     opts.smtp = args.smtp.clone();
+    opts.postgres = args.postgres.clone();
     let rows = match bench::run(&opts).await {
         Ok(rows) => rows,
         Err(e @ BenchError::Wrong { .. }) => {
@@ -77,12 +83,17 @@ pub async fn run(args: Args) -> Result<i32, AppError> {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
-    let text = bench::report(&rows, &command, Clock::system().now(), &work);
-    print!("{text}");
-    if let Some(out) = &args.out {
-        bench::write_into(out, &text)
-            .map_err(|e| AppError::Usage(format!("write {}: {e}", out.display())))?;
-        eprintln!("wrote the table into {}", out.display());
+    let at = Clock::system().now();
+    for section in Section::ALL {
+        let Some(text) = bench::report(&rows, section, &command, at, &work) else {
+            continue;
+        };
+        println!("{text}");
+        if let Some(out) = &args.out {
+            bench::write_into(out, section, &text)
+                .map_err(|e| AppError::Usage(format!("write {}: {e}", out.display())))?;
+            eprintln!("wrote the table into {}", out.display());
+        }
     }
     Ok(0)
 }

@@ -3,13 +3,12 @@
 //! request. Each event runs its lead's rules, as in production. Sending is paused
 //! (`embudo pause`), so what is measured is ingest, not the sender beside it.
 
+use super::daemon::Daemon;
 use super::data::{Rng, email};
 use super::measure::Stopwatch;
 use super::setup::{self, Limits};
 use super::{BenchError, Options, Row, SEED, Target, expect, shown, t0};
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -23,7 +22,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
     let dir = opts.work.join("http");
     let yaml = setup::funnel(&dir, "file://./outbox-mail", Limits::Demo)?;
     prepare(&dir, &yaml, opts.http_leads).await?;
-    let daemon = Daemon::start(&yaml, &dir).await?;
+    let daemon = Daemon::start(&yaml, &dir, "daemon", "warn", &[("EMBUDO_API_TOKEN", TOKEN)]).await?;
     let mut rows = Vec::new();
 
     let per_conn = opts.http_events / BATCH / CONNECTIONS;
@@ -71,70 +70,6 @@ async fn prepare(dir: &Path, yaml: &Path, leads: usize) -> Result<(), BenchError
     Ok(())
 }
 
-/// The daemon under test.
-struct Daemon {
-    child: tokio::process::Child,
-    port: u16,
-}
-
-impl Daemon {
-    async fn start(yaml: &Path, dir: &Path) -> Result<Daemon, BenchError> {
-        let port = setup::free_port()?;
-        let log = std::fs::File::create(dir.join("daemon.log"))
-            .map_err(|e| BenchError::io("create daemon.log", e))?;
-        let exe = std::env::current_exe().map_err(|e| BenchError::io("find this program", e))?;
-        let child = tokio::process::Command::new(exe)
-            .args([
-                "run",
-                "--now",
-                &t0().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("--config")
-            .arg(yaml)
-            .env("EMBUDO_API_TOKEN", TOKEN)
-            .env("EMBUDO_SIGNING_KEY", setup::SIGNING_KEY)
-            .env("EMBUDO_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| BenchError::io("start the daemon", e))?;
-        let mut daemon = Daemon { child, port };
-        daemon.wait_ready(dir).await?;
-        Ok(daemon)
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    async fn wait_ready(&mut self, dir: &Path) -> Result<(), BenchError> {
-        let until = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < until {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-                return Err(BenchError::Setup(format!(
-                    "the daemon exited ({status}):\n{log}"
-                )));
-            }
-            if let Ok((200, _)) = request(self.port, "GET", "/healthz", "").await {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(BenchError::Setup(
-            "the daemon did not answer /healthz within 60 s".into(),
-        ))
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-    }
-}
-
 /// Posts `requests` requests of `batch` page views each, over one connection; returns
 /// the events the daemon says it recorded.
 async fn post_all(
@@ -169,7 +104,7 @@ async fn post_all(
 }
 
 /// One request on a fresh connection.
-async fn request(
+pub(super) async fn request(
     port: u16,
     method: &str,
     path: &str,

@@ -20,7 +20,8 @@ pub struct Cost {
 
 /// Started before a scenario, read after it.
 pub struct Stopwatch {
-    pid: Option<u32>,
+    /// The /proc folders of the processes measured.
+    procs: Vec<String>,
     started: Instant,
     cpu_at_start: Option<f64>,
 }
@@ -34,31 +35,51 @@ impl Stopwatch {
     /// Measures another process (a daemon the bench started). Its peak cannot be reset:
     /// it is the peak of its life so far.
     pub fn of(pid: Option<u32>) -> Stopwatch {
-        let proc = proc_dir(pid);
-        // "5" resets the peak resident set (VmHWM) to the current one (Linux ≥ 4.0).
-        let _ = std::fs::write(format!("{proc}/clear_refs"), "5");
+        Stopwatch::of_all(vec![proc_dir(pid)])
+    }
+
+    /// Measures several daemons together: their CPU added up, the largest peak.
+    pub fn of_daemons(pids: impl IntoIterator<Item = Option<u32>>) -> Stopwatch {
+        Stopwatch::of_all(pids.into_iter().map(proc_dir).collect())
+    }
+
+    fn of_all(procs: Vec<String>) -> Stopwatch {
+        for proc in &procs {
+            // "5" resets the peak resident set (VmHWM) to the current one (Linux ≥ 4.0).
+            let _ = std::fs::write(format!("{proc}/clear_refs"), "5");
+        }
+        let cpu_at_start = cpu_of(&procs);
         Stopwatch {
-            pid,
+            procs,
             started: Instant::now(),
-            cpu_at_start: cpu_seconds(&proc),
+            cpu_at_start,
         }
     }
 
     pub fn stop(&self) -> Cost {
         let wall = self.started.elapsed();
-        let proc = proc_dir(self.pid);
-        let cpu_pct = match (self.cpu_at_start, cpu_seconds(&proc)) {
+        let cpu_pct = match (self.cpu_at_start, cpu_of(&self.procs)) {
             (Some(a), Some(b)) if wall > Duration::ZERO => {
                 Some(100.0 * (b - a) / wall.as_secs_f64())
             }
             _ => None,
         };
+        let peak_rss_mib = self
+            .procs
+            .iter()
+            .filter_map(|p| peak_rss_mib(p))
+            .reduce(f64::max);
         Cost {
             wall,
             cpu_pct,
-            peak_rss_mib: peak_rss_mib(&proc),
+            peak_rss_mib,
         }
     }
+}
+
+/// The CPU seconds of all these processes, if each can be read.
+fn cpu_of(procs: &[String]) -> Option<f64> {
+    procs.iter().map(|p| cpu_seconds(p)).sum()
 }
 
 fn proc_dir(pid: Option<u32>) -> String {

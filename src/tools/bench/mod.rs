@@ -5,6 +5,8 @@
 //! scenario at small sizes and checks only that the counts are right (CI); the full
 //! run is for a person, on a release build, and writes BENCHMARKS.md.
 
+mod daemon;
+mod daemons;
 mod data;
 mod http;
 mod measure;
@@ -14,7 +16,7 @@ mod setup;
 mod simulation;
 mod table;
 
-pub use table::{Row, Target};
+pub use table::{Row, Section, Target};
 
 use crate::app::AppError;
 use crate::ingest::csv::ImportError;
@@ -83,6 +85,9 @@ pub enum Part {
     Send,
     /// `simulate` a year at a 1-hour step.
     Simulate,
+    /// One and three `embudo run` on one PostgreSQL database (`--postgres`): a shared
+    /// tick's pass, and the delivery of every lead's welcome.
+    Daemons,
 }
 
 /// What to measure and how big.
@@ -101,6 +106,11 @@ pub struct Options {
     pub smtp: Option<String>,
     pub sim_leads: usize,
     pub sim_days: i64,
+    /// The PostgreSQL server of the daemons' scenarios (`postgres://user@host:port`):
+    /// a database `embudo_bench_N` is created on it for each count of daemons.
+    pub postgres: Option<String>,
+    /// Leads of the daemons' scenarios.
+    pub daemon_leads: usize,
     /// Where the data goes.
     pub work: PathBuf,
 }
@@ -111,7 +121,13 @@ impl Options {
     pub fn full(work: PathBuf) -> Options {
         Options {
             quick: false,
-            parts: vec![Part::Pipeline, Part::Http, Part::Send, Part::Simulate],
+            parts: vec![
+                Part::Pipeline,
+                Part::Http,
+                Part::Send,
+                Part::Simulate,
+                Part::Daemons,
+            ],
             leads: vec![100_000, 1_000_000],
             events_per_lead: 10,
             http_leads: 10_000,
@@ -121,6 +137,8 @@ impl Options {
             smtp: None,
             sim_leads: 10_000,
             sim_days: 365,
+            postgres: None,
+            daemon_leads: 100_000,
             work,
         }
     }
@@ -137,6 +155,7 @@ impl Options {
             sends: 300,
             sim_leads: 100,
             sim_days: 3,
+            daemon_leads: 2_000,
             ..Options::full(work)
         }
     }
@@ -151,6 +170,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
             Part::Http => http::run(opts).await?,
             Part::Send => sending::run(opts).await?,
             Part::Simulate => simulation::run(opts).await?,
+            Part::Daemons => daemons::run(opts).await?,
         };
         rows.extend(got);
     }
@@ -169,8 +189,23 @@ fn shown(row: Row) -> Row {
     row
 }
 
-/// The section BENCHMARKS.md holds: how the run was made, then the table.
-pub fn report(rows: &[Row], command: &str, at: DateTime<Utc>, work: &std::path::Path) -> String {
+/// What BENCHMARKS.md holds of `section`: how the run was made, then the table of its
+/// rows; `None` when the run measured nothing of it.
+pub fn report(
+    rows: &[Row],
+    section: Section,
+    command: &str,
+    at: DateTime<Utc>,
+    work: &std::path::Path,
+) -> Option<String> {
+    let rows: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.section == section)
+        .cloned()
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -186,13 +221,18 @@ pub fn report(rows: &[Row], command: &str, at: DateTime<Utc>, work: &std::path::
     } else {
         "release build"
     };
-    format!(
-        "Run {} with `{command}`: {build}, embudo {}, {cores} cores ({cpu}), SQLite on disk under {}.\n\n{}",
+    let store = match section {
+        Section::Sqlite => format!("SQLite on disk under {}", work.display()),
+        Section::Postgres => "PostgreSQL on this machine (the server given with --postgres; \
+            its CPU is not in the CPU column, which counts the daemons')"
+            .to_string(),
+    };
+    Some(format!(
+        "Run {} with `{command}`: {build}, embudo {}, {cores} cores ({cpu}), {store}.\n\n{}",
         at.format("%Y-%m-%d %H:%M UTC"),
         env!("CARGO_PKG_VERSION"),
-        work.display(),
-        table::markdown(rows)
-    )
+        table::markdown(&rows)
+    ))
 }
 
 pub use table::write_into;

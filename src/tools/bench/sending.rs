@@ -20,20 +20,8 @@ const SOURCE_SESSIONS: &str = "8";
 
 pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
     let dir = opts.work.join("send");
-    let (sink, addr) = match &opts.smtp {
-        Some(addr) => (None, addr.clone()),
-        None => match Sink::start()? {
-            Some(sink) => {
-                let addr = format!("127.0.0.1:{}", sink.port);
-                (Some(sink), addr)
-            }
-            None => {
-                eprintln!(
-                    "  send: Postfix's smtp-sink is not installed (apt-get install postfix); skipped"
-                );
-                return Ok(Vec::new());
-            }
-        },
+    let Some((sink, addr)) = target(opts, "send")? else {
+        return Ok(Vec::new());
     };
     let yaml = setup::funnel(&dir, &format!("smtp://{addr}?tls=none"), Limits::Unbounded)?;
     let app = queue(&dir, &yaml, opts.sends).await?;
@@ -75,6 +63,26 @@ pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
     Ok(rows)
 }
 
+/// The SMTP server a sending scenario sends to: `--smtp`, else a smtp-sink started
+/// here (with it, the address). `None`, said on stderr, when there is neither.
+pub(super) fn target(opts: &Options, part: &str) -> Result<Option<(Option<Sink>, String)>, BenchError> {
+    Ok(match &opts.smtp {
+        Some(addr) => Some((None, addr.clone())),
+        None => match Sink::start()? {
+            Some(sink) => {
+                let addr = format!("127.0.0.1:{}", sink.port);
+                Some((Some(sink), addr))
+            }
+            None => {
+                eprintln!(
+                    "  {part}: Postfix's smtp-sink is not installed (apt-get install postfix); skipped"
+                );
+                None
+            }
+        },
+    })
+}
+
 /// Imports `n` leads and runs the first pass: each queues its welcome.
 async fn queue(dir: &Path, yaml: &Path, n: usize) -> Result<App, BenchError> {
     let app = setup::app_with_leads(dir, yaml, n).await?;
@@ -94,7 +102,7 @@ async fn message_size(app: &App) -> Result<usize, BenchError> {
 }
 
 /// Postfix's smtp-sink on a free port, stopped when dropped.
-struct Sink {
+pub(super) struct Sink {
     child: std::process::Child,
     port: u16,
 }

@@ -26,8 +26,6 @@ pub fn funnel(dir: &Path, smtp_url: &str, limits: Limits) -> Result<PathBuf, Ben
         .map_err(|e| BenchError::io(format!("create {}", dir.display()), e))?;
     crate::funnel::scaffold::init(dir, true).map_err(BenchError::Setup)?;
     let path = dir.join("embudo.yaml");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| BenchError::io(format!("read {}", path.display()), e))?;
     let mut edits = vec![
         ("url: file://./outbox-mail", format!("url: \"{smtp_url}\"")),
         (
@@ -51,18 +49,24 @@ pub fn funnel(dir: &Path, smtp_url: &str, limits: Limits) -> Result<PathBuf, Ben
             String::new(),
         ));
     }
-    let mut text = text;
+    edit(&path, &edits)?;
+    Ok(path)
+}
+
+/// Replaces each `from` of `edits` in the funnel's embudo.yaml once; a `from` no
+/// longer there is a bench to update, not a silent change of what is measured.
+pub fn edit(path: &Path, edits: &[(&str, String)]) -> Result<(), BenchError> {
+    let mut text = std::fs::read_to_string(path)
+        .map_err(|e| BenchError::io(format!("read {}", path.display()), e))?;
     for (from, to) in edits {
         if !text.contains(from) {
             return Err(BenchError::Setup(format!(
                 "the demo's embudo.yaml no longer has `{from}`: update src/tools/bench/setup.rs"
             )));
         }
-        text = text.replacen(from, &to, 1);
+        text = text.replacen(from, to, 1);
     }
-    std::fs::write(&path, text)
-        .map_err(|e| BenchError::io(format!("write {}", path.display()), e))?;
-    Ok(path)
+    std::fs::write(path, text).map_err(|e| BenchError::io(format!("write {}", path.display()), e))
 }
 
 /// The bench's app on a funnel, its clock held at `t0`, with a fixed link-signing key

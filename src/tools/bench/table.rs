@@ -7,9 +7,32 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-pub const START: &str =
-    "<!-- bench:start (written by `embudo bench`; edit outside the markers) -->";
-pub const END: &str = "<!-- bench:end -->";
+/// Where a row goes in BENCHMARKS.md: each section between markers of its own, so a
+/// run of one part (`--only daemons`) leaves the other's table as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// One process on SQLite on disk: the scenarios of the performance targets.
+    Sqlite,
+    /// Several daemons on one PostgreSQL database.
+    Postgres,
+}
+
+impl Section {
+    pub const ALL: [Section; 2] = [Section::Sqlite, Section::Postgres];
+
+    fn markers(self) -> (&'static str, &'static str) {
+        match self {
+            Section::Sqlite => (
+                "<!-- bench:start (written by `embudo bench`; edit outside the markers) -->",
+                "<!-- bench:end -->",
+            ),
+            Section::Postgres => (
+                "<!-- bench:postgres:start (written by `embudo bench`; edit outside the markers) -->",
+                "<!-- bench:postgres:end -->",
+            ),
+        }
+    }
+}
 
 /// Most memory any scenario may take (the bound for a million leads).
 pub const RSS_LIMIT_MIB: f64 = 300.0;
@@ -38,6 +61,7 @@ pub struct Row {
     /// For `Target::Ceiling`: the ceiling's rate, units a second.
     pub ceiling: Option<f64>,
     pub note: String,
+    pub section: Section,
 }
 
 impl Row {
@@ -50,11 +74,17 @@ impl Row {
             target: Target::None,
             ceiling: None,
             note: String::new(),
+            section: Section::Sqlite,
         }
     }
 
     pub fn target(mut self, target: Target) -> Row {
         self.target = target;
+        self
+    }
+
+    pub fn on(mut self, section: Section) -> Row {
+        self.section = section;
         self
     }
 
@@ -139,17 +169,18 @@ pub fn markdown(rows: &[Row]) -> String {
     t
 }
 
-/// Puts `section` between the markers of the file at `path` (created if missing; the
-/// text outside the markers is kept).
-pub fn write_into(path: &Path, section: &str) -> std::io::Result<()> {
+/// Puts `text` between the markers of `section` in the file at `path` (created if
+/// missing; the text outside the markers is kept).
+pub fn write_into(path: &Path, section: Section, text: &str) -> std::io::Result<()> {
+    let (start, end) = section.markers();
     let old = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e),
     };
-    let block = format!("{START}\n{section}{END}");
-    let new = match (old.find(START), old.find(END)) {
-        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &old[..a], &old[b + END.len()..]),
+    let block = format!("{start}\n{text}{end}");
+    let new = match (old.find(start), old.find(end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &old[..a], &old[b + end.len()..]),
         _ if old.is_empty() => format!("# Benchmarks\n\n{block}\n"),
         _ => format!("{old}\n{block}\n"),
     };
@@ -191,12 +222,18 @@ mod tests {
     fn the_table_replaces_only_what_is_between_the_markers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("BENCHMARKS.md");
-        write_into(&path, "first\n").unwrap();
+        write_into(&path, Section::Sqlite, "first\n").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, format!("{text}\n## Profiles\nkept\n")).unwrap();
-        write_into(&path, "second\n").unwrap();
+        write_into(&path, Section::Sqlite, "second\n").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("second") && !text.contains("first"), "{text}");
+        assert!(text.contains("## Profiles\nkept"), "{text}");
+        // Each section has markers of its own: writing one leaves the other.
+        write_into(&path, Section::Postgres, "daemons\n").unwrap();
+        write_into(&path, Section::Sqlite, "third\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("third") && text.contains("daemons"), "{text}");
         assert!(text.contains("## Profiles\nkept"), "{text}");
     }
 }
