@@ -1,8 +1,9 @@
 //! An `embudo run` the bench starts: this very binary, on a bench funnel, its clock
-//! starting at the bench's instant, its log in a file of its own, killed when dropped.
+//! starting at an instant the bench chooses, its log in a file of its own, killed when
+//! dropped.
 
 use super::http::request;
-use super::{BenchError, setup, t0};
+use super::{BenchError, setup};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -13,12 +14,10 @@ pub struct Daemon {
     pub port: u16,
     /// Its log (`NAME.log` beside the funnel).
     pub log: PathBuf,
-    /// When it was started: its clock read `t0` then.
-    pub started: chrono::DateTime<chrono::Utc>,
 }
 
 impl Daemon {
-    /// Starts `embudo run --now t0` on the funnel `yaml`, logging at `level` to
+    /// Starts `embudo run --now NOW` on the funnel `yaml`, logging at `level` to
     /// `dir/NAME.log`, with `env` set, and waits for its `/healthz`.
     pub async fn start(
         yaml: &Path,
@@ -26,18 +25,18 @@ impl Daemon {
         name: &str,
         level: &str,
         env: &[(&str, &str)],
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Daemon, BenchError> {
         let port = setup::free_port()?;
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log)
             .map_err(|e| BenchError::io(format!("create {}", log.display()), e))?;
         let exe = std::env::current_exe().map_err(|e| BenchError::io("find this program", e))?;
-        let started = chrono::Utc::now();
         let child = tokio::process::Command::new(exe)
             .args([
                 "run",
                 "--now",
-                &t0().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                &now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
@@ -51,12 +50,7 @@ impl Daemon {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| BenchError::io("start the daemon", e))?;
-        let mut daemon = Daemon {
-            child,
-            port,
-            log,
-            started,
-        };
+        let mut daemon = Daemon { child, port, log };
         daemon.wait_ready().await?;
         Ok(daemon)
     }

@@ -3,8 +3,9 @@
 //! welcome to an SMTP sink with one and with three daemons running. Each count of
 //! daemons gets a database of its own on the server given with `--postgres`.
 //!
-//! The daemons' clocks start at the bench's instant (`run --now`) and run with the
-//! wall, so their tick fires at instants the bench can compute: the measured pass is
+//! The daemons' clock starts at the bench's instant (`run --now`; each later daemon
+//! where the first one's has got to) and runs with the wall, so their tick fires at
+//! instants the bench can compute, for all of them at once: the measured pass is
 //! the first firing after every daemon's start-up pass, and it is timed from that
 //! firing until the last of its batches is done.
 
@@ -74,28 +75,35 @@ async fn with_daemons(
     })?;
     app.store.set_paused(None, true).await?;
 
+    // One clock for all: each daemon's starts where the first one's has got to, as
+    // on machines whose clocks agree, so they reach each firing together.
     let mut running = Vec::new();
+    let first = chrono::Utc::now();
     for i in 0..daemons {
         let name = format!("daemon-{i}");
-        running.push(Daemon::start(&yaml, &dir, &name, "info", &[]).await?);
+        let now = t0() + (chrono::Utc::now() - first);
+        running.push(Daemon::start(&yaml, &dir, &name, "info", &[], now).await?);
     }
-    let result = measure(&app, &mut running, n, daemons).await;
+    let result = measure(&app, &mut running, first, n, daemons).await;
     for d in running {
         d.stop().await;
     }
     result
 }
 
+/// The tick and the sending, with the daemons `running` on a clock that read `t0` at
+/// `first`.
 async fn measure(
     app: &App,
     running: &mut [Daemon],
+    first: chrono::DateTime<chrono::Utc>,
     n: usize,
     daemons: usize,
 ) -> Result<Vec<Row>, BenchError> {
     // Each daemon's own start-up pass (they take turns at it) comes first.
     for d in running.iter_mut() {
         let deadline = Instant::now() + PATIENCE;
-        while passes(d).is_empty() {
+        while !d.log_text().contains("evaluation pass") {
             d.alive()?;
             if Instant::now() > deadline {
                 return Err(BenchError::Setup(format!(
@@ -106,22 +114,15 @@ async fn measure(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let started = running
-        .iter()
-        .map(|d| d.started)
-        .min()
-        .unwrap_or_else(chrono::Utc::now);
     let mut rows = Vec::new();
 
-    // The next firing, on the clock of the daemon started first (the others' clocks
-    // are behind it by the moments between their starts).
+    // The next firing on the daemons' clock.
     let funnel = app.funnel();
     let (cron, tz) = (&funnel.config.schedule.tick, funnel.config.schedule.timezone.0);
-    let clock_now = t0() + (chrono::Utc::now() - started);
+    let clock_now = t0() + (chrono::Utc::now() - first);
     let firing = schedule::next_after(cron, tz, clock_now + chrono::TimeDelta::seconds(1))
         .ok_or_else(|| BenchError::Setup(format!("the tick `{}` never fires", cron.source)))?;
-    let wall = started + (firing - t0());
-    let before: Vec<usize> = running.iter().map(|d| passes(d).len()).collect();
+    let wall = first + (firing - t0());
     if let Ok(wait) = (wall - chrono::Utc::now()).to_std() {
         tokio::time::sleep(wait).await;
     }
@@ -143,12 +144,22 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let cost = watch.stop();
-    // The daemons that evaluated a part of it: a pass logged since the firing with
-    // leads in it.
+    // The daemons that evaluated a part of it, from the line each logs for it once it
+    // sees the pass done (within a second: it looks every half second).
+    let logged = format!("evaluation pass at={firing} ");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !running.iter().all(|d| d.log_text().contains(&logged)) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let sharing = running
         .iter()
-        .zip(&before)
-        .filter(|(d, seen)| passes(d).iter().skip(**seen).any(|leads| *leads > 0))
+        .filter(|d| {
+            d.log_text()
+                .lines()
+                .filter(|l| l.contains(&logged))
+                .filter_map(leads_of)
+                .any(|leads| leads > 0)
+        })
         .count();
     rows.push(shown(
         Row::new(
@@ -212,11 +223,7 @@ async fn measure(
     Ok(rows)
 }
 
-/// The leads of each evaluation pass a daemon has logged so far, in order.
-fn passes(d: &Daemon) -> Vec<usize> {
-    d.log_text()
-        .lines()
-        .filter(|l| l.contains("evaluation pass"))
-        .filter_map(|l| l.split(" leads=").nth(1)?.split(' ').next()?.parse().ok())
-        .collect()
+/// The leads of a logged evaluation pass.
+fn leads_of(line: &str) -> Option<usize> {
+    line.split(" leads=").nth(1)?.split(' ').next()?.parse().ok()
 }

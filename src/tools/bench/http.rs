@@ -22,7 +22,8 @@ pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
     let dir = opts.work.join("http");
     let yaml = setup::funnel(&dir, "file://./outbox-mail", Limits::Demo)?;
     prepare(&dir, &yaml, opts.http_leads).await?;
-    let daemon = Daemon::start(&yaml, &dir, "daemon", "warn", &[("EMBUDO_API_TOKEN", TOKEN)]).await?;
+    let token = [("EMBUDO_API_TOKEN", TOKEN)];
+    let daemon = Daemon::start(&yaml, &dir, "daemon", "warn", &token, t0()).await?;
     let mut rows = Vec::new();
 
     let per_conn = opts.http_events / BATCH / CONNECTIONS;
