@@ -1,5 +1,6 @@
 //! Several `embudo run` processes on one PostgreSQL database, as on several machines:
-//! a tick's pass shared by one and by three daemons, and the delivery of every lead's
+//! a tick's pass shared by one and by three daemons over leads with a year of events
+//! each (`--events-per-lead`, as the pipeline's passes), and the delivery of every lead's
 //! welcome to an SMTP sink with one and with three daemons running. Each count of
 //! daemons gets a database of its own on the server given with `--postgres`.
 //!
@@ -13,7 +14,9 @@ use super::daemon::Daemon;
 use super::measure::Stopwatch;
 use super::setup::{self, Limits};
 use super::table::Section;
-use super::{BenchError, Options, Row, expect, sending, shown, t0};
+use super::{BenchError, Options, Row, SEED, data, expect, sending, shown, t0};
+use crate::ingest::csv::import_file;
+use chrono::TimeDelta;
 use crate::app::App;
 use crate::engine::schedule;
 use std::time::{Duration, Instant};
@@ -66,9 +69,18 @@ async fn with_daemons(
             ),
         ],
     )?;
-    // Every lead imported and its welcome queued, with sending paused: the daemons
-    // start to find the work of a steady tick and a delivery waiting.
+    // Every lead imported with its year of events (as in the pipeline's passes) and its
+    // welcome queued, with sending paused: the daemons start to find the work of a
+    // steady tick and a delivery waiting.
     let app = setup::app_with_leads(&dir, &yaml, n).await?;
+    let events = dir.join("events.csv");
+    let n_events = n * opts.events_per_lead;
+    data::write_events(&events, n_events, n, t0() - TimeDelta::minutes(1), TimeDelta::days(365), SEED + 1)
+        .map_err(|e| BenchError::io("write events.csv", e))?;
+    let imported = import_file(&app.store, &app.funnel().config, &events, false, t0()).await?;
+    expect("daemons: events", imported.events == n_events, || {
+        format!("{} of {n_events} events stored", imported.events)
+    })?;
     let first = app.evaluate(t0()).await?.map_or(0, |p| p.queued);
     expect("daemons: queue", first == n, || {
         format!("{first} of {n} welcomes queued")
