@@ -82,7 +82,14 @@ fn the_quick_bench_measures_one_and_three_daemons_on_postgresql() {
     let sqlite_table = "<!-- bench:start (written by `embudo bench`; edit outside the markers) -->\nkept\n<!-- bench:end -->";
     std::fs::write(&out, format!("# Benchmarks\n\n{sqlite_table}\n")).unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_embudo"))
-        .args(["bench", "--quick", "--only", "daemons", "--postgres", &server])
+        .args([
+            "bench",
+            "--quick",
+            "--only",
+            "daemons",
+            "--postgres",
+            &server,
+        ])
         .args(["--smtp", &format!("127.0.0.1:{}", smtp.port)])
         .arg("--out")
         .arg(&out)
@@ -109,6 +116,10 @@ fn the_quick_bench_measures_one_and_three_daemons_on_postgresql() {
     let got = by_recipient(&smtp);
     assert_eq!(got.len(), 2000, "every lead welcomed");
     for (to, ids) in &got {
-        assert_eq!(ids.len(), 2, "{to}: once with one daemon, once with three: {ids:?}");
+        assert_eq!(
+            ids.len(),
+            2,
+            "{to}: once with one daemon, once with three: {ids:?}"
+        );
     }
 }

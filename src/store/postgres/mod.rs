@@ -167,6 +167,25 @@ fn class_of_sqlstate(code: &str) -> Class {
     }
 }
 
+/// Creates the database `name` on the server at `server` (`postgres://user@host:port`),
+/// dropping a database of that name first, with whatever is still connected to it;
+/// returns its URL. For throwaway databases: the test stores and the bench.
+pub async fn recreate_database(server: &str, name: &str) -> Result<String> {
+    use sqlx::Connection;
+    let server = server.trim_end_matches('/');
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await?;
+    }
+    let _ = admin.close().await;
+    Ok(format!("{server}/{name}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,23 +234,4 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://db/shop"), "postgres://db/shop");
     }
-}
-
-/// Creates the database `name` on the server at `server` (`postgres://user@host:port`),
-/// dropping a database of that name first, with whatever is still connected to it;
-/// returns its URL. For throwaway databases: the test stores and the bench.
-pub async fn recreate_database(server: &str, name: &str) -> Result<String> {
-    use sqlx::Connection;
-    let server = server.trim_end_matches('/');
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await?;
-    }
-    let _ = admin.close().await;
-    Ok(format!("{server}/{name}"))
 }

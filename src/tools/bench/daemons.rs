@@ -15,10 +15,10 @@ use super::measure::Stopwatch;
 use super::setup::{self, Limits};
 use super::table::Section;
 use super::{BenchError, Options, Row, SEED, data, expect, sending, shown, t0};
-use crate::ingest::csv::import_file;
-use chrono::TimeDelta;
 use crate::app::App;
 use crate::engine::schedule;
+use crate::ingest::csv::import_file;
+use chrono::TimeDelta;
 use std::time::{Duration, Instant};
 
 /// How often the daemons' tick fires (`schedule.tick`): often enough that the bench
@@ -54,8 +54,8 @@ async fn with_daemons(
     let n = opts.daemon_leads;
     let dir = opts.work.join(format!("daemons-{daemons}"));
     let yaml = setup::funnel(&dir, &format!("smtp://{smtp}?tls=none"), Limits::Unbounded)?;
-    let database = crate::store::recreate_database(server, &format!("embudo_bench_{daemons}"))
-        .await?;
+    let database =
+        crate::store::recreate_database(server, &format!("embudo_bench_{daemons}")).await?;
     setup::edit(
         &yaml,
         &[
@@ -75,8 +75,15 @@ async fn with_daemons(
     let app = setup::app_with_leads(&dir, &yaml, n).await?;
     let events = dir.join("events.csv");
     let n_events = n * opts.events_per_lead;
-    data::write_events(&events, n_events, n, t0() - TimeDelta::minutes(1), TimeDelta::days(365), SEED + 1)
-        .map_err(|e| BenchError::io("write events.csv", e))?;
+    data::write_events(
+        &events,
+        n_events,
+        n,
+        t0() - TimeDelta::minutes(1),
+        TimeDelta::days(365),
+        SEED + 1,
+    )
+    .map_err(|e| BenchError::io("write events.csv", e))?;
     let imported = import_file(&app.store, &app.funnel().config, &events, false, t0()).await?;
     expect("daemons: events", imported.events == n_events, || {
         format!("{} of {n_events} events stored", imported.events)
@@ -130,7 +137,10 @@ async fn measure(
 
     // The next firing on the daemons' clock.
     let funnel = app.funnel();
-    let (cron, tz) = (&funnel.config.schedule.tick, funnel.config.schedule.timezone.0);
+    let (cron, tz) = (
+        &funnel.config.schedule.tick,
+        funnel.config.schedule.timezone.0,
+    );
     let clock_now = t0() + (chrono::Utc::now() - first);
     let firing = schedule::next_after(cron, tz, clock_now + chrono::TimeDelta::seconds(1))
         .ok_or_else(|| BenchError::Setup(format!("the tick `{}` never fires", cron.source)))?;
@@ -237,5 +247,10 @@ async fn measure(
 
 /// The leads of a logged evaluation pass.
 fn leads_of(line: &str) -> Option<usize> {
-    line.split(" leads=").nth(1)?.split(' ').next()?.parse().ok()
+    line.split(" leads=")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
 }

@@ -65,7 +65,10 @@ pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
 
 /// The SMTP server a sending scenario sends to: `--smtp`, else a smtp-sink started
 /// here (with it, the address). `None`, said on stderr, when there is neither.
-pub(super) fn target(opts: &Options, part: &str) -> Result<Option<(Option<Sink>, String)>, BenchError> {
+pub(super) fn target(
+    opts: &Options,
+    part: &str,
+) -> Result<Option<(Option<Sink>, String)>, BenchError> {
     Ok(match &opts.smtp {
         Some(addr) => Some((None, addr.clone())),
         None => match Sink::start()? {
