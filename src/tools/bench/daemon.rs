@@ -2,7 +2,7 @@
 //! starting at an instant the bench chooses, its log in a file of its own, killed when
 //! dropped.
 
-use super::http::request;
+use super::client::request;
 use super::{BenchError, setup};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

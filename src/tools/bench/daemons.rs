@@ -16,9 +16,11 @@ use super::setup::{self, Limits};
 use super::table::Section;
 use super::{BenchError, Options, Row, SEED, data, expect, sending, shown, t0};
 use crate::app::App;
+use crate::clock::Clock;
 use crate::engine::schedule;
 use crate::ingest::csv::import_file;
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How often the daemons' tick fires (`schedule.tick`): often enough that the bench
@@ -94,96 +96,145 @@ async fn with_daemons(
     })?;
     app.store.set_paused(None, true).await?;
 
-    // One clock for all: each daemon's starts where the first one's has got to, as
-    // on machines whose clocks agree, so they reach each firing together.
-    let mut running = Vec::new();
-    let first = chrono::Utc::now();
-    for i in 0..daemons {
-        let name = format!("daemon-{i}");
-        let now = t0() + (chrono::Utc::now() - first);
-        running.push(Daemon::start(&yaml, &dir, &name, "info", &[], now).await?);
+    let mut fleet = Fleet::start(&yaml, &dir, daemons).await?;
+    let result = async {
+        fleet.wait_start_up().await?;
+        let tick = time_tick(&app, &mut fleet, n).await?;
+        let send = time_send(&app, &mut fleet, n).await?;
+        Ok(vec![tick, send])
     }
-    let result = measure(&app, &mut running, first, n, daemons).await;
-    for d in running {
-        d.stop().await;
-    }
+    .await;
+    fleet.stop().await;
     result
 }
 
-/// The tick and the sending, with the daemons `running` on a clock that read `t0` at
-/// `first`.
-async fn measure(
-    app: &App,
-    running: &mut [Daemon],
-    first: chrono::DateTime<chrono::Utc>,
-    n: usize,
-    daemons: usize,
-) -> Result<Vec<Row>, BenchError> {
-    // Each daemon's own start-up pass (they take turns at it) comes first.
-    for d in running.iter_mut() {
-        let deadline = Instant::now() + PATIENCE;
-        while !d.log_text().contains("evaluation pass") {
-            d.alive()?;
-            if Instant::now() > deadline {
-                return Err(BenchError::Setup(format!(
-                    "no start-up pass in {} after {PATIENCE:?}",
-                    d.log.display()
-                )));
+/// The daemons under test, on one clock that read `t0` at `first` (the wall's).
+struct Fleet {
+    daemons: Vec<Daemon>,
+    first: DateTime<Utc>,
+    wall: Clock,
+}
+
+impl Fleet {
+    /// Starts `count` daemons on one clock: each starts where the first one's has got
+    /// to, as on machines whose clocks agree, so they reach each firing together.
+    async fn start(yaml: &Path, dir: &Path, count: usize) -> Result<Fleet, BenchError> {
+        let wall = Clock::system();
+        let first = wall.now();
+        let mut daemons = Vec::new();
+        for i in 0..count {
+            let now = t0() + (wall.now() - first);
+            let name = format!("daemon-{i}");
+            daemons.push(Daemon::start(yaml, dir, &name, "info", &[], now).await?);
+        }
+        Ok(Fleet {
+            daemons,
+            first,
+            wall,
+        })
+    }
+
+    /// The daemons' clock now.
+    fn now(&self) -> DateTime<Utc> {
+        t0() + (self.wall.now() - self.first)
+    }
+
+    /// Waits for each daemon's own start-up pass (they take turns at it).
+    async fn wait_start_up(&mut self) -> Result<(), BenchError> {
+        for d in self.daemons.iter_mut() {
+            let deadline = Instant::now() + PATIENCE;
+            while !d.log_text().contains("evaluation pass") {
+                d.alive()?;
+                if Instant::now() > deadline {
+                    return Err(BenchError::Setup(format!(
+                        "no start-up pass in {} after {PATIENCE:?}",
+                        d.log.display()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+        Ok(())
+    }
+
+    /// Fails if a daemon has stopped, or `what` has not happened by `deadline`.
+    fn check(
+        &mut self,
+        deadline: Instant,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), BenchError> {
+        for d in self.daemons.iter_mut() {
+            d.alive()?;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Setup(format!("after {PATIENCE:?}: {}", what())));
+        }
+        Ok(())
+    }
+
+    fn watch(&self) -> Stopwatch {
+        Stopwatch::of_daemons(self.daemons.iter().map(Daemon::pid))
+    }
+
+    /// How many daemons logged a part of the pass at `firing` with leads in it. Each
+    /// logs its line once it sees the pass done (within a second: it looks every half
+    /// second), so this waits for those lines a little.
+    async fn sharing(&self, firing: DateTime<Utc>) -> usize {
+        let logged = format!("evaluation pass at={firing} ");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && !self.daemons.iter().all(|d| d.log_text().contains(&logged))
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        self.daemons
+            .iter()
+            .filter(|d| {
+                d.log_text()
+                    .lines()
+                    .filter(|l| l.contains(&logged))
+                    .filter_map(leads_of)
+                    .any(|leads| leads > 0)
+            })
+            .count()
     }
-    let mut rows = Vec::new();
 
-    // The next firing on the daemons' clock.
+    async fn stop(self) {
+        for d in self.daemons {
+            d.stop().await;
+        }
+    }
+}
+
+/// The first tick firing on the daemons' clock from now, timed from that instant until
+/// the last batch of its pass is done.
+async fn time_tick(app: &App, fleet: &mut Fleet, n: usize) -> Result<Row, BenchError> {
     let funnel = app.funnel();
     let (cron, tz) = (
         &funnel.config.schedule.tick,
         funnel.config.schedule.timezone.0,
     );
-    let clock_now = t0() + (chrono::Utc::now() - first);
-    let firing = schedule::next_after(cron, tz, clock_now + chrono::TimeDelta::seconds(1))
+    let firing = schedule::next_after(cron, tz, fleet.now() + TimeDelta::seconds(1))
         .ok_or_else(|| BenchError::Setup(format!("the tick `{}` never fires", cron.source)))?;
-    let wall = first + (firing - t0());
-    if let Ok(wait) = (wall - chrono::Utc::now()).to_std() {
+    if let Ok(wait) = (firing - fleet.now()).to_std() {
         tokio::time::sleep(wait).await;
     }
-    let watch = Stopwatch::of_daemons(running.iter().map(Daemon::pid));
+    let watch = fleet.watch();
     let deadline = Instant::now() + PATIENCE;
     let progress = loop {
         let p = app.store.pass_progress(firing).await?;
         if p.batches > 0 && p.done == p.batches {
             break p;
         }
-        for d in running.iter_mut() {
-            d.alive()?;
-        }
-        if Instant::now() > deadline {
-            return Err(BenchError::Setup(format!(
-                "the pass at {firing} is not done after {PATIENCE:?}: {p:?}"
-            )));
-        }
+        fleet.check(deadline, || {
+            format!("the pass at {firing} is not done: {p:?}")
+        })?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let cost = watch.stop();
-    // The daemons that evaluated a part of it, from the line each logs for it once it
-    // sees the pass done (within a second: it looks every half second).
-    let logged = format!("evaluation pass at={firing} ");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !running.iter().all(|d| d.log_text().contains(&logged)) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let sharing = running
-        .iter()
-        .filter(|d| {
-            d.log_text()
-                .lines()
-                .filter(|l| l.contains(&logged))
-                .filter_map(leads_of)
-                .any(|leads| leads > 0)
-        })
-        .count();
-    rows.push(shown(
+    let sharing = fleet.sharing(firing).await;
+    let daemons = fleet.daemons.len();
+    Ok(shown(
         Row::new(
             format!("PostgreSQL tick, {daemons} daemon(s)"),
             n,
@@ -195,44 +246,39 @@ async fn measure(
             "steady pass in {} batches, evaluated by {sharing} daemon(s)",
             progress.batches
         )),
-    ));
+    ))
+}
 
-    // Sending resumed: every welcome delivered, by whichever daemon holds the sender
-    // lease.
-    let watch = Stopwatch::of_daemons(running.iter().map(Daemon::pid));
+/// Sending resumed, timed until every welcome is delivered, by whichever daemon holds
+/// the sender lease.
+async fn time_send(app: &App, fleet: &mut Fleet, n: usize) -> Result<Row, BenchError> {
+    let watch = fleet.watch();
     app.store.set_paused(None, false).await?;
     let deadline = Instant::now() + PATIENCE;
     loop {
         let counts = app.store.outbox_counts().await?;
-        let count = |state: &str| {
+        let count = |states: &[&str]| {
             counts
                 .iter()
-                .filter(|(s, _)| s == state)
+                .filter(|(s, _)| states.contains(&s.as_str()))
                 .map(|(_, c)| *c as usize)
                 .sum::<usize>()
         };
-        let (sent, waiting) = (
-            count("sent"),
-            count("queued") + count("retry") + count("sending") + count("held"),
-        );
-        if waiting == 0 {
+        let sent = count(&["sent"]);
+        if count(&["queued", "retry", "sending", "held"]) == 0 {
             expect("daemons: send", sent == n, || {
                 format!("{sent} of {n} sent ({counts:?})")
             })?;
             break;
         }
-        for d in running.iter_mut() {
-            d.alive()?;
-        }
-        if Instant::now() > deadline {
-            return Err(BenchError::Setup(format!(
-                "{sent} of {n} emails sent after {PATIENCE:?}: {counts:?}"
-            )));
-        }
+        fleet.check(deadline, || {
+            format!("{sent} of {n} emails sent: {counts:?}")
+        })?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cost = watch.stop();
-    rows.push(shown(
+    let daemons = fleet.daemons.len();
+    Ok(shown(
         Row::new(
             format!("PostgreSQL send, {daemons} daemon(s)"),
             n,
@@ -241,8 +287,7 @@ async fn measure(
         )
         .on(Section::Postgres)
         .note("one daemon at a time holds the sender lease"),
-    ));
-    Ok(rows)
+    ))
 }
 
 /// The leads of a logged evaluation pass.

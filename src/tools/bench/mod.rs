@@ -5,6 +5,7 @@
 //! scenario at small sizes and checks only that the counts are right (CI); the full
 //! run is for a person, on a release build, and writes BENCHMARKS.md.
 
+mod client;
 mod daemon;
 mod daemons;
 mod data;
