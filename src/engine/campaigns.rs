@@ -10,7 +10,7 @@ use crate::domain::LeadId;
 use crate::engine::pass::PAGE;
 use crate::engine::schedule;
 use crate::funnel::Funnel;
-use crate::funnel::config::{Campaign, Missed};
+use crate::funnel::config::{Campaign, Config, Missed};
 use crate::rules::RuleError;
 use crate::store::{FiringState, LoadedLead, Store, StoreError};
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
@@ -24,12 +24,12 @@ pub const ON_TIME: TimeDelta = TimeDelta::minutes(15);
 pub const DEFAULT_GRACE: TimeDelta = TimeDelta::days(1);
 
 /// The zone of a campaign's schedule: its own, else the business zone.
-pub fn zone(c: &Campaign, funnel: &Funnel) -> Tz {
+pub fn zone(c: &Campaign, cfg: &Config) -> Tz {
     c.schedule
         .timezone
         .as_ref()
         .map(|z| z.0)
-        .unwrap_or(funnel.config.schedule.timezone.0)
+        .unwrap_or(cfg.schedule.timezone.0)
 }
 
 /// The key of a firing: the placeholders filled from its local date in `tz`.
@@ -50,8 +50,8 @@ fn in_window(c: &Campaign, tz: Tz, at: DateTime<Utc>) -> bool {
 }
 
 /// The next firing of `c` after `after` (within its start/end dates).
-pub fn next_firing(c: &Campaign, funnel: &Funnel, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let tz = zone(c, funnel);
+pub fn next_firing(c: &Campaign, cfg: &Config, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let tz = zone(c, cfg);
     let mut t = after;
     for _ in 0..10_000 {
         let n = schedule::next_after(&c.schedule.cron, tz, t)?;
@@ -70,7 +70,7 @@ pub fn next_firing(c: &Campaign, funnel: &Funnel, after: DateTime<Utc>) -> Optio
 /// the next one: what `campaign run` fires when no key is given. `None` when the
 /// campaign has no firing in its window at all.
 pub fn current_firing(c: &Campaign, funnel: &Funnel, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let tz = zone(c, funnel);
+    let tz = zone(c, &funnel.config);
     // After `end`, look back from the end of its last day.
     let mut t = match c.end {
         Some(end) if at.with_timezone(&tz).date_naive() > end => {
@@ -93,7 +93,7 @@ pub fn current_firing(c: &Campaign, funnel: &Funnel, at: DateTime<Utc>) -> Optio
         }
         t = p - TimeDelta::milliseconds(1);
     }
-    next_firing(c, funnel, at)
+    next_firing(c, &funnel.config, at)
 }
 
 /// What one firing did (or, dry, would do).
@@ -155,7 +155,7 @@ async fn fire_campaign_due(
     c: &Campaign,
     now: DateTime<Utc>,
 ) -> Result<Vec<FireReport>, StoreError> {
-    let tz = zone(c, funnel);
+    let tz = zone(c, &funnel.config);
     let first_seen = store.campaign_first_seen(&c.id, now).await?;
     if !funnel.templates.contains(c.template.as_str()) {
         let why = format!(
@@ -341,7 +341,9 @@ async fn fire_in_span(
     let members = gather(store, funnel, c, spec, &mut report).await?;
     report.audience = members.len();
     if !spec.dry {
-        let firing_date = scheduled_at.with_timezone(&zone(c, funnel)).date_naive();
+        let firing_date = scheduled_at
+            .with_timezone(&zone(c, &funnel.config))
+            .date_naive();
         let rows = delivery_times(c, firing_date, members, now);
         queue(store, c, spec, rows, &mut report, now).await?;
     }

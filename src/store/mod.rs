@@ -61,6 +61,7 @@ mod passes;
 mod postgres;
 mod report;
 mod settings;
+mod shared_sql;
 mod sqlite;
 #[cfg(test)]
 pub mod testing;
@@ -78,6 +79,7 @@ pub use leads::{HistoryEntry, LeadUpsert, UpsertResult};
 pub use outbox::{Claimed, Origin, OutboxFilter, OutboxRow, OutboxState, Unsent};
 pub use passes::{PassBatch, PassProgress};
 pub use postgres::{postgres_is_local, recreate_database, redact_url};
+pub use report::{ConversionCount, Occurrence, Period, SegmentBy, Spread, TemplateFigures};
 pub use sqlite::sqlite_file;
 pub use timeline::MoveRow;
 

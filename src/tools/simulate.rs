@@ -25,6 +25,7 @@ use crate::funnel::Funnel;
 use crate::funnel::config::Config;
 use crate::ingest::csv::{BadRow, import_file};
 use crate::store::{MoveRow, OutboxRow, OutboxState, Store};
+use crate::tools::report::{BuyingWindows, ConversionRow, RegressionRow, StageRow, TemplateRow};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -66,8 +67,14 @@ pub struct Simulation {
     pub campaign_firings: usize,
     pub leads: usize,
     pub timeline: Vec<Entry>,
-    pub funnel: Vec<StageSummary>,
-    pub emails: Vec<TemplateSummary>,
+    /// The report over the simulated period (`tools::report`): the funnel at the end…
+    pub funnel: Vec<StageRow>,
+    /// …the emails per template…
+    pub emails: Vec<TemplateRow>,
+    /// …the moves back, the named conversions and the buying windows.
+    pub regressions: Vec<RegressionRow>,
+    pub conversions: Vec<ConversionRow>,
+    pub buying_windows: BuyingWindows,
     /// Each distinct rule error and how many lead evaluations it skipped.
     pub rule_errors: Vec<(String, usize)>,
     /// Rows of the input CSVs that were skipped: "file:line: why".
@@ -100,26 +107,6 @@ pub struct Entry {
     pub requested_at: String,
     #[serde(skip)]
     local: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StageSummary {
-    pub stage: String,
-    /// Leads in the stage at the end.
-    pub leads: usize,
-    /// Leads that were in the stage at some point of the simulation.
-    pub reached: usize,
-    /// Of those, how many also reached the next stage of the funnel.
-    pub to_next: Option<usize>,
-    /// `to_next / reached`, rounded to 0.1 %.
-    pub conversion_pct: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TemplateSummary {
-    pub template: String,
-    /// Rows per end state, e.g. {"sent": 40, "stale": 2}.
-    pub states: BTreeMap<String, usize>,
 }
 
 /// How a simulated tick picks the leads it evaluates.
@@ -349,6 +336,14 @@ async fn summarise(
     let sends = store.sends_since(opts.from).await?;
     let moves = store.moves_since(opts.from).await?;
     let stages = store.stages().await?;
+    // The report over the simulated period; its end is exclusive, the last instant
+    // simulated is `to` itself.
+    let options = crate::tools::report::Options {
+        from: Some(opts.from),
+        to: Some(opts.to + TimeDelta::milliseconds(1)),
+        by: None,
+    };
+    let report = crate::tools::report::report(store, &funnel.config, &options, opts.to).await?;
     store.close().await;
     let mut timeline: Vec<Entry> = moves
         .iter()
@@ -366,8 +361,11 @@ async fn summarise(
         event_reactions: counts.reactions,
         campaign_firings: counts.fired,
         leads: stages.len(),
-        funnel: summarise_funnel(&funnel.config.stages.list, &stages, &moves),
-        emails: summarise_emails(&sends),
+        funnel: report.stages,
+        emails: report.templates,
+        regressions: report.regressions,
+        conversions: report.conversions,
+        buying_windows: report.buying_windows,
         timeline,
         rule_errors: counts
             .errors
@@ -426,7 +424,7 @@ async fn plan(
     // Campaign firings are instants too (their emails then wake the sender).
     for c in &funnel.config.campaigns {
         let mut t = opts.from;
-        while let Some(n) = crate::engine::campaigns::next_firing(c, funnel, t) {
+        while let Some(n) = crate::engine::campaigns::next_firing(c, &funnel.config, t) {
             if n > opts.to || plan.len() > MAX_INSTANTS {
                 break;
             }
@@ -528,75 +526,6 @@ fn send_entry(s: &OutboxRow, tz: chrono_tz::Tz) -> Entry {
         requested_at: rfc(s.requested_at),
         local: local(at, tz),
     }
-}
-
-/// Leads per stage at the end, and stage-to-stage conversion over the simulation: a
-/// lead reached a stage if it was in it at the start or moved into it, and converted
-/// to the next stage if it moved into that one after being in this one (a move back
-/// down the funnel is not a conversion).
-fn summarise_funnel(
-    order: &[crate::domain::StageId],
-    now: &[(LeadId, String)],
-    moves: &[MoveRow],
-) -> Vec<StageSummary> {
-    // Each lead's stages in the order it was in them.
-    let mut paths: BTreeMap<LeadId, Vec<&str>> = BTreeMap::new();
-    for m in moves {
-        let path = paths.entry(m.lead).or_default();
-        if path.is_empty() {
-            path.push(&m.from);
-        }
-        path.push(&m.to);
-    }
-    for (lead, stage) in now {
-        paths.entry(*lead).or_insert_with(|| vec![stage.as_str()]);
-    }
-    let reached = |s: &str| paths.values().filter(|p| p.contains(&s)).count();
-    let converted = |s: &str, next: &str| {
-        paths
-            .values()
-            .filter(|p| {
-                p.iter()
-                    .position(|x| *x == s)
-                    .is_some_and(|i| p[i + 1..].contains(&next))
-            })
-            .count()
-    };
-    order
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let r = reached(s.as_str());
-            let to_next = order
-                .get(i + 1)
-                .map(|next| converted(s.as_str(), next.as_str()));
-            StageSummary {
-                stage: s.to_string(),
-                leads: now.iter().filter(|(_, st)| st == s.as_str()).count(),
-                reached: r,
-                to_next,
-                conversion_pct: to_next
-                    .filter(|_| r > 0)
-                    .map(|n| (n as f64 * 1000.0 / r as f64).round() / 10.0),
-            }
-        })
-        .collect()
-}
-
-fn summarise_emails(sends: &[OutboxRow]) -> Vec<TemplateSummary> {
-    let mut by: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
-    for s in sends {
-        *by.entry(s.template.as_str())
-            .or_default()
-            .entry(s.state.as_str().to_string())
-            .or_default() += 1;
-    }
-    by.into_iter()
-        .map(|(t, states)| TemplateSummary {
-            template: t.to_string(),
-            states,
-        })
-        .collect()
 }
 
 /// The output formats of `simulate`.
@@ -743,6 +672,29 @@ impl Simulation {
                 .collect();
             out.push_str(&indent(&columns(&header, &rows)));
         }
+        for c in &self.conversions {
+            out.push_str(&format!(
+                "conversion {}: {} of {} ({}), median {}\n",
+                c.name,
+                c.all.converted,
+                c.all.started,
+                c.all.rate_pct.map_or("-".into(), |p| format!("{p:.1}%")),
+                c.all.median_delay.as_deref().unwrap_or("-")
+            ));
+        }
+        for w in &self.buying_windows.segments {
+            if w.total > 0 {
+                let peaks = if w.peak_months.is_empty() {
+                    "none".to_string()
+                } else {
+                    w.peak_months.join(", ")
+                };
+                out.push_str(&format!(
+                    "buying windows ({} `{}` events): peak months {peaks}\n",
+                    w.total, self.buying_windows.kind
+                ));
+            }
+        }
         for (e, n) in &self.rule_errors {
             out.push_str(&format!("rule error ({n} evaluation(s) skipped): {e}\n"));
         }
@@ -778,46 +730,4 @@ fn columns<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String
         out.push('\n');
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::StageId;
-
-    fn mv(lead: i64, from: &str, to: &str) -> MoveRow {
-        MoveRow {
-            lead: LeadId(lead),
-            email: String::new(),
-            from: from.into(),
-            to: to.into(),
-            at: DateTime::UNIX_EPOCH,
-            cause: String::new(),
-        }
-    }
-
-    #[test]
-    fn a_move_back_down_the_funnel_is_not_a_conversion() {
-        let order: Vec<StageId> = ["interest", "evaluation", "customer"]
-            .iter()
-            .map(|s| StageId::parse(s).unwrap())
-            .collect();
-        let now = vec![
-            (LeadId(1), "evaluation".to_string()),
-            (LeadId(2), "interest".to_string()),
-            (LeadId(3), "customer".to_string()),
-        ];
-        // 1 converts; 2 falls back from evaluation; 3 goes interest → evaluation → interest → ... → customer.
-        let moves = vec![
-            mv(1, "interest", "evaluation"),
-            mv(2, "evaluation", "interest"),
-            mv(3, "interest", "evaluation"),
-            mv(3, "evaluation", "customer"),
-        ];
-        let f = summarise_funnel(&order, &now, &moves);
-        assert_eq!((f[0].reached, f[0].to_next), (3, Some(2)));
-        assert_eq!((f[1].reached, f[1].to_next), (3, Some(1)));
-        assert_eq!(f[1].conversion_pct, Some(33.3));
-        assert_eq!((f[2].leads, f[2].reached, f[2].to_next), (1, 1, None));
-    }
 }

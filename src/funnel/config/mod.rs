@@ -12,8 +12,9 @@ pub mod transport;
 mod validate;
 
 pub use schema::{
-    CRON_FORMS, Campaign, CampaignSchedule, ClockTime, CronExpr, Defaults, Http, Limits, Missed,
-    PerLead, QuietHours, Reload, Schedule, Seed, Smtp, Span, Stages, TimeZone, parse_tz,
+    CRON_FORMS, Campaign, CampaignSchedule, ClockTime, ConversionEnd, ConversionSpec, CronExpr,
+    Defaults, Http, Limits, Missed, PerLead, QuietHours, Reload, Reports, Schedule, Seed, Smtp,
+    Span, Stages, TimeZone, parse_tz,
 };
 pub use transport::{STARTTLS_HELP, Tls, Transport, is_loopback};
 
@@ -63,6 +64,8 @@ pub struct Config {
     pub seed: Seed,
     /// How hot reload treats this file.
     pub reload: Reload,
+    /// What `report` and the dashboard measure beyond the stages.
+    pub reports: Reports,
     /// The keys this file sets itself (`limits.quiet_hours`, `smtp.from`,
     /// `campaigns[back-to-school]`…), as opposed to defaults: hot reload refuses a
     /// change that drops one, since a half-saved file drops them all.
@@ -154,6 +157,7 @@ impl Config {
         validate::limits(&mut p, &mut w.limits);
         validate::http(&mut p, &mut w.http);
         validate::defaults(&mut p, &mut w.defaults);
+        validate::reports(&mut p, &mut w.reports, &w.stages);
         let campaigns = validate::campaigns(&mut p, w.campaigns, &w.schedule, now);
         let seed = Seed {
             leads: w.seed.leads.map(|p| root.join(p)),
@@ -172,6 +176,7 @@ impl Config {
             campaigns,
             seed,
             reload: w.reload,
+            reports: w.reports,
             set_keys: w.set_keys,
         };
         (config, p.list)

@@ -4,7 +4,8 @@
 
 use crate::funnel::config::ConfigError;
 use crate::funnel::config::schema::{
-    Campaign, Defaults, Http, Limits, RawSmtp, Reload, Schedule, Seed, Stages, default_database,
+    Campaign, Defaults, Http, Limits, RawSmtp, Reload, Reports, Schedule, Seed, Stages,
+    default_database,
 };
 use crate::funnel::diagnostic::did_you_mean;
 use crate::funnel::yaml::{self, Mapping, Step, Value, ValueError, keys};
@@ -24,6 +25,7 @@ const TOP_KEYS: &[&str] = &[
     "campaigns",
     "seed",
     "reload",
+    "reports",
 ];
 
 /// The problems found while loading, each placed at its own key.
@@ -64,6 +66,7 @@ pub(super) struct Written {
     pub http: Http,
     pub seed: Seed,
     pub reload: Reload,
+    pub reports: Reports,
     /// Each campaign that deserialised, with its index in the file.
     pub campaigns: Vec<(usize, Campaign)>,
     /// See [`crate::funnel::config::Config::set_keys`].
@@ -93,6 +96,7 @@ pub(super) fn read(p: &mut Problems) -> Written {
         http: section(p, "http", get("http")),
         seed: section(p, "seed", get("seed")),
         reload: section(p, "reload", get("reload")),
+        reports: section(p, "reports", get("reports")),
         campaigns: campaigns(p, get("campaigns")),
         set_keys: set_keys(&doc),
     }

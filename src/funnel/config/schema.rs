@@ -356,6 +356,9 @@ pub struct Http {
     pub signing_key_env: String,
     #[serde(default)]
     pub unsubscribe_mailto: Option<String>,
+    /// The dashboard at `/` without the API token (it shows counts, never an address).
+    #[serde(default)]
+    pub dashboard_public: bool,
 }
 
 impl Default for Http {
@@ -366,6 +369,7 @@ impl Default for Http {
             token_env: default_token_env(),
             signing_key_env: default_signing_env(),
             unsubscribe_mailto: None,
+            dashboard_public: false,
         }
     }
 }
@@ -381,6 +385,93 @@ pub(super) fn default_token_env() -> String {
 }
 pub(super) fn default_signing_env() -> String {
     "EMBUDO_SIGNING_KEY".into()
+}
+
+/// The `reports:` section: what `embudo report` and the dashboard measure beyond the
+/// stages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reports {
+    /// How long after an email a move to a later stage counts for it.
+    #[serde(default = "default_moved_within")]
+    pub moved_within: Span,
+    /// The event kind whose months and weeks are the buying windows.
+    #[serde(default = "default_buying")]
+    pub buying: String,
+    #[serde(default)]
+    pub conversions: Vec<ConversionSpec>,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Reports {
+            moved_within: default_moved_within(),
+            buying: default_buying(),
+            conversions: Vec::new(),
+        }
+    }
+}
+
+fn default_moved_within() -> Span {
+    Span(chrono::TimeDelta::days(14))
+}
+
+fn default_buying() -> String {
+    "purchase".into()
+}
+
+/// A conversion the funnel names: leads with a `from` who had a `to` within `within`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversionSpec {
+    pub name: String,
+    pub from: ConversionEnd,
+    pub to: ConversionEnd,
+    #[serde(default = "default_conversion_within")]
+    pub within: Span,
+}
+
+fn default_conversion_within() -> Span {
+    Span(chrono::TimeDelta::days(30))
+}
+
+/// One end of a conversion as written: `stage:ID`, `event:KIND`, or a bare name (a
+/// stage of the funnel if there is one by that name, else an event kind; the check
+/// against the stages resolves it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversionEnd(pub crate::store::Occurrence);
+
+impl<'de> Deserialize<'de> for ConversionEnd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::store::Occurrence;
+        let s = String::deserialize(d)?;
+        let s = s.trim();
+        let end = match s.split_once(':') {
+            Some(("stage", id)) => Occurrence::Stage(id.trim().to_string()),
+            Some(("event", kind)) => Occurrence::Event(kind.trim().to_string()),
+            Some((other, _)) => {
+                return Err(D::Error::custom(format!(
+                    "`{other}:` is not a kind of conversion end; write `stage:ID`, `event:KIND` or a bare name"
+                )));
+            }
+            // Bare: an event until the stages are known (see validate::reports).
+            None => Occurrence::Event(s.to_string()),
+        };
+        if matches!(&end, Occurrence::Stage(x) | Occurrence::Event(x) if x.is_empty()) {
+            return Err(D::Error::custom("a conversion end needs a name"));
+        }
+        Ok(ConversionEnd(end))
+    }
+}
+
+impl std::fmt::Display for ConversionEnd {
+    /// As the user can write it back: `stage:ID` or `event:KIND`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            crate::store::Occurrence::Stage(s) => write!(f, "stage:{s}"),
+            crate::store::Occurrence::Event(k) => write!(f, "event:{k}"),
+        }
+    }
 }
 
 /// A scheduled campaign (see the contract's "Campaigns"). Parsed and validated now;

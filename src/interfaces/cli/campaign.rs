@@ -56,8 +56,8 @@ async fn list(app: &App, now: DateTime<Utc>) -> Result<i32, AppError> {
     }
     let (_, paused) = app.store.paused().await?;
     for c in &funnel.config.campaigns {
-        let tz = zone(c, &funnel);
-        let next = match campaigns::next_firing(c, &funnel, now) {
+        let tz = zone(c, &funnel.config);
+        let next = match campaigns::next_firing(c, &funnel.config, now) {
             Some(t) => format!(
                 "{} {} ({}), key {}",
                 t.with_timezone(&tz).format(if t.timestamp() % 60 == 0 {
@@ -80,7 +80,8 @@ async fn list(app: &App, now: DateTime<Utc>) -> Result<i32, AppError> {
             (None, None) => None,
         };
         if let Some(since) = since
-            && let Some(due) = campaigns::next_firing(c, &funnel, since).filter(|t| *t <= now)
+            && let Some(due) =
+                campaigns::next_firing(c, &funnel.config, since).filter(|t| *t <= now)
         {
             println!(
                 "    due since {} (key {}): the next daemon round or `embudo tick` fires it, or skips it if missed",
@@ -118,7 +119,7 @@ async fn fire(
 ) -> Result<i32, AppError> {
     let funnel = app.funnel();
     let c = funnel.config.campaign(id).map_err(AppError::Usage)?;
-    let tz = zone(c, &funnel);
+    let tz = zone(c, &funnel.config);
     let (key, scheduled) = match (key, campaigns::current_firing(c, &funnel, now)) {
         (Some(k), at) => (k, at.unwrap_or(now)),
         (None, Some(at)) => (campaigns::key_for(c, tz, at), at),

@@ -29,7 +29,7 @@ pub async fn step(app: App, clock: Clock, wake: Arc<Notify>) -> Next {
         .config
         .campaigns
         .iter()
-        .filter_map(|c| crate::engine::campaigns::next_firing(c, &funnel, now))
+        .filter_map(|c| crate::engine::campaigns::next_firing(c, &funnel.config, now))
         .min();
     let look_again = now + AT_LEAST_EVERY;
     Next::At(next.map_or(look_again, |n| n.min(look_again)))

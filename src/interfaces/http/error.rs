@@ -38,6 +38,11 @@ pub(super) enum ApiError {
 
 impl ApiError {
     /// The `i`th item of a batch of `what`, and what is wrong with it: `leads[1].email: ...`.
+    /// 400 with `why`.
+    pub(super) fn bad_request(why: impl std::fmt::Display) -> ApiError {
+        ApiError::BadRequest(why.to_string())
+    }
+
     pub(super) fn item(what: &str, i: usize, detail: impl std::fmt::Display) -> ApiError {
         ApiError::Invalid(format!("{what}[{i}].{detail}"))
     }

@@ -63,6 +63,7 @@ pub fn router(app: App) -> Router {
         );
     }
     Router::new()
+        .route("/", get(funnel::dashboard))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/funnel", get(funnel::funnel))

@@ -177,7 +177,9 @@ async fn tick_and_report(
     ));
 
     let watch = Stopwatch::start();
-    let r = crate::tools::report::report(&app.store, &app.funnel().config, t0()).await?;
+    let r =
+        crate::tools::report::report(&app.store, &app.funnel().config, &Default::default(), t0())
+            .await?;
     let s = "report";
     let in_stages: i64 = r.stages.iter().map(|st| st.leads).sum();
     expect(s, in_stages == n as i64, || {

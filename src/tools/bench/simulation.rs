@@ -57,7 +57,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Row>, BenchError> {
         .emails
         .iter()
         .filter_map(|t| t.states.get("sent"))
-        .sum::<usize>();
+        .sum::<i64>();
     let note = format!(
         "{} passes, {} event reactions, {sent} emails sent",
         result.passes, result.event_reactions
