@@ -17,6 +17,9 @@ fn daemon_with_api(smtp: &SmtpServer) -> (Folder, u16, Daemon) {
     // The API works on the daemon's clock: a Monday morning, so the demo's quiet hours
     // never hold the emails the test waits for, whatever the hour it runs.
     let daemon = Daemon::start(&f, &["--now", "2026-03-02T10:00:00Z"]);
+    // The start-up pass runs beside the API: wait for it, or on a loaded machine it may
+    // come after a test's first leads and queue their emails before the test's events.
+    daemon.wait_log("evaluation pass", 1, std::time::Duration::from_secs(30));
     let port = daemon.port();
     (f, port, daemon)
 }

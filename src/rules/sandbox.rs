@@ -10,9 +10,15 @@ use std::time::{Duration, Instant};
 /// Operations one rule may run for one lead: a loop that never ends stops here.
 pub const MAX_OPERATIONS: u64 = 200_000;
 
-/// Wall-clock time one rule may take for one lead: a loop of expensive operations
+/// Processor time one rule may take for one lead: a loop of expensive operations
 /// (sorting a big array again and again) stops here long before the operation limit.
+/// Counted on the thread's CPU clock, not the wall clock, so a machine busy with other
+/// work (a build, a backup, the other daemons) does not cut a sound rule short.
 pub const RULE_TIME_BUDGET: Duration = Duration::from_millis(50);
+
+/// However busy the machine, a rule is stopped after this many times its budget of
+/// wall-clock time, so a pass is never held up for long by one lead.
+const WALL_CEILING: u32 = 40;
 
 /// `print`/`debug` lines one lead's evaluation may write to the log in one pass…
 pub const MAX_OUTPUT_LINES: usize = 20;
@@ -31,7 +37,12 @@ const OUT_OF_TIME: &str = "embudo: rule time budget";
 /// The run in progress on this thread: its deadline and the output it wrote.
 #[derive(Default)]
 struct Run {
+    /// When to look at the CPU clock: the budget from the start in wall-clock time,
+    /// then again by what is left of it (see [`out_of_time`]).
     deadline: Option<Instant>,
+    /// The thread's CPU time when the rule began, and the wall-clock ceiling.
+    cpu_start: Duration,
+    ceiling: Option<Instant>,
     budget: Duration,
     lead: i64,
     file: String,
@@ -75,7 +86,10 @@ pub(crate) fn begin_rule(file: &str, budget: Duration) {
         r.file.clear();
         r.file.push_str(file);
         r.budget = budget;
-        r.deadline = Instant::now().checked_add(budget);
+        let now = Instant::now();
+        r.deadline = now.checked_add(budget);
+        r.ceiling = now.checked_add(budget.saturating_mul(WALL_CEILING));
+        r.cpu_start = thread_cpu();
     });
 }
 
@@ -89,8 +103,51 @@ fn budget() -> Duration {
     RUN.with(|r| r.borrow().budget)
 }
 
+/// Whether the rule has used its budget of CPU time (or reached the wall-clock
+/// ceiling). The cheap wall clock is read every few operations; the CPU clock (a
+/// system call) only once the wall clock says the budget could be spent: if the rule
+/// was kept waiting by other work, the deadline moves on by the CPU time it has left.
 fn out_of_time() -> bool {
-    RUN.with(|r| r.borrow().deadline.is_some_and(|d| Instant::now() >= d))
+    RUN.with(|r| {
+        let mut r = r.borrow_mut();
+        let Some(deadline) = r.deadline else {
+            return false;
+        };
+        let now = Instant::now();
+        if now < deadline {
+            return false;
+        }
+        let used = thread_cpu().saturating_sub(r.cpu_start);
+        if used >= r.budget || r.ceiling.is_some_and(|c| now >= c) {
+            return true;
+        }
+        r.deadline = now.checked_add(r.budget - used);
+        false
+    })
+}
+
+/// The CPU time this thread has used.
+#[cfg(unix)]
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write into; the clock id is a constant the
+    // platform defines. On failure (never seen) the time reads as zero, and the
+    // wall-clock ceiling still holds.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Elsewhere, wall-clock time stands in for CPU time.
+#[cfg(not(unix))]
+fn thread_cpu() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
 }
 
 /// One `print`/`debug` line: written while the lead's output is under the caps, then
