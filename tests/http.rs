@@ -207,7 +207,7 @@ fn leads_and_events_in_emails_out_and_the_one_click_link_unsubscribes() {
         .unwrap();
     // The link was followed twice within a minute: the same token counts once.
     assert_eq!(
-        (t["opens"].as_i64(), t["clicks"].as_i64()),
+        (t["opened"].as_i64(), t["clicked"].as_i64()),
         (Some(1), Some(1)),
         "{t}"
     );

@@ -6,8 +6,9 @@
 # each funnel folder a database of its own, unit tests' stores include it) and stops
 # at the end, also on a failure or Ctrl-C. --no-fail-fast: every failure shows, not
 # only the first. Ends with a one-line summary of both runs. Quiet and idempotent;
-# caches nothing outside target/. Doc-tests are left out (--lib --bins --tests): the
-# library has none, and rustdoc's runner hangs when the suite is run under a shifted
+# caches nothing outside target/. Headless Chromium (Debian's package) is installed
+# for the dashboard's browser test; its screenshot is left at target/dashboard.png.
+# Doc-tests are left out (--lib --bins --tests): the library has none, and rustdoc's runner hangs when the suite is run under a shifted
 # clock (libfaketime), as it is to prove it clock-proof.
 set -eu
 cd "$(dirname "$0")/.."
@@ -30,6 +31,22 @@ else
     PYTHONPATH="$PWD/$deps"; export PYTHONPATH
 fi
 export EMBUDO_TEST_PYTHON
+
+# Headless Chromium for the dashboard's browser test (Debian's package), installed
+# quietly when missing; with it, the test must run (a missing browser fails it).
+if ! command -v chromium >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ] && sudo -n true 2>/dev/null; then sudo="sudo -n"; fi
+    if [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get -qq update >/dev/null 2>&1 || true
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get -qq install -y chromium >/dev/null 2>&1 \
+            || echo "run.sh: Chromium could not be installed; the dashboard's browser test is skipped" >&2
+    fi
+fi
+if command -v chromium >/dev/null 2>&1; then
+    EMBUDO_TEST_REQUIRE_CHROMIUM=1
+    export EMBUDO_TEST_REQUIRE_CHROMIUM
+fi
 
 # The suite chooses its own databases: none from the caller's environment.
 unset EMBUDO_TEST_POSTGRES EMBUDO_TEST_BACKEND EMBUDO_DATABASE_URL

@@ -38,7 +38,7 @@ section{background:#fff;border-radius:8px;padding:12px 14px;margin:12px 0;box-sh
 .scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;font-size:.9em}
 th,td{padding:4px 6px;border-bottom:1px solid #e6e8ec;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}th{color:#5b6475;font-weight:600}
-svg{width:100%;height:auto;display:block}svg text{font:12px system-ui,sans-serif;fill:#1d2433}
+svg{width:100%;height:auto;display:block}svg text{font:15px system-ui,sans-serif;fill:#1d2433}
 .none{color:#5b6475}
 ";
 
@@ -107,7 +107,7 @@ fn funnel(r: &Report, out: &mut String) {
             _ => String::new(),
         };
         out.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" class=\"stage\" style=\"fill:#fff;font-weight:600\" stroke=\"#1d2433\" stroke-width=\"0.3\">{}: {} now · {} reached{}</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" class=\"stage\" style=\"fill:#fff;font-weight:600;font-size:17px\">{}: {} now · {} reached{}</text>",
             w / 2.0,
             y + row / 2.0,
             esc(&s.stage),
