@@ -282,8 +282,6 @@ pub(super) fn defaults(p: &mut Problems, defaults: &mut Defaults) {
 /// that name; a `stage:` end naming no stage, a repeated name, or a conversion from a
 /// thing to itself is reported and left out.
 pub(super) fn reports(p: &mut Problems, reports: &mut Reports, stages: &Stages) {
-    use crate::store::Occurrence;
-    let is_stage = |s: &str| stages.list.iter().any(|x| x.as_str() == s);
     if reports.moved_within.0 <= chrono::TimeDelta::zero() {
         p.add(
             &keys(&["reports", "moved_within"]),
@@ -297,70 +295,82 @@ pub(super) fn reports(p: &mut Problems, reports: &mut Reports, stages: &Stages) 
         .into_iter()
         .enumerate()
     {
-        let at = |field: &str| {
-            vec![
-                Step::Key("reports".into()),
-                Step::Key("conversions".into()),
-                Step::Index(i),
-                Step::Key(field.into()),
-            ]
-        };
-        let mut ok = true;
-        for (field, end) in [("from", &mut c.from), ("to", &mut c.to)] {
-            match &end.0 {
-                Occurrence::Event(name) if is_stage(name) => {
-                    end.0 = Occurrence::Stage(name.clone());
-                }
-                Occurrence::Stage(name) if !is_stage(name) => {
-                    let list: Vec<&str> = stages.list.iter().map(|s| s.as_str()).collect();
-                    p.add(
-                        &at(field),
-                        format!(
-                            "reports.conversions[{i}].{field}: no stage `{name}` in the funnel"
-                        ),
-                        Some(format!("the stages are: {}", list.join(", "))),
-                    );
-                    ok = false;
-                }
-                _ => {}
-            }
-        }
-        if c.name.trim().is_empty() {
-            p.add(
-                &at("name"),
-                format!("reports.conversions[{i}] needs a name"),
-                None,
-            );
-            ok = false;
-        } else if kept.iter().any(|k| k.name == c.name) {
-            p.add(
-                &at("name"),
-                format!("two conversions are named `{}`", c.name),
-                Some("give each conversion a name of its own".into()),
-            );
-            ok = false;
-        }
-        if c.from == c.to {
-            p.add(
-                &at("to"),
-                format!("conversion `{}` goes from `{}` to itself", c.name, c.from),
-                None,
-            );
-            ok = false;
-        }
-        if c.within.0 <= chrono::TimeDelta::zero() {
-            p.add(
-                &at("within"),
-                format!("conversion `{}`: within must be longer than zero", c.name),
-                None,
-            );
-            ok = false;
-        }
-        if ok {
+        if conversion(p, i, &mut c, &kept, stages) {
             kept.push(c);
         }
     }
     reports.conversions = kept;
+}
+
+/// Checks conversion `i` beside the ones kept so far and resolves its bare ends; whether
+/// it is sound.
+fn conversion(
+    p: &mut Problems,
+    i: usize,
+    c: &mut super::ConversionSpec,
+    kept: &[super::ConversionSpec],
+    stages: &Stages,
+) -> bool {
+    use crate::store::Occurrence;
+    let is_stage = |s: &str| stages.list.iter().any(|x| x.as_str() == s);
+    let at = |field: &str| {
+        vec![
+            Step::Key("reports".into()),
+            Step::Key("conversions".into()),
+            Step::Index(i),
+            Step::Key(field.into()),
+        ]
+    };
+    let mut ok = true;
+    for (field, end) in [("from", &mut c.from), ("to", &mut c.to)] {
+        match &end.0 {
+            Occurrence::Event(name) if is_stage(name) => {
+                end.0 = Occurrence::Stage(name.clone());
+            }
+            Occurrence::Stage(name) if !is_stage(name) => {
+                let list: Vec<&str> = stages.list.iter().map(|s| s.as_str()).collect();
+                p.add(
+                    &at(field),
+                    format!("reports.conversions[{i}].{field}: no stage `{name}` in the funnel"),
+                    Some(format!("the stages are: {}", list.join(", "))),
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+    }
+    if c.name.trim().is_empty() {
+        p.add(
+            &at("name"),
+            format!("reports.conversions[{i}] needs a name"),
+            None,
+        );
+        ok = false;
+    } else if kept.iter().any(|k| k.name == c.name) {
+        p.add(
+            &at("name"),
+            format!("two conversions are named `{}`", c.name),
+            Some("give each conversion a name of its own".into()),
+        );
+        ok = false;
+    }
+    if c.from == c.to {
+        p.add(
+            &at("to"),
+            format!("conversion `{}` goes from `{}` to itself", c.name, c.from),
+            None,
+        );
+        ok = false;
+    }
+    if c.within.0 <= chrono::TimeDelta::zero() {
+        p.add(
+            &at("within"),
+            format!("conversion `{}`: within must be longer than zero", c.name),
+            None,
+        );
+        ok = false;
+    }
+    ok
 }
 
 /// The campaigns whose shape is right; templates and audiences are checked against

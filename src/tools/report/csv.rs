@@ -3,16 +3,36 @@
 
 use super::Report;
 
+type Put<'a> = dyn FnMut(&str, &str, &str, &str, String) + 'a;
+
+fn opt(v: Option<String>) -> String {
+    v.unwrap_or_default()
+}
+
+fn num(v: Option<i64>) -> String {
+    v.map(|n| n.to_string()).unwrap_or_default()
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|n| format!("{n:.1}")).unwrap_or_default()
+}
+
 pub(super) fn render(r: &Report) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut put = |section: &str, item: &str, segment: &str, measure: &str, value: String| {
-        w.write_record([section, item, segment, measure, &value])
-            .expect("in memory");
-    };
-    put("section", "item", "segment", "measure", "value".into());
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
-    let pct = |v: Option<f64>| v.map(|n| format!("{n:.1}")).unwrap_or_default();
+    {
+        let mut put = |section: &str, item: &str, segment: &str, measure: &str, value: String| {
+            w.write_record([section, item, segment, measure, &value])
+                .expect("in memory");
+        };
+        put("section", "item", "segment", "measure", "value".into());
+        stages(r, &mut put);
+        templates(r, &mut put);
+        the_rest(r, &mut put);
+    }
+    String::from_utf8(w.into_inner().expect("in memory")).expect("utf-8 in, utf-8 out")
+}
+
+fn stages(r: &Report, put: &mut Put) {
     put("period", "", "", "from", opt(r.from.clone()));
     put("period", "", "", "to", r.to.clone());
     for s in &r.stages {
@@ -43,6 +63,9 @@ pub(super) fn render(r: &Report) -> String {
         let item = format!("{}→{}", g.from, g.to);
         put("regression", &item, &g.by, "moves", g.moves.to_string());
     }
+}
+
+fn templates(r: &Report, put: &mut Put) {
     for t in &r.templates {
         let i = t.template.as_str();
         for (m, v) in [
@@ -62,6 +85,10 @@ pub(super) fn render(r: &Report) -> String {
             put("template", i, "", &format!("state:{state}"), n.to_string());
         }
     }
+}
+
+/// Conversions, buying windows, what is held and the next firings.
+fn the_rest(r: &Report, put: &mut Put) {
     for c in &r.conversions {
         for f in std::iter::once(&c.all).chain(&c.segments) {
             let seg = f.segment.as_str();
@@ -117,5 +144,4 @@ pub(super) fn render(r: &Report) -> String {
     for f in &r.next_firings {
         put("firing", &f.campaign, "", "at", f.at.clone());
     }
-    String::from_utf8(w.into_inner().expect("in memory")).expect("utf-8 in, utf-8 out")
 }
