@@ -156,6 +156,12 @@ const CONFIG_LEVELS: &[(&str, &str, &str)] = &[
     ("http:\n  zzz: 1\n", "http.", ""),
     ("seed:\n  zzz: 1\n", "seed.", ""),
     ("reload:\n  zzz: 1\n", "reload.", ""),
+    ("reports:\n  zzz: 1\n", "reports.", ""),
+    (
+        "reports:\n  conversions:\n    - { name: a, from: x, to: y, zzz: 1 }\n",
+        "",
+        "reports",
+    ),
     ("campaigns:\n  - id: a\n    zzz: 1\n", "", "campaigns"),
     (
         "campaigns:\n  - id: a\n    schedule: { cron: \"0 0 9 * * *\", zzz: 1 }\n",
