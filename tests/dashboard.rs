@@ -103,7 +103,11 @@ fn chromium() -> Option<&'static str> {
 
 /// Runs headless Chromium on `url` with `extra` flags; its standard output.
 fn headless(browser: &str, profile: &std::path::Path, url: &str, extra: &[&str]) -> String {
+    // The browser runs on the real clock: a shifted one (libfaketime, as the suite is
+    // also run) is for embudo, and stalls Chromium's own timers.
     let mut child = Command::new(browser)
+        .env_remove("LD_PRELOAD")
+        .env_remove("FAKETIME")
         .args([
             "--headless",
             "--no-sandbox",
