@@ -12,11 +12,6 @@ pub struct Period {
 }
 
 impl Period {
-    /// The whole history up to `to`.
-    pub fn until(to: DateTime<Utc>) -> Period {
-        Period { from: None, to }
-    }
-
     /// The bounds as stored milliseconds (the history's start as `i64::MIN`).
     pub fn bounds_ms(&self) -> (i64, i64) {
         (
@@ -250,7 +245,10 @@ mod tests {
 
     /// The whole history up to 3000 ms, and the period [500, 1200).
     fn whole() -> Period {
-        Period::until(at(3000))
+        Period {
+            from: None,
+            to: at(3000),
+        }
     }
     fn middle() -> Period {
         Period {

@@ -25,7 +25,9 @@ use crate::funnel::Funnel;
 use crate::funnel::config::Config;
 use crate::ingest::csv::{BadRow, import_file};
 use crate::store::{MoveRow, OutboxRow, OutboxState, Store};
-use crate::tools::report::{BuyingWindows, ConversionRow, RegressionRow, StageRow, TemplateRow};
+use crate::tools::report::{
+    BuyingWindows, ConversionRow, RegressionRow, StageRow, TemplateRow, pct_text,
+};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -649,11 +651,7 @@ impl Simulation {
                     s.stage.clone(),
                     s.leads.to_string(),
                     s.reached.to_string(),
-                    match (s.to_next, s.conversion_pct) {
-                        (Some(n), Some(p)) => format!("{n} ({p:.1}%)"),
-                        (Some(n), None) => n.to_string(),
-                        _ => "-".into(),
-                    },
+                    s.to_next_text(),
                 ]
             })
             .collect();
@@ -678,7 +676,7 @@ impl Simulation {
                 c.name,
                 c.all.converted,
                 c.all.started,
-                c.all.rate_pct.map_or("-".into(), |p| format!("{p:.1}%")),
+                pct_text(c.all.rate_pct).unwrap_or_else(|| "-".into()),
                 c.all.median_delay.as_deref().unwrap_or("-")
             ));
         }

@@ -19,52 +19,42 @@ pub(super) fn dashboard(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> 
     if api.app.funnel().config.http.dashboard_public {
         return Ok(());
     }
-    bearer(api.token.as_deref(), &as_bearer(headers))
+    check(api.token.as_deref(), &dashboard_token(headers))
 }
 
-/// `headers` with a Basic credential's password in the place of a bearer token.
-fn as_bearer(headers: &HeaderMap) -> HeaderMap {
-    use base64::Engine;
-    let password = headers
+/// The credential of the `Authorization` header under `scheme` (any case), trimmed.
+fn credential<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .and_then(|(_, b64)| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
+        .filter(|(s, _)| s.eq_ignore_ascii_case(scheme))
+        .map(|(_, c)| c.trim())
+}
+
+/// The token a dashboard request offers: a Basic credential's password, else the
+/// bearer token, else nothing.
+fn dashboard_token(headers: &HeaderMap) -> String {
+    use base64::Engine;
+    credential(headers, "basic")
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
         .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| pair.split_once(':').map(|(_, p)| p.to_string()));
-    match password {
-        None => headers.clone(),
-        Some(p) => {
-            let mut h = HeaderMap::new();
-            if let Ok(v) = format!("Bearer {p}").parse() {
-                h.insert(header::AUTHORIZATION, v);
-            }
-            h
-        }
-    }
+        .and_then(|pair| pair.split_once(':').map(|(_, p)| p.to_string()))
+        .unwrap_or_else(|| credential(headers, "bearer").unwrap_or("").to_string())
 }
 
 /// [`authorised`] against `expected` (`None`: no token configured, everyone refused).
 fn bearer(expected: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+    check(expected, credential(headers, "bearer").unwrap_or(""))
+}
+
+/// `given` against the configured token, in constant time.
+fn check(expected: Option<&str>, given: &str) -> Result<(), ApiError> {
     let Some(expected) = expected else {
         return Err(ApiError::Unauthorized(
             "the API token is not configured: set the variable named by http.token_env",
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, t)| t.trim())
-        })
-        .unwrap_or("");
     // `ct_eq` on slices of different lengths is false (the length is not secret).
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
@@ -94,11 +84,12 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(pair)
             ))
         };
-        assert!(bearer(Some("s3cret"), &as_bearer(&basic("anyone:s3cret"))).is_ok());
-        assert!(bearer(Some("s3cret"), &as_bearer(&basic(":s3cret"))).is_ok());
-        assert!(bearer(Some("s3cret"), &as_bearer(&basic("s3cret:wrong"))).is_err());
-        assert!(bearer(Some("s3cret"), &as_bearer(&with("Basic %%%"))).is_err());
-        assert!(bearer(Some("s3cret"), &as_bearer(&with("Bearer s3cret"))).is_ok());
+        let dashboard = |h: &HeaderMap| check(Some("s3cret"), &dashboard_token(h));
+        assert!(dashboard(&basic("anyone:s3cret")).is_ok());
+        assert!(dashboard(&basic(":s3cret")).is_ok());
+        assert!(dashboard(&basic("s3cret:wrong")).is_err());
+        assert!(dashboard(&with("Basic %%%")).is_err());
+        assert!(dashboard(&with("Bearer s3cret")).is_ok());
     }
 
     #[test]

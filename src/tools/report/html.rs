@@ -3,7 +3,7 @@
 //! script and nothing fetched from elsewhere, so the file works offline and the page
 //! reads on a phone (one column, charts scaled by their viewBox).
 
-use super::{Report, Windows};
+use super::{Report, Windows, pct_text};
 
 /// `s` with the five HTML-special characters escaped.
 fn esc(s: &str) -> String {
@@ -22,7 +22,7 @@ fn esc(s: &str) -> String {
 }
 
 fn pct(p: Option<f64>) -> String {
-    p.map_or("–".into(), |p| format!("{p:.1}%"))
+    pct_text(p).unwrap_or_else(|| "–".into())
 }
 
 fn or_dash(v: &Option<String>) -> String {

@@ -74,6 +74,17 @@ pub struct StageRow {
     pub mean_time_so_far: Option<String>,
 }
 
+impl StageRow {
+    /// "to next stage" for people: `3 (75.0%)`, `3` with no rate, `-` for the last stage.
+    pub fn to_next_text(&self) -> String {
+        match (self.to_next, pct_text(self.conversion_pct)) {
+            (Some(n), Some(p)) => format!("{n} ({p})"),
+            (Some(n), None) => n.to_string(),
+            _ => "-".into(),
+        }
+    }
+}
+
 /// Moves back to an earlier stage of the funnel, per pair and cause.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RegressionRow {
@@ -145,6 +156,12 @@ pub struct FiringRow {
 
 fn rfc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A rate for people, `33.3%`; `None` when there is none (each format shows that its
+/// own way).
+pub fn pct_text(p: Option<f64>) -> Option<String> {
+    p.map(|p| format!("{p:.1}%"))
 }
 
 /// `part / whole` in per cent, rounded to 0.1; `None` when `whole` is zero.

@@ -1,9 +1,9 @@
 //! The report as text for a terminal.
 
-use super::Report;
+use super::{Report, pct_text};
 
 fn opt_pct(p: Option<f64>) -> String {
-    p.map_or("-".into(), |p| format!("{p:.1}%"))
+    pct_text(p).unwrap_or_else(|| "-".into())
 }
 
 pub(super) fn render(r: &Report) -> String {
@@ -67,18 +67,13 @@ fn stages(r: &Report, out: &mut String) {
         "in it so far"
     ));
     for s in &r.stages {
-        let next = match (s.to_next, s.conversion_pct) {
-            (Some(n), Some(p)) => format!("{n} ({p:.1}%)"),
-            (Some(n), None) => n.to_string(),
-            _ => "-".into(),
-        };
         let d = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         out.push_str(&format!(
             "{:<14} {:>7} {:>8} {:>16} {:>7} {:>10} {:>10} {:>10} {:>12}\n",
             s.stage,
             s.leads,
             s.reached,
-            next,
+            s.to_next_text(),
             s.finished_stays,
             d(&s.mean_stay),
             d(&s.median_stay),

@@ -53,15 +53,16 @@ pub(super) async fn buying_windows(
 ) -> Result<BuyingWindows, StoreError> {
     let kind = &cfg.reports.buying;
     let tz = cfg.schedule.timezone.0;
-    let mut segments = vec![fold(None, store.occurrences(kind, period, None).await?, tz)];
+    // One count per segment and quarter hour: every lead is in exactly one segment
+    // (tagged or not; one value of the attribute or none), so all leads' windows are
+    // the sum of the segments' and need no second pass over the events.
+    let rows = store.occurrences(kind, period, by).await?;
+    let mut segments = vec![fold(None, &rows, tz)];
     if by.is_some() {
-        let rows = store.occurrences(kind, period, by).await?;
-        let mut names: Vec<&String> = rows.iter().map(|r| &r.0).collect();
-        names.dedup();
-        for name in names {
-            let mine: Vec<_> = rows.iter().filter(|r| &r.0 == name).cloned().collect();
-            segments.push(fold(by, mine, tz));
-        }
+        segments.extend(
+            rows.chunk_by(|a, b| a.0 == b.0)
+                .map(|one| fold(by, one, tz)),
+        );
     }
     Ok(BuyingWindows {
         kind: kind.clone(),
@@ -71,11 +72,11 @@ pub(super) async fn buying_windows(
 }
 
 /// One segment's quarter-hour counts folded into local months and ISO weeks.
-fn fold(by: Option<&SegmentBy>, rows: Vec<(String, i64, i64)>, tz: chrono_tz::Tz) -> Windows {
+fn fold(by: Option<&SegmentBy>, rows: &[(String, i64, i64)], tz: chrono_tz::Tz) -> Windows {
     let mut months = [0i64; 12];
     let mut weeks = [0i64; 53];
     let segment = segment_label(by, rows.first().map_or("", |r| r.0.as_str()));
-    for (_, quarter, n) in rows {
+    for &(_, quarter, n) in rows {
         let Some(at) = Utc
             .timestamp_millis_opt(quarter.saturating_mul(900_000))
             .single()
