@@ -235,15 +235,9 @@ fn segment_label(by: Option<&SegmentBy>, raw: &str) -> String {
         Some(SegmentBy::Tag(t)) if raw == "yes" => t.clone(),
         Some(SegmentBy::Tag(t)) => format!("not {t}"),
         Some(SegmentBy::Attr(a)) if raw.is_empty() => format!("no {a}"),
-        // A stored attribute is typed JSON: {"str":"x"}, {"int":3}, {"date":"…"}.
-        Some(SegmentBy::Attr(_)) => match serde_json::from_str::<serde_json::Value>(raw) {
-            Ok(serde_json::Value::Object(m)) => match m.values().next() {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-                None => raw.to_string(),
-            },
-            _ => raw.to_string(),
-        },
+        // A stored attribute is a typed value as JSON ({"str":"x"}, {"int":3}…).
+        Some(SegmentBy::Attr(_)) => crate::domain::value::Value::from_json(raw)
+            .map_or_else(|_| raw.to_string(), |v| v.to_string()),
     }
 }
 
