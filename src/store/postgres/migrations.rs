@@ -36,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_pass_batches",
         include_str!("../../../migrations/postgres/0007_pass_batches.sql"),
     ),
+    (
+        "0008_events_covering",
+        include_str!("../../../migrations/postgres/0008_events_covering.sql"),
+    ),
 ];
 
 impl PgStore {

@@ -69,32 +69,52 @@ pub(super) fn connections_trusted() -> bool {
 /// arm per backend, chosen by the database error's type), never by message text.
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match class_of(&e) {
-            Class::Busy => StoreError::Busy(e),
-            Class::ReadOnly => StoreError::ReadOnly(e),
-            Class::Full => {
-                suspect(true);
-                StoreError::Full(e)
-            }
-            Class::Io => {
-                suspect(true);
-                StoreError::Io(e)
-            }
-            Class::Sql => StoreError::Sql(e),
+        of_class(class_of(&e), e)
+    }
+}
+
+/// An error of the synchronous reads (`raw`), classified by its SQLite result code as
+/// the driver's are; a value that does not convert to its column's type is a corrupt
+/// row.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let class = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => class_of_code(i64::from(f.extended_code)),
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..) => return StoreError::Corrupt(e.to_string()),
+            _ => Class::Sql,
+        };
+        of_class(class, sqlx::Error::Io(std::io::Error::other(e)))
+    }
+}
+
+/// The variant of a class, marking the pooled connections suspect after a full disk
+/// or an I/O error.
+fn of_class(class: Class, e: sqlx::Error) -> StoreError {
+    match class {
+        Class::Busy => StoreError::Busy(e),
+        Class::ReadOnly => StoreError::ReadOnly(e),
+        Class::Full => {
+            suspect(true);
+            StoreError::Full(e)
         }
+        Class::Io => {
+            suspect(true);
+            StoreError::Io(e)
+        }
+        Class::Sql => StoreError::Sql(e),
     }
 }
 
 /// A failure to write the disk probe next to the database: ENOSPC is a full disk.
 pub(super) fn probe_failed(e: std::io::Error) -> StoreError {
     let full = e.raw_os_error() == Some(28); // ENOSPC
-    let e = sqlx::Error::Io(e);
-    suspect(true);
-    if full {
-        StoreError::Full(e)
-    } else {
-        StoreError::Io(e)
-    }
+    of_class(
+        if full { Class::Full } else { Class::Io },
+        sqlx::Error::Io(e),
+    )
 }
 
 #[cfg(test)]

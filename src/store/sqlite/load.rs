@@ -2,8 +2,15 @@
 //! events, older-event counts and sends, one query each for the whole page (never one
 //! per lead: a pass over a million leads pays per page). A page is a range of ids (a
 //! pass) or a list of them (the leads of an event batch).
+//!
+//! These reads are the pass's hot path, so they do not go through the driver's
+//! statement interface, which runs each statement on the connection's worker thread
+//! and hands every result row across threads (a page brings thousands of event rows;
+//! at that rate the hand-over, not SQLite, was the pass's cost). They run on the
+//! pooled connection's own handle instead ([`raw::with_handle`]), synchronously, in
+//! one read transaction: every query of a page sees the same snapshot.
 
-use super::{SqliteStore, from_ms, ms, placeholders};
+use super::{SqliteStore, from_ms, ms, placeholders, raw};
 use crate::domain::{
     EVENTS_PER_KIND, EmailAddress, Event, Lead, LeadId, LoadedLead, OlderEvents, SendRecord,
     StageId, TemplateName, Value, ValueMap,
@@ -11,30 +18,47 @@ use crate::domain::{
 use crate::store::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use sqlx::Row;
-use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
+use rusqlite::{Connection, Row, params_from_iter};
 use std::collections::{BTreeSet, HashMap};
 
 const LEAD_COLUMNS: &str =
     "id, email, name, stage, locale, timezone, created_at, stage_entered_at, unsubscribed_at";
 
-fn lead_from_row(r: &SqliteRow) -> Result<Lead> {
-    let email: String = r.try_get("email")?;
-    let stage: String = r.try_get("stage")?;
-    let tz: Option<String> = r.try_get("timezone")?;
+/// A text column, borrowed from the row.
+fn text<'r>(r: &'r Row, i: usize) -> Result<&'r str> {
+    r.get_ref(i)?
+        .as_str()
+        .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))
+}
+
+fn lead_from_row(r: &Row) -> Result<Lead> {
+    let tz: Option<String> = r.get(5)?;
     Ok(Lead {
-        id: LeadId(r.try_get("id")?),
-        email: EmailAddress::parse(&email).map_err(StoreError::Corrupt)?,
-        name: r.try_get("name")?,
-        stage: StageId::parse(&stage).map_err(StoreError::Corrupt)?,
+        id: LeadId(r.get(0)?),
+        email: EmailAddress::parse(text(r, 1)?).map_err(StoreError::Corrupt)?,
+        name: r.get(2)?,
+        stage: StageId::parse(text(r, 3)?).map_err(StoreError::Corrupt)?,
         tags: BTreeSet::new(),
         attrs: ValueMap::new(),
-        locale: r.try_get("locale")?,
+        locale: r.get(4)?,
         timezone: tz.and_then(|t| t.parse::<Tz>().ok()),
-        created_at: from_ms(r.try_get("created_at")?),
-        stage_entered_at: from_ms(r.try_get("stage_entered_at")?),
-        unsubscribed_at: r.try_get::<Option<i64>, _>("unsubscribed_at")?.map(from_ms),
+        created_at: from_ms(r.get(6)?),
+        stage_entered_at: from_ms(r.get(7)?),
+        unsubscribed_at: r.get::<_, Option<i64>>(8)?.map(from_ms),
     })
+}
+
+/// The leads of `SELECT … FROM leads WHERE {condition}`, with `args` bound in order.
+fn select_leads(c: &Connection, condition: &str, args: Vec<i64>) -> Result<Vec<Lead>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {LEAD_COLUMNS} FROM leads WHERE {condition}"
+    ))?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut leads = Vec::new();
+    while let Some(r) = rows.next()? {
+        leads.push(lead_from_row(r)?);
+    }
+    Ok(leads)
 }
 
 /// The most ids bound in one `IN (…)` list: well under SQLite's limit on variables,
@@ -49,7 +73,8 @@ enum Scope {
 }
 
 impl Scope {
-    /// The condition on `column` that selects the scope's rows; bind with [`Scope::bind`].
+    /// The condition on `column` that selects the scope's rows; its arguments come
+    /// first in [`Scope::args`].
     fn condition(&self, column: &str) -> String {
         match self {
             Scope::Range(..) => format!("{column} BETWEEN ? AND ?"),
@@ -57,19 +82,14 @@ impl Scope {
         }
     }
 
-    fn bind<'q>(
-        &self,
-        mut q: sqlx::query::Query<'q, Sqlite, SqliteArguments>,
-    ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
-        match self {
-            Scope::Range(lo, hi) => q.bind(*lo).bind(*hi),
-            Scope::Ids(ids) => {
-                for id in ids {
-                    q = q.bind(*id);
-                }
-                q
-            }
-        }
+    /// The condition's arguments, then `more`.
+    fn args(&self, more: &[i64]) -> Vec<i64> {
+        let mut args = match self {
+            Scope::Range(lo, hi) => vec![*lo, *hi],
+            Scope::Ids(ids) => ids.clone(),
+        };
+        args.extend_from_slice(more);
+        args
     }
 }
 
@@ -113,11 +133,173 @@ impl Page {
         })
     }
 
-    /// The lead of a row whose first column is its lead's id; `None` for an id in
-    /// the range that is not on the page.
-    fn lead_of(&mut self, r: &SqliteRow) -> Result<Option<&mut LoadedLead>> {
-        let id: i64 = r.try_get(0)?;
-        Ok(self.index.get(&id).map(|&i| &mut self.leads[i]))
+    /// Runs `sql` with `args` and hands each row to the lead of its first column
+    /// (rows of an id in the range that is not on the page are skipped).
+    fn each_row(
+        &mut self,
+        c: &Connection,
+        sql: &str,
+        args: Vec<i64>,
+        mut add: impl FnMut(&mut LoadedLead, &Row) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = c.prepare(sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            if let Some(&i) = self.index.get(&id) {
+                add(&mut self.leads[i], r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills tags, attrs, events and sends.
+    fn attach(mut self, c: &Connection, now: i64) -> Result<Vec<LoadedLead>> {
+        self.attach_tags_and_attrs(c)?;
+        self.attach_events(c, now)?;
+        self.attach_sends(c, now)?;
+        Ok(self.leads)
+    }
+
+    /// Tags and attributes in one query: a tag is a row without a value.
+    fn attach_tags_and_attrs(&mut self, c: &Connection) -> Result<()> {
+        let sql = format!(
+            "SELECT lead_id, key, value FROM lead_attrs WHERE {0}
+             UNION ALL SELECT lead_id, tag, NULL FROM lead_tags WHERE {0}",
+            self.scope.condition("lead_id")
+        );
+        let mut args = self.scope.args(&[]);
+        args.extend(self.scope.args(&[]));
+        self.each_row(c, &sql, args, |l, r| {
+            let key: String = r.get(1)?;
+            match r.get_ref(2)?.as_str_or_null() {
+                Ok(None) => {
+                    l.lead.tags.insert(key);
+                }
+                Ok(Some(raw)) => {
+                    let v = Value::from_json(raw)
+                        .map_err(|e| StoreError::Corrupt(format!("attribute value {raw}: {e}")))?;
+                    l.lead.attrs.insert(key, v);
+                }
+                Err(e) => return Err(StoreError::Corrupt(format!("attribute {key}: {e}"))),
+            }
+            Ok(())
+        })
+    }
+
+    /// The most recent [`EVENTS_PER_KIND`] events of each kind up to `now`, oldest
+    /// first; and per kind with more, how many more and the first.
+    ///
+    /// Almost every lead has fewer events than that in all: theirs are read by a plain
+    /// scan of the `(lead_id, at)` index, already in order. Only the few leads over the
+    /// cap (found by counting the same index, without reading a row) pay for the
+    /// windowed query that ranks and counts per kind, which sorts every event it reads
+    /// and costs ten times the scan.
+    fn attach_events(&mut self, c: &Connection, now: i64) -> Result<()> {
+        let heavy = self.leads_over_cap(c, now)?;
+        let light = if heavy.is_empty() {
+            String::new()
+        } else {
+            format!("AND lead_id NOT IN ({})", placeholders(heavy.len()))
+        };
+        let sql = format!(
+            "SELECT lead_id, kind, at, props, 0, 0 FROM events
+             WHERE {} AND at <= ? {light} ORDER BY lead_id, at, id",
+            self.scope.condition("lead_id")
+        );
+        let mut args = self.scope.args(&[now]);
+        args.extend_from_slice(&heavy);
+        self.each_row(c, &sql, args, add_event)?;
+        if heavy.is_empty() {
+            return Ok(());
+        }
+        let heavy = Scope::Ids(heavy);
+        let sql = format!(
+            "SELECT lead_id, kind, at, props, total, first FROM (
+               SELECT lead_id, kind, at, props, id,
+                      ROW_NUMBER() OVER (PARTITION BY lead_id, kind ORDER BY at DESC, id DESC) AS recent,
+                      COUNT(*) OVER (PARTITION BY lead_id, kind) AS total,
+                      MIN(at) OVER (PARTITION BY lead_id, kind) AS first
+               FROM events WHERE {} AND at <= ?)
+             WHERE recent <= ? ORDER BY lead_id, at, id",
+            heavy.condition("lead_id")
+        );
+        self.each_row(c, &sql, heavy.args(&[now, EVENTS_PER_KIND]), add_event)
+    }
+
+    /// The page's leads with more than [`EVENTS_PER_KIND`] events up to `now` (of
+    /// all kinds together: a bound on each kind's), counted on the index alone.
+    fn leads_over_cap(&self, c: &Connection, now: i64) -> Result<Vec<i64>> {
+        let sql = format!(
+            "SELECT lead_id FROM events WHERE {} AND at <= ?
+             GROUP BY lead_id HAVING COUNT(*) > ?",
+            self.scope.condition("lead_id")
+        );
+        let mut stmt = c.prepare(&sql)?;
+        let ids = stmt
+            .query_map(
+                params_from_iter(self.scope.args(&[now, EVENTS_PER_KIND])),
+                |r| r.get(0),
+            )?
+            .collect::<Result<Vec<i64>, _>>()?;
+        Ok(ids)
+    }
+
+    /// The outbox rows asked for up to `now`, as rules count them.
+    fn attach_sends(&mut self, c: &Connection, now: i64) -> Result<()> {
+        let sql = format!(
+            "SELECT lead_id, template, dedupe_key, requested_at FROM outbox
+             WHERE {} AND requested_at <= ? ORDER BY lead_id, requested_at, id",
+            self.scope.condition("lead_id")
+        );
+        self.each_row(c, &sql, self.scope.args(&[now]), |l, r| {
+            l.sends.push(SendRecord {
+                template: TemplateName::parse(text(r, 1)?).map_err(StoreError::Corrupt)?,
+                key: r.get(2)?,
+                requested_at: from_ms(r.get(3)?),
+            });
+            Ok(())
+        })
+    }
+}
+
+/// Adds an event row `(lead_id, kind, at, props, total, first)` to its lead, whose
+/// rows come oldest first; `total` (the kind's events up to the clock) over the cap
+/// records the older ones left out, with `first`, the oldest's instant.
+fn add_event(l: &mut LoadedLead, r: &Row) -> Result<()> {
+    let kind: String = r.get(1)?;
+    let total: i64 = r.get(4)?;
+    if total > EVENTS_PER_KIND && !l.older.contains_key(&kind) {
+        let older = OlderEvents {
+            count: (total - EVENTS_PER_KIND) as u64,
+            first_at: from_ms(r.get(5)?),
+        };
+        l.older.insert(kind.clone(), older);
+    }
+    let raw = text(r, 3)?;
+    let props = Value::map_from_json(raw)
+        .map_err(|e| StoreError::Corrupt(format!("event props {raw}: {e}")))?;
+    l.events.push(Event {
+        kind,
+        at: from_ms(r.get(2)?),
+        props,
+    });
+    Ok(())
+}
+
+/// The leads found by `condition` (see [`select_leads`]), loaded; `range` as in
+/// [`Page::new`].
+fn load(
+    c: &Connection,
+    condition: &str,
+    args: Vec<i64>,
+    range: bool,
+    now: i64,
+) -> Result<Vec<LoadedLead>> {
+    let leads = select_leads(c, condition, args)?;
+    match Page::new(leads, range) {
+        Some(page) => page.attach(c, now),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -128,15 +310,17 @@ impl SqliteStore {
         limit: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<LoadedLead>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {LEAD_COLUMNS} FROM leads WHERE id > ? ORDER BY id LIMIT ?"
-        )))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        let leads = rows.iter().map(lead_from_row).collect::<Result<Vec<_>>>()?;
-        self.attach(leads, true, now).await
+        let now = ms(now);
+        raw::with_handle(self.pool(), move |c| {
+            load(
+                c,
+                "id > ? ORDER BY id LIMIT ?",
+                vec![after, limit],
+                true,
+                now,
+            )
+        })
+        .await
     }
 
     pub(in crate::store) async fn load_leads(
@@ -147,21 +331,16 @@ impl SqliteStore {
         let mut ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(IDS_PER_QUERY) {
-            let scope = Scope::Ids(chunk.to_vec());
-            let sql = format!(
-                "SELECT {LEAD_COLUMNS} FROM leads WHERE {} ORDER BY id",
-                scope.condition("id")
-            );
-            let rows = scope
-                .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-                .fetch_all(self.pool())
-                .await?;
-            let leads = rows.iter().map(lead_from_row).collect::<Result<Vec<_>>>()?;
-            out.extend(self.attach(leads, false, now).await?);
-        }
-        Ok(out)
+        let now = ms(now);
+        raw::with_handle(self.pool(), move |c| {
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(IDS_PER_QUERY) {
+                let condition = format!("id IN ({}) ORDER BY id", placeholders(chunk.len()));
+                out.extend(load(c, &condition, chunk.to_vec(), false, now)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     pub(in crate::store) async fn load_lead(
@@ -169,129 +348,10 @@ impl SqliteStore {
         id: LeadId,
         now: DateTime<Utc>,
     ) -> Result<Option<LoadedLead>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {LEAD_COLUMNS} FROM leads WHERE id = ?"
-        )))
-        .bind(id.0)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let lead = lead_from_row(&row)?;
-        Ok(self.attach(vec![lead], true, now).await?.pop())
-    }
-
-    /// Fills tags, attrs, events and sends for leads sorted by id, with three queries
-    /// for the page (`range`: see [`Page::new`]). Each statement is a round trip to
-    /// the driver's worker thread, so a page pays for few of them.
-    async fn attach(
-        &self,
-        leads: Vec<Lead>,
-        range: bool,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<LoadedLead>> {
-        let Some(mut page) = Page::new(leads, range) else {
-            return Ok(Vec::new());
-        };
-        self.attach_tags_and_attrs(&mut page).await?;
-        self.attach_events(&mut page, now).await?;
-        self.attach_sends(&mut page, now).await?;
-        Ok(page.leads)
-    }
-
-    /// Tags and attributes in one query: a tag is a row without a value.
-    async fn attach_tags_and_attrs(&self, page: &mut Page) -> Result<()> {
-        let sql = format!(
-            "SELECT lead_id, key, value FROM lead_attrs WHERE {0}
-             UNION ALL SELECT lead_id, tag, NULL FROM lead_tags WHERE {0}",
-            page.scope.condition("lead_id")
-        );
-        let q = page.scope.bind(sqlx::query(sqlx::AssertSqlSafe(sql)));
-        let rows = page.scope.bind(q).fetch_all(self.pool()).await?;
-        for r in &rows {
-            if let Some(l) = page.lead_of(r)? {
-                match r.try_get::<Option<String>, _>(2)? {
-                    None => {
-                        l.lead.tags.insert(r.try_get(1)?);
-                    }
-                    Some(raw) => {
-                        let v = Value::from_json(&raw).map_err(|e| {
-                            StoreError::Corrupt(format!("attribute value {raw}: {e}"))
-                        })?;
-                        l.lead.attrs.insert(r.try_get(1)?, v);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The most recent [`EVENTS_PER_KIND`] events of each kind up to `now`, oldest
-    /// first; and per kind with more, how many more and the first (the same scan).
-    async fn attach_events(&self, page: &mut Page, now: DateTime<Utc>) -> Result<()> {
-        let sql = format!(
-            "SELECT lead_id, kind, at, props, total, first FROM (
-               SELECT lead_id, kind, at, props, id,
-                      ROW_NUMBER() OVER (PARTITION BY lead_id, kind ORDER BY at DESC, id DESC) AS recent,
-                      COUNT(*) OVER (PARTITION BY lead_id, kind) AS total,
-                      MIN(at) OVER (PARTITION BY lead_id, kind) AS first
-               FROM events WHERE {} AND at <= ?)
-             WHERE recent <= ? ORDER BY lead_id, at, id",
-            page.scope.condition("lead_id")
-        );
-        let rows = page
-            .scope
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(ms(now))
-            .bind(EVENTS_PER_KIND)
-            .fetch_all(self.pool())
-            .await?;
-        for r in &rows {
-            if let Some(l) = page.lead_of(r)? {
-                let kind: String = r.try_get(1)?;
-                let total: i64 = r.try_get(4)?;
-                if total > EVENTS_PER_KIND && !l.older.contains_key(&kind) {
-                    let older = OlderEvents {
-                        count: (total - EVENTS_PER_KIND) as u64,
-                        first_at: from_ms(r.try_get(5)?),
-                    };
-                    l.older.insert(kind.clone(), older);
-                }
-                let raw: String = r.try_get(3)?;
-                let props = Value::map_from_json(&raw)
-                    .map_err(|e| StoreError::Corrupt(format!("event props {raw}: {e}")))?;
-                l.events.push(Event {
-                    kind,
-                    at: from_ms(r.try_get(2)?),
-                    props,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The outbox rows asked for up to `now`, as rules count them.
-    async fn attach_sends(&self, page: &mut Page, now: DateTime<Utc>) -> Result<()> {
-        let sql = format!(
-            "SELECT lead_id, template, dedupe_key, requested_at FROM outbox
-             WHERE {} AND requested_at <= ? ORDER BY lead_id, requested_at, id",
-            page.scope.condition("lead_id")
-        );
-        let rows = page
-            .scope
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(ms(now))
-            .fetch_all(self.pool())
-            .await?;
-        for r in &rows {
-            if let Some(l) = page.lead_of(r)? {
-                let t: String = r.try_get(1)?;
-                l.sends.push(SendRecord {
-                    template: TemplateName::parse(&t).map_err(StoreError::Corrupt)?,
-                    key: r.try_get(2)?,
-                    requested_at: from_ms(r.try_get(3)?),
-                });
-            }
-        }
-        Ok(())
+        let now = ms(now);
+        raw::with_handle(self.pool(), move |c| {
+            Ok(load(c, "id = ?", vec![id.0], true, now)?.pop())
+        })
+        .await
     }
 }

@@ -34,6 +34,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_pass_batches",
         include_str!("../../../migrations/sqlite/0007_pass_batches.sql"),
     ),
+    (
+        "0008_events_covering",
+        include_str!("../../../migrations/sqlite/0008_events_covering.sql"),
+    ),
 ];
 
 impl SqliteStore {

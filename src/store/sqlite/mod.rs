@@ -15,6 +15,7 @@ mod migrations;
 mod operator;
 mod outbox;
 mod passes;
+mod raw;
 mod report;
 mod settings;
 mod timeline;

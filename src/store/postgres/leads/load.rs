@@ -116,6 +116,36 @@ impl Page {
     }
 }
 
+impl Page {
+    /// Adds event rows `(lead_id, kind, at, props, total, first)` in each lead's order,
+    /// oldest first; `total` (the kind's events up to the clock) over the cap records
+    /// the older ones left out, with `first`, the oldest's instant.
+    fn add_events(&mut self, rows: &[PgRow]) -> Result<()> {
+        for r in rows {
+            if let Some(l) = self.lead_of(r)? {
+                let kind: String = r.try_get(1)?;
+                let total: i64 = r.try_get(4)?;
+                if total > EVENTS_PER_KIND && !l.older.contains_key(&kind) {
+                    let older = OlderEvents {
+                        count: (total - EVENTS_PER_KIND) as u64,
+                        first_at: from_ms(r.try_get(5)?),
+                    };
+                    l.older.insert(kind.clone(), older);
+                }
+                let raw: String = r.try_get(3)?;
+                let props = Value::map_from_json(&raw)
+                    .map_err(|e| StoreError::Corrupt(format!("event props {raw}: {e}")))?;
+                l.events.push(Event {
+                    kind,
+                    at: from_ms(r.try_get(2)?),
+                    props,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl PgStore {
     pub(in crate::store) async fn load_page(
         &self,
@@ -221,9 +251,31 @@ impl PgStore {
     }
 
     /// The most recent [`EVENTS_PER_KIND`] events of each kind up to `now`, oldest
-    /// first; and per kind with more, how many more and the first (the same scan).
+    /// first; and per kind with more, how many more and the first. As on SQLite, the
+    /// leads under the cap are read by a plain scan of the `(lead_id, at)` index, and
+    /// only the leads over it (counted on the index) by the windowed query.
     async fn attach_events(&self, page: &mut Page, now: DateTime<Utc>) -> Result<()> {
+        let heavy = self.leads_over_cap(page, now).await?;
         let (cond, n) = page.scope.condition("lead_id");
+        let sql = format!(
+            "SELECT lead_id, kind, at, props, 0::bigint, 0::bigint FROM events
+             WHERE {cond} AND at <= ${n} AND NOT (lead_id = ANY(${}::bigint[]))
+             ORDER BY lead_id, at, id",
+            n + 1
+        );
+        let rows = page
+            .scope
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .bind(ms(now))
+            .bind(&heavy)
+            .fetch_all(self.pool())
+            .await?;
+        page.add_events(&rows)?;
+        if heavy.is_empty() {
+            return Ok(());
+        }
+        let heavy = Scope::Ids(heavy);
+        let (cond, n) = heavy.condition("lead_id");
         let sql = format!(
             "SELECT lead_id, kind, at, props, total, first FROM (
                SELECT lead_id, kind, at, props, id,
@@ -234,6 +286,24 @@ impl PgStore {
              WHERE recent <= ${} ORDER BY lead_id, at, id",
             n + 1
         );
+        let rows = heavy
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .bind(ms(now))
+            .bind(EVENTS_PER_KIND)
+            .fetch_all(self.pool())
+            .await?;
+        page.add_events(&rows)
+    }
+
+    /// The page's leads with more than [`EVENTS_PER_KIND`] events up to `now` (of
+    /// all kinds together: a bound on each kind's), counted on the index.
+    async fn leads_over_cap(&self, page: &Page, now: DateTime<Utc>) -> Result<Vec<i64>> {
+        let (cond, n) = page.scope.condition("lead_id");
+        let sql = format!(
+            "SELECT lead_id FROM events WHERE {cond} AND at <= ${n}
+             GROUP BY lead_id HAVING COUNT(*) > ${}",
+            n + 1
+        );
         let rows = page
             .scope
             .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
@@ -241,28 +311,10 @@ impl PgStore {
             .bind(EVENTS_PER_KIND)
             .fetch_all(self.pool())
             .await?;
-        for r in &rows {
-            if let Some(l) = page.lead_of(r)? {
-                let kind: String = r.try_get(1)?;
-                let total: i64 = r.try_get(4)?;
-                if total > EVENTS_PER_KIND && !l.older.contains_key(&kind) {
-                    let older = OlderEvents {
-                        count: (total - EVENTS_PER_KIND) as u64,
-                        first_at: from_ms(r.try_get(5)?),
-                    };
-                    l.older.insert(kind.clone(), older);
-                }
-                let raw: String = r.try_get(3)?;
-                let props = Value::map_from_json(&raw)
-                    .map_err(|e| StoreError::Corrupt(format!("event props {raw}: {e}")))?;
-                l.events.push(Event {
-                    kind,
-                    at: from_ms(r.try_get(2)?),
-                    props,
-                });
-            }
-        }
-        Ok(())
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
     }
 
     /// The outbox rows asked for up to `now`, as rules count them.
