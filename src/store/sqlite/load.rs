@@ -7,8 +7,9 @@
 //! statement interface, which runs each statement on the connection's worker thread
 //! and hands every result row across threads (a page brings thousands of event rows;
 //! at that rate the hand-over, not SQLite, was the pass's cost). They run on the
-//! pooled connection's own handle instead ([`raw::with_handle`]), synchronously, in
-//! one read transaction: every query of a page sees the same snapshot.
+//! pooled connection's own handle instead ([`raw::with_handle`]; one lead, as the
+//! sender loads it per email, on the calling thread), synchronously, in one read
+//! transaction: every query of a page sees the same snapshot.
 
 use super::{SqliteStore, from_ms, ms, placeholders, raw};
 use crate::domain::{
@@ -349,7 +350,7 @@ impl SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Option<LoadedLead>> {
         let now = ms(now);
-        raw::with_handle(self.pool(), move |c| {
+        raw::with_handle_here(self.pool(), |c| {
             Ok(load(c, "id = ?", vec![id.0], true, now)?.pop())
         })
         .await

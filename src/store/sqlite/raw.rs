@@ -32,6 +32,21 @@ impl Drop for Lent {
     }
 }
 
+/// Runs a short `read` (one lead's rows: well under a millisecond) on a pooled
+/// connection's handle in one read transaction, on this thread: a hop to a blocking
+/// thread would cost more than the read. Nothing is awaited while the handle is lent.
+pub(super) async fn with_handle_here<T>(
+    pool: &SqlitePool,
+    read: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let mut conn = pool.acquire().await?;
+    let mut locked = conn.lock_handle().await?;
+    // SAFETY: the handle is open and ours alone while `locked` lives, to the end of
+    // this function; `from_handle` leaves it open when the wrapper is dropped.
+    let c = unsafe { Connection::from_handle(locked.as_raw_handle().as_ptr()) }?;
+    in_read_transaction(&c, read)
+}
+
 /// Runs `read` on a pooled connection's handle in one read transaction (one snapshot),
 /// on a blocking thread.
 pub(super) async fn with_handle<T, F>(pool: &SqlitePool, read: F) -> Result<T>
