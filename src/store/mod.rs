@@ -56,6 +56,7 @@ pub mod fixture;
 mod ingest;
 mod leads;
 pub mod lease;
+mod loading;
 mod outbox;
 mod passes;
 mod postgres;

@@ -12,15 +12,13 @@
 //! transaction: every query of a page sees the same snapshot.
 
 use super::{SqliteStore, from_ms, ms, placeholders, raw};
-use crate::domain::{
-    EVENTS_PER_KIND, EmailAddress, Event, Lead, LeadId, LoadedLead, OlderEvents, SendRecord,
-    StageId, TemplateName, Value, ValueMap,
-};
+use crate::domain::{EVENTS_PER_KIND, EmailAddress, Lead, LeadId, LoadedLead, StageId, ValueMap};
+use crate::store::loading::{Loading, add_event, add_send, add_tag_or_attr};
 use crate::store::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rusqlite::{Connection, Row, params_from_iter};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 const LEAD_COLUMNS: &str =
     "id, email, name, stage, locale, timezone, created_at, stage_entered_at, unsubscribed_at";
@@ -94,11 +92,9 @@ impl Scope {
     }
 }
 
-/// Leads sorted by id being filled in: each query covers the page's [`Scope`] and
-/// hands each row to its lead.
+/// A page's leads being filled in, and the [`Scope`] its queries cover.
 struct Page {
-    leads: Vec<LoadedLead>,
-    index: HashMap<i64, usize>,
+    loading: Loading,
     scope: Scope,
 }
 
@@ -113,23 +109,8 @@ impl Page {
         } else {
             Scope::Ids(leads.iter().map(|l| l.id.0).collect())
         };
-        let leads: Vec<LoadedLead> = leads
-            .into_iter()
-            .map(|lead| LoadedLead {
-                lead,
-                events: Vec::new(),
-                older: HashMap::new(),
-                sends: Vec::new(),
-            })
-            .collect();
-        let index = leads
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.lead.id.0, i))
-            .collect();
         Some(Page {
-            leads,
-            index,
+            loading: Loading::new(leads),
             scope,
         })
     }
@@ -146,9 +127,8 @@ impl Page {
         let mut stmt = c.prepare(sql)?;
         let mut rows = stmt.query(params_from_iter(args))?;
         while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            if let Some(&i) = self.index.get(&id) {
-                add(&mut self.leads[i], r)?;
+            if let Some(l) = self.loading.lead(r.get(0)?) {
+                add(l, r)?;
             }
         }
         Ok(())
@@ -159,7 +139,7 @@ impl Page {
         self.attach_tags_and_attrs(c)?;
         self.attach_events(c, now)?;
         self.attach_sends(c, now)?;
-        Ok(self.leads)
+        Ok(self.loading.into_leads())
     }
 
     /// Tags and attributes in one query: a tag is a row without a value.
@@ -172,19 +152,9 @@ impl Page {
         let mut args = self.scope.args(&[]);
         args.extend(self.scope.args(&[]));
         self.each_row(c, &sql, args, |l, r| {
-            let key: String = r.get(1)?;
-            match r.get_ref(2)?.as_str_or_null() {
-                Ok(None) => {
-                    l.lead.tags.insert(key);
-                }
-                Ok(Some(raw)) => {
-                    let v = Value::from_json(raw)
-                        .map_err(|e| StoreError::Corrupt(format!("attribute value {raw}: {e}")))?;
-                    l.lead.attrs.insert(key, v);
-                }
-                Err(e) => return Err(StoreError::Corrupt(format!("attribute {key}: {e}"))),
-            }
-            Ok(())
+            let value = r.get_ref(2)?.as_str_or_null();
+            let value = value.map_err(|e| StoreError::Corrupt(format!("attribute value: {e}")))?;
+            add_tag_or_attr(l, r.get(1)?, value)
         })
     }
 
@@ -210,7 +180,7 @@ impl Page {
         );
         let mut args = self.scope.args(&[now]);
         args.extend_from_slice(&heavy);
-        self.each_row(c, &sql, args, add_event)?;
+        self.each_row(c, &sql, args, add_event_row)?;
         if heavy.is_empty() {
             return Ok(());
         }
@@ -225,7 +195,7 @@ impl Page {
              WHERE recent <= ? ORDER BY lead_id, at, id",
             heavy.condition("lead_id")
         );
-        self.each_row(c, &sql, heavy.args(&[now, EVENTS_PER_KIND]), add_event)
+        self.each_row(c, &sql, heavy.args(&[now, EVENTS_PER_KIND]), add_event_row)
     }
 
     /// The page's leads with more than [`EVENTS_PER_KIND`] events up to `now` (of
@@ -254,38 +224,15 @@ impl Page {
             self.scope.condition("lead_id")
         );
         self.each_row(c, &sql, self.scope.args(&[now]), |l, r| {
-            l.sends.push(SendRecord {
-                template: TemplateName::parse(text(r, 1)?).map_err(StoreError::Corrupt)?,
-                key: r.get(2)?,
-                requested_at: from_ms(r.get(3)?),
-            });
-            Ok(())
+            add_send(l, text(r, 1)?, r.get(2)?, from_ms(r.get(3)?))
         })
     }
 }
 
-/// Adds an event row `(lead_id, kind, at, props, total, first)` to its lead, whose
-/// rows come oldest first; `total` (the kind's events up to the clock) over the cap
-/// records the older ones left out, with `first`, the oldest's instant.
-fn add_event(l: &mut LoadedLead, r: &Row) -> Result<()> {
-    let kind: String = r.get(1)?;
-    let total: i64 = r.get(4)?;
-    if total > EVENTS_PER_KIND && !l.older.contains_key(&kind) {
-        let older = OlderEvents {
-            count: (total - EVENTS_PER_KIND) as u64,
-            first_at: from_ms(r.get(5)?),
-        };
-        l.older.insert(kind.clone(), older);
-    }
-    let raw = text(r, 3)?;
-    let props = Value::map_from_json(raw)
-        .map_err(|e| StoreError::Corrupt(format!("event props {raw}: {e}")))?;
-    l.events.push(Event {
-        kind,
-        at: from_ms(r.get(2)?),
-        props,
-    });
-    Ok(())
+/// An event row `(lead_id, kind, at, props, total, first)` to its lead.
+fn add_event_row(l: &mut LoadedLead, r: &Row) -> Result<()> {
+    let (at, first) = (from_ms(r.get(2)?), from_ms(r.get(5)?));
+    add_event(l, r.get(1)?, at, text(r, 3)?, r.get(4)?, first)
 }
 
 /// The leads found by `condition` (see [`select_leads`]), loaded; `range` as in

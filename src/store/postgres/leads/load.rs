@@ -3,10 +3,8 @@
 //! each for the whole page (never one per lead). A page is a range of ids (a pass) or
 //! a list of them (the leads of an event batch, bound as one array).
 
-use crate::domain::{
-    EVENTS_PER_KIND, EmailAddress, Event, Lead, LeadId, LoadedLead, OlderEvents, SendRecord,
-    StageId, TemplateName, Value, ValueMap,
-};
+use crate::domain::{EVENTS_PER_KIND, EmailAddress, Lead, LeadId, LoadedLead, StageId, ValueMap};
+use crate::store::loading::{Loading, add_event, add_send, add_tag_or_attr};
 use crate::store::postgres::{PgStore, from_ms, ms};
 use crate::store::{Result, StoreError};
 use chrono::{DateTime, Utc};
@@ -14,7 +12,7 @@ use chrono_tz::Tz;
 use sqlx::Row;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Postgres, query::Query};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 const LEAD_COLUMNS: &str =
     "id, email, name, stage, locale, timezone, created_at, stage_entered_at, unsubscribed_at";
@@ -68,11 +66,9 @@ impl Scope {
     }
 }
 
-/// Leads sorted by id being filled in: each query covers the page's [`Scope`] and
-/// hands each row to its lead.
+/// A page's leads being filled in, and the [`Scope`] its queries cover.
 struct Page {
-    leads: Vec<LoadedLead>,
-    index: HashMap<i64, usize>,
+    loading: Loading,
     scope: Scope,
 }
 
@@ -87,23 +83,8 @@ impl Page {
         } else {
             Scope::Ids(leads.iter().map(|l| l.id.0).collect())
         };
-        let leads: Vec<LoadedLead> = leads
-            .into_iter()
-            .map(|lead| LoadedLead {
-                lead,
-                events: Vec::new(),
-                older: HashMap::new(),
-                sends: Vec::new(),
-            })
-            .collect();
-        let index = leads
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.lead.id.0, i))
-            .collect();
         Some(Page {
-            leads,
-            index,
+            loading: Loading::new(leads),
             scope,
         })
     }
@@ -111,35 +92,17 @@ impl Page {
     /// The lead of a row whose first column is its lead's id; `None` for an id in
     /// the range that is not on the page.
     fn lead_of(&mut self, r: &PgRow) -> Result<Option<&mut LoadedLead>> {
-        let id: i64 = r.try_get(0)?;
-        Ok(self.index.get(&id).map(|&i| &mut self.leads[i]))
+        Ok(self.loading.lead(r.try_get(0)?))
     }
-}
 
-impl Page {
-    /// Adds event rows `(lead_id, kind, at, props, total, first)` in each lead's order,
-    /// oldest first; `total` (the kind's events up to the clock) over the cap records
-    /// the older ones left out, with `first`, the oldest's instant.
+    /// Adds event rows `(lead_id, kind, at, props, total, first)`, each lead's oldest
+    /// first.
     fn add_events(&mut self, rows: &[PgRow]) -> Result<()> {
         for r in rows {
             if let Some(l) = self.lead_of(r)? {
-                let kind: String = r.try_get(1)?;
-                let total: i64 = r.try_get(4)?;
-                if total > EVENTS_PER_KIND && !l.older.contains_key(&kind) {
-                    let older = OlderEvents {
-                        count: (total - EVENTS_PER_KIND) as u64,
-                        first_at: from_ms(r.try_get(5)?),
-                    };
-                    l.older.insert(kind.clone(), older);
-                }
-                let raw: String = r.try_get(3)?;
-                let props = Value::map_from_json(&raw)
-                    .map_err(|e| StoreError::Corrupt(format!("event props {raw}: {e}")))?;
-                l.events.push(Event {
-                    kind,
-                    at: from_ms(r.try_get(2)?),
-                    props,
-                });
+                let props: String = r.try_get(3)?;
+                let (at, first) = (from_ms(r.try_get(2)?), from_ms(r.try_get(5)?));
+                add_event(l, r.try_get(1)?, at, &props, r.try_get(4)?, first)?;
             }
         }
         Ok(())
@@ -216,7 +179,7 @@ impl PgStore {
         self.attach_tags_and_attrs(&mut page).await?;
         self.attach_events(&mut page, now).await?;
         self.attach_sends(&mut page, now).await?;
-        Ok(page.leads)
+        Ok(page.loading.into_leads())
     }
 
     /// Tags and attributes in one query: a tag is a row without a value. Both halves
@@ -234,17 +197,8 @@ impl PgStore {
             .await?;
         for r in &rows {
             if let Some(l) = page.lead_of(r)? {
-                match r.try_get::<Option<String>, _>(2)? {
-                    None => {
-                        l.lead.tags.insert(r.try_get(1)?);
-                    }
-                    Some(raw) => {
-                        let v = Value::from_json(&raw).map_err(|e| {
-                            StoreError::Corrupt(format!("attribute value {raw}: {e}"))
-                        })?;
-                        l.lead.attrs.insert(r.try_get(1)?, v);
-                    }
-                }
+                let value: Option<String> = r.try_get(2)?;
+                add_tag_or_attr(l, r.try_get(1)?, value.as_deref())?;
             }
         }
         Ok(())
@@ -332,12 +286,8 @@ impl PgStore {
             .await?;
         for r in &rows {
             if let Some(l) = page.lead_of(r)? {
-                let t: String = r.try_get(1)?;
-                l.sends.push(SendRecord {
-                    template: TemplateName::parse(&t).map_err(StoreError::Corrupt)?,
-                    key: r.try_get(2)?,
-                    requested_at: from_ms(r.try_get(3)?),
-                });
+                let template: String = r.try_get(1)?;
+                add_send(l, &template, r.try_get(2)?, from_ms(r.try_get(3)?))?;
             }
         }
         Ok(())
